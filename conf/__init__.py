@@ -1,0 +1,6 @@
+"""YAML configuration shipped with LakeRec: `local.yaml` (one machine, no cluster) and
+`cluster.example.yaml` (GPU executors, shared storage). Loaded by `lakerec.config`."""
+from pathlib import Path
+
+CONF_DIR = Path(__file__).resolve().parent
+LOCAL_DEFAULT = CONF_DIR / "local.yaml"

@@ -1,0 +1,93 @@
+"""The `lakerec` command: one subcommand per job.
+
+Every job takes --conf (YAML; default conf/local.yaml), --set key.path=value overrides and
+--run-date (default: today, UTC). Exit code 0 only on success; problems the user must fix
+(missing table or column, bad configuration, corrupt file) print one clear message and exit 2.
+"""
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import os
+import sys
+
+from lakerec.config import load_conf
+from lakerec.errors import LakeRecError
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+
+def _date(text: str) -> dt.date:
+    try:
+        return dt.date.fromisoformat(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a date (YYYY-MM-DD): {text!r}") from None
+
+
+def parser() -> argparse.ArgumentParser:
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--conf", help="YAML configuration (default: conf/local.yaml)")
+    common.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                        help="override a configuration key, e.g. --set spark.master=local[4]")
+    common.add_argument("--run-date", type=_date, default=dt.datetime.now(dt.timezone.utc).date(),
+                        help="logical date of the run, YYYY-MM-DD (default: today, UTC)")
+    top = argparse.ArgumentParser(prog="lakerec", description="LLM recommendation scoring in your warehouse.")
+    jobs = top.add_subparsers(dest="job", required=True, metavar="<job>")
+
+    p = jobs.add_parser("ingest", parents=[common], help="load MovieLens-100K into the source tables")
+    p.add_argument("--force", action="store_true", help="rewrite even if the tables hold this dataset")
+    p = jobs.add_parser("generate", parents=[common], help="write a synthetic warehouse of any size")
+    p.add_argument("--users", type=int, default=10_000)
+    p.add_argument("--items", type=int, default=5_000)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--mean-interactions", type=float, default=50.0)
+    p.add_argument("--force", action="store_true")
+    jobs.add_parser("validate", parents=[common], help="check the source tables; quarantine bad rows")
+    jobs.add_parser("textualize", parents=[common], help="write the prompts partition for --run-date")
+    jobs.add_parser("demo", parents=[common], help="run the whole local pipeline and show results")
+    p = jobs.add_parser("info", parents=[common], help="warehouse, tables, locations, versions")
+    p.add_argument("--json", action="store_true", help="one JSON object")
+    p = jobs.add_parser("sql", parents=[common], help="run one SQL statement against the warehouse")
+    p.add_argument("statement")
+    return top
+
+
+def dispatch(args, spark, conf) -> None:
+    if args.job == "ingest":
+        from jobs import ingest
+        ingest.run(spark, conf, args.run_date, force=args.force)
+    elif args.job == "generate":
+        from jobs import generate
+        generate.run(spark, conf, args.run_date, users=args.users, items=args.items, seed=args.seed,
+                     mean_interactions=args.mean_interactions, force=args.force)
+    elif args.job == "validate":
+        from jobs import validate
+        validate.run(spark, conf, args.run_date)
+    elif args.job == "textualize":
+        from jobs import textualize
+        textualize.run(spark, conf, args.run_date)
+    elif args.job == "demo":
+        from jobs import demo
+        demo.run(spark, conf, args.run_date)
+    elif args.job == "info":
+        from jobs import info
+        info.run(spark, conf, as_json=args.json)
+    elif args.job == "sql":
+        spark.sql(args.statement).show(50, truncate=100)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    try:
+        conf = load_conf(args.conf, args.set)
+        from lakerec.spark import build_session
+        spark = build_session(conf)
+        dispatch(args, spark, conf)
+        return 0
+    except LakeRecError as exc:
+        print(f"lakerec {args.job}: error: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

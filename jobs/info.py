@@ -1,0 +1,64 @@
+"""`lakerec info [--json]`: where the warehouse and every table live, and the versions in use."""
+from __future__ import annotations
+
+import json
+import platform
+from importlib import metadata
+
+from lakerec import __version__
+from lakerec.sources.schema import ROLES, mapping
+from lakerec.tables import delta_version, location, table_exists
+
+
+def configured_tables(conf) -> list[str]:
+    names = [mapping(conf, role)[0] for role in ROLES]
+    names += [name for name in (conf.get("tables") or {}).values()]
+    return list(dict.fromkeys(names))
+
+
+def collect(spark, conf) -> dict:
+    tables, missing, versions = {}, [], {}
+    for name in configured_tables(conf):
+        if table_exists(spark, name):
+            fq = f"spark_catalog.{name}"
+            tables[fq] = location(spark, name)
+            versions[fq] = delta_version(spark, name)
+        else:
+            missing.append(name)
+    jars = spark.sparkContext.getConf().get("spark.jars", "")
+    return {
+        "lakerec_version": __version__,
+        "warehouse": str(conf.warehouse_root),
+        "metastore": str(conf.warehouse_root / "metastore_db") if conf.get("spark.hive_catalog", True) else None,
+        "conf": conf.source,
+        "tables": tables,
+        "table_versions": versions,
+        "missing_tables": missing,
+        "versions": {
+            "spark": spark.version,
+            "delta": metadata.version("delta-spark"),
+            "delta_jars": "local folder" if jars else "spark.jars.packages",
+            "python": platform.python_version(),
+            "lakerec": __version__,
+            "pyarrow": metadata.version("pyarrow"),
+        },
+    }
+
+
+def render(info: dict) -> str:
+    lines = [f"LakeRec {info['lakerec_version']}  (conf: {info['conf']})",
+             f"warehouse: {info['warehouse']}"]
+    if info.get("metastore"):
+        lines.append(f"metastore: {info['metastore']}")
+    lines.append("tables:")
+    for name, loc in info["tables"].items():
+        lines.append(f"  {name:45s} v{info['table_versions'][name]}  {loc}")
+    for name in info["missing_tables"]:
+        lines.append(f"  {name:45s} (not created yet)")
+    lines.append("versions: " + ", ".join(f"{k} {v}" for k, v in info["versions"].items()))
+    return "\n".join(lines)
+
+
+def run(spark, conf, as_json: bool) -> None:
+    info = collect(spark, conf)
+    print(json.dumps(info, indent=2) if as_json else render(info))

@@ -1,0 +1,65 @@
+"""Builds the prompts table for a run date: each valid user's profile and chronological history
+up to the end of that date, rendered by the shared textualizer on the executors."""
+from __future__ import annotations
+
+import datetime as dt
+import functools
+
+from pyspark.sql import DataFrame, functions as F
+
+from lakerec.config import Conf
+from rec_udf.textualize_udf import PROMPT_SCHEMA, textualize_frames
+
+PROMPTS_COLUMNS_DOC = {
+    "user_id": "user id (canonical, bigint)",
+    "run_date": "history includes interactions before the end of this date (UTC); partition column",
+    "prompt": "the textualized profile and history",
+    "entity_spans": "character span [start, end) of each history entity in `prompt`, oldest first",
+    "history_item_ids": "item ids rendered in the prompt, oldest first (after the token budget)",
+    "seen_item_ids": "every item in the user's valid history up to run_date (excluded at scoring)",
+    "n_history_total": "number of valid interactions up to run_date",
+    "n_history_kept": "number rendered in the prompt",
+    "prompt_tokens": "pre-token count of the prompt (budget: textualize.max_prompt_tokens)",
+    "template_name": "textualizer template name",
+    "prompt_template_version": "textualizer template version",
+    "template_hash": "hash of template name, version and spec",
+    "input_table_versions": "Delta version read of each source table",
+    "run_id": "the run that wrote the row (see the runs table)",
+    "created_at": "when the row was written (UTC)",
+}
+
+
+def template_spec(conf: Conf) -> dict[str, str]:
+    return {"item_noun_plural": conf.get("textualize.item_noun_plural", "movies"),
+            "history_verb": conf.get("textualize.history_verb", "watched")}
+
+
+def build_prompts(good: dict[str, DataFrame], conf: Conf, run_date: dt.date, run_id: str,
+                  input_versions: dict[str, int | None]) -> DataFrame:
+    cutoff = dt.datetime.combine(run_date + dt.timedelta(days=1), dt.time())
+    max_items = int(conf.get("textualize.max_history_items", 200))
+    events = (good["interactions"].where(F.col("event_time") < F.lit(cutoff))
+              .join(good["items"].select("item_id", "title", "release_year", "genres"), "item_id"))
+    # sort_array orders the structs by their first fields: event_time, then item_id.
+    history = events.groupBy("user_id").agg(
+        F.sort_array(F.collect_list(F.struct("event_time", "item_id", "title", "release_year",
+                                             "genres", "rating"))).alias("all_history"),
+        F.sort_array(F.collect_set("item_id")).alias("seen_item_ids"))
+    history = history.select(
+        "user_id", "seen_item_ids", F.size("all_history").alias("n_history"),
+        F.when(F.size("all_history") > max_items, F.slice("all_history", -max_items, max_items))
+         .otherwise(F.col("all_history")).alias("history"))
+    users = good["users"].join(history, "user_id", "left").select(
+        "user_id", "age", "gender", "occupation", "zip_code", "history",
+        F.coalesce("seen_item_ids", F.array().cast("array<bigint>")).alias("seen_item_ids"),
+        F.coalesce("n_history", F.lit(0)).alias("n_history"))
+    render = functools.partial(textualize_frames, max_tokens=int(conf.get("textualize.max_prompt_tokens", 384)),
+                               max_items=max_items, spec=template_spec(conf))
+    versions = F.create_map(*[x for role_table, version in sorted(input_versions.items())
+                              for x in (F.lit(role_table), F.lit(version).cast("bigint"))])
+    return users.mapInPandas(render, PROMPT_SCHEMA).select(
+        "user_id", F.lit(run_date).cast("date").alias("run_date"), "prompt", "entity_spans",
+        "history_item_ids", "seen_item_ids", "n_history_total", "n_history_kept", "prompt_tokens",
+        "template_name", "prompt_template_version", "template_hash",
+        versions.alias("input_table_versions"), F.lit(run_id).alias("run_id"),
+        F.current_timestamp().alias("created_at"))

@@ -1,0 +1,69 @@
+"""The `runs` table: one appended row per job run (success or failure) with counts and timings,
+and the one-line summary every job prints at the end."""
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import json
+import sys
+import time
+import uuid
+from dataclasses import dataclass, field
+
+from lakerec import __version__
+from lakerec.config import Conf
+from lakerec.tables import append
+
+RUNS_SCHEMA = (
+    "run_id string, job string, run_date date, status string, started_at timestamp, "
+    "finished_at timestamp, duration_s double, rows_in bigint, rows_out bigint, "
+    "rows_quarantined bigint, metrics string, error string, lakerec_version string, conf_source string"
+)
+
+
+@dataclass
+class Run:
+    job: str
+    run_date: dt.date
+    run_id: str = field(default_factory=lambda: uuid.uuid4().hex[:16])
+    rows_in: int = 0
+    rows_out: int = 0
+    rows_quarantined: int = 0
+    metrics: dict = field(default_factory=dict)
+    started: float = field(default_factory=time.time)
+
+    def summary(self, status: str) -> str:
+        extra = " ".join(f"{k}={v}" for k, v in self.metrics.items() if not isinstance(v, (dict, list)))
+        return (f"lakerec {self.job} {status}: run_date={self.run_date} run_id={self.run_id} "
+                f"in={self.rows_in} out={self.rows_out} quarantined={self.rows_quarantined} "
+                f"duration={time.time() - self.started:.1f}s {extra}").rstrip()
+
+
+@contextlib.contextmanager
+def recorded_run(spark, conf: Conf, job: str, run_date: dt.date):
+    """Yield a Run; on exit append its row to the runs table and print the summary line.
+    A failing job still gets a `failed` row with the error, then the exception propagates."""
+    run = Run(job=job, run_date=run_date)
+    status, error = "succeeded", None
+    try:
+        yield run
+    except BaseException as exc:
+        status, error = "failed", f"{type(exc).__name__}: {exc}"
+        raise
+    finally:
+        _write(spark, conf, run, status, error)
+        print(run.summary(status), file=sys.stdout if status == "succeeded" else sys.stderr, flush=True)
+
+
+def _write(spark, conf: Conf, run: Run, status: str, error: str | None) -> None:
+    finished = time.time()
+    row = (run.run_id, run.job, run.run_date, status,
+           dt.datetime.fromtimestamp(run.started, dt.timezone.utc).replace(tzinfo=None),
+           dt.datetime.fromtimestamp(finished, dt.timezone.utc).replace(tzinfo=None),
+           round(finished - run.started, 3), int(run.rows_in), int(run.rows_out),
+           int(run.rows_quarantined), json.dumps(run.metrics, default=str, sort_keys=True),
+           error[:4000] if error else None, __version__, conf.source)
+    try:
+        append(spark.createDataFrame([row], RUNS_SCHEMA), conf.require("tables.runs"))
+    except Exception as exc:  # never hide the job's own error behind a bookkeeping failure
+        print(f"warning: could not record the run in {conf.get('tables.runs')}: {exc}", file=sys.stderr)

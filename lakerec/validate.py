@@ -1,0 +1,139 @@
+"""Row-level validation of the source tables. Bad rows are data, not crashes: each gets the
+list of rules it breaks and goes to the quarantine table; good rows flow on to the next step.
+(Structural problems are caught earlier, by `sources.schema.read_source`.)"""
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass
+
+from pyspark import StorageLevel
+from pyspark.sql import DataFrame, Window, functions as F
+
+from lakerec.config import Conf
+from lakerec.sources.schema import SourceRead
+from lakerec.tables import replace_slice
+
+REASONS = "_reasons"
+# C0/C1 control characters (tab, LF and CR allowed) and U+FFFD, which is what invalid UTF-8
+# becomes when a reader decodes it.
+BAD_TEXT = r"[\x00-\x08\x0B\x0C\x0E-\x1F\x7F-\x9F\uFFFD]"
+QUARANTINE_SCHEMA_DOC = {
+    "run_date": "run date of the job that quarantined the row",
+    "job": "job that quarantined it (validate, textualize, ...)",
+    "run_id": "the run (see the runs table)",
+    "source_table": "fully qualified source table",
+    "reason": "comma-separated rules the row breaks",
+    "row_json": "the row as JSON, canonical column names",
+    "detected_at": "when it was quarantined (UTC)",
+}
+
+
+@dataclass
+class Validated:
+    good: dict[str, DataFrame]       # role -> canonical rows that passed every rule
+    flagged: dict[str, DataFrame]    # role -> every row with its reasons (persisted)
+    tables: dict[str, str]           # role -> source table name
+
+    def quarantine_rows(self) -> DataFrame:
+        parts = []
+        for role, df in self.flagged.items():
+            cols = [c for c in df.columns if c != REASONS]
+            parts.append(df.where(F.size(REASONS) > 0).select(
+                F.lit(self.tables[role]).alias("source_table"),
+                F.array_join(REASONS, ",").alias("reason"),
+                F.to_json(F.struct(*cols)).alias("row_json")))
+        out = parts[0]
+        for part in parts[1:]:
+            out = out.unionByName(part)
+        return out
+
+    def release(self) -> None:
+        for df in self.flagged.values():
+            df.unpersist()
+
+
+def _reasons(*rules) -> F.Column:
+    """array of the reasons whose condition is true (a NULL condition counts as passing)."""
+    return F.filter(F.array(*[F.when(cond, F.lit(reason)) for cond, reason in rules]),
+                    lambda r: r.isNotNull())
+
+
+def _bad_text(column: str):
+    return (F.col(column).rlike(BAD_TEXT), f"bad_text:{column}")
+
+
+def _duplicate(keys: list[str], cols: list[str], reason: str):
+    """Every row after the first of its key (deterministic order) is a duplicate."""
+    order = F.to_json(F.struct(*cols))
+    rank = F.row_number().over(Window.partitionBy(*keys).orderBy(order))
+    return (F.col(keys[0]).isNotNull() & (rank > 1), reason)
+
+
+def _flag(df: DataFrame, rules) -> DataFrame:
+    return df.withColumn(REASONS, _reasons(*rules))
+
+
+def validate(sources: dict[str, SourceRead], conf: Conf, now: dt.datetime | None = None) -> Validated:
+    now = now or dt.datetime.now(dt.timezone.utc).replace(tzinfo=None)
+    latest = now + dt.timedelta(hours=float(conf.get("validation.future_tolerance_hours", 24)))
+    earliest = dt.datetime.fromisoformat(str(conf.get("validation.min_event_time", "1990-01-01")))
+    rating_min = float(conf.get("validation.rating_min", 1))
+    rating_max = float(conf.get("validation.rating_max", 5))
+    keep = StorageLevel.MEMORY_AND_DISK
+
+    users = sources["users"].df
+    users = _flag(users, [
+        (F.col("user_id").isNull(), "null_user_id"),
+        _duplicate(["user_id"], users.columns, "duplicate_user_id"),
+        ((F.col("age") < 0) | (F.col("age") > 120), "age_out_of_range"),
+        _bad_text("gender"), _bad_text("occupation"), _bad_text("zip_code"),
+    ]).persist(keep)
+
+    items = sources["items"].df
+    items = _flag(items, [
+        (F.col("item_id").isNull(), "null_item_id"),
+        _duplicate(["item_id"], items.columns, "duplicate_item_id"),
+        (F.col("title").isNull() | (F.trim("title") == ""), "missing_title"),
+        _bad_text("title"),
+        (F.exists(F.coalesce("genres", F.array()), lambda g: g.rlike(BAD_TEXT)), "bad_text:genres"),
+    ]).persist(keep)
+
+    good_users = users.where(F.size(REASONS) == 0).drop(REASONS)
+    good_items = items.where(F.size(REASONS) == 0).drop(REASONS)
+
+    inter = sources["interactions"].df
+    cols = inter.columns
+    inter = (inter
+             .join(good_users.select("user_id", F.lit(True).alias("_user_ok")), "user_id", "left")
+             .join(good_items.select("item_id", F.lit(True).alias("_item_ok")), "item_id", "left"))
+    inter = _flag(inter, [
+        (F.col("user_id").isNull(), "null_user_id"),
+        (F.col("item_id").isNull(), "null_item_id"),
+        (F.col("user_id").isNotNull() & F.col("_user_ok").isNull(), "unknown_user_id"),
+        (F.col("item_id").isNotNull() & F.col("_item_ok").isNull(), "unknown_item_id"),
+        (F.col("event_time").isNull(), "null_event_time"),
+        (F.col("event_time") < F.lit(earliest), "event_time_before_min"),
+        (F.col("event_time") > F.lit(latest), "event_time_in_future"),
+        ((F.col("rating") < rating_min) | (F.col("rating") > rating_max), "rating_out_of_range"),
+        _duplicate(["user_id", "item_id", "event_time"], cols, "duplicate_event"),
+    ]).select(*cols, REASONS).persist(keep)
+
+    return Validated(
+        good={"users": good_users, "items": good_items,
+              "interactions": inter.where(F.size(REASONS) == 0).drop(REASONS)},
+        flagged={"users": users, "items": items, "interactions": inter},
+        tables={role: s.table for role, s in sources.items()},
+    )
+
+
+def write_quarantine(validated: Validated, conf: Conf, job: str, run_id: str, run_date: dt.date) -> int:
+    """Replace this (run_date, job) slice of the quarantine table; return the number of rows."""
+    rows = validated.quarantine_rows().select(
+        F.lit(run_date).cast("date").alias("run_date"), F.lit(job).alias("job"),
+        F.lit(run_id).alias("run_id"), "source_table", "reason", "row_json",
+        F.current_timestamp().alias("detected_at")).persist(StorageLevel.MEMORY_AND_DISK)
+    count = rows.count()
+    replace_slice(rows, conf.require("tables.quarantine"),
+                  f"run_date = '{run_date.isoformat()}' AND job = '{job}'", ["run_date"])
+    rows.unpersist()
+    return count
