@@ -1,0 +1,169 @@
+"""Spark + Delta integration on small warehouses: validate -> quarantine -> textualize, checked
+through SQL by table name; structural errors stop before any write; re-runs are idempotent."""
+import datetime as dt
+import json
+
+import pytest
+from pyspark.sql import functions as F
+
+from jobs import textualize, validate
+from lakerec.errors import StructuralError
+from lakerec.sources.schema import read_source
+from lakerec.tables import table_exists
+from tests.warehouse_fixtures import at, conf_for, write
+
+pytestmark = pytest.mark.spark
+RUN_DATE = dt.date(2001, 3, 10)
+
+GOOD_USERS = [(1, 30, "M", "writer", "11111"), (2, 40, "F", "artist", "22222")]
+GOOD_ITEMS = [(10, "Good Movie", 1999, ["Drama"]), (13, "Ok Film", 2002, None)]
+GOOD_EVENTS = [(1, 10, 4.0, at(0)), (1, 13, 5.0, at(1)), (2, 10, 3.0, at(0))]
+
+
+@pytest.fixture(scope="module")
+def dirty(spark, base_conf):
+    """A warehouse with one example of each row-level problem, under renamed columns."""
+    conf = conf_for(base_conf, "dirty", items={"title": "movie_name", "genres": "categories"},
+                    interactions={"event_time": "ts"})
+    users = GOOD_USERS + [
+        (2, 41, "F", "artist", "dup"),            # duplicate_user_id (one copy is kept)
+        (None, 50, "M", "none", "00000"),         # null_user_id
+        (3, 25, "M", "eng\x07ineer", "33333"),    # bad_text:occupation
+    ]
+    items = GOOD_ITEMS + [
+        (11, "Caf\ufffd Noir", 2000, []),         # bad_text:title (invalid UTF-8 decoded)
+        (12, "  ", 2001, ["Comedy"]),             # missing_title
+    ]
+    events = GOOD_EVENTS + [
+        (1, 10, 4.0, at(0)),                      # duplicate_event
+        (99, 10, 4.0, at(2)),                     # unknown_user_id
+        (1, 999, 4.0, at(2)),                     # unknown_item_id
+        (1, 11, 4.0, at(2)),                      # unknown_item_id: item 11 is quarantined
+        (3, 10, 4.0, at(2)),                      # unknown_user_id: user 3 is quarantined
+        (1, 13, 9.0, at(3)),                      # rating_out_of_range
+        (1, 13, 3.0, dt.datetime(1985, 1, 1)),    # event_time_before_min
+        (1, 13, 3.0, dt.datetime(2100, 1, 1)),    # event_time_in_future
+        (None, 10, 3.0, at(4)),                   # null_user_id
+        (2, 13, 2.0, None),                       # null_event_time
+    ]
+    write(spark, conf, users, items, events)
+    return conf
+
+
+def _quarantine(spark, conf, job):
+    rows = spark.table(conf.require("tables.quarantine")).where(F.col("job") == job).collect()
+    return sorted((r.source_table.split(".")[1], r.reason) for r in rows), rows
+
+
+def test_bad_rows_go_to_quarantine_and_good_rows_flow_on(spark, dirty):
+    run = textualize.run(spark, dirty, RUN_DATE)
+    reasons, rows = _quarantine(spark, dirty, "textualize")
+    assert reasons == sorted([
+        ("users", "duplicate_user_id"), ("users", "null_user_id"), ("users", "bad_text:occupation"),
+        ("items", "bad_text:title"), ("items", "missing_title"),
+        ("interactions", "duplicate_event"), ("interactions", "unknown_user_id"),
+        ("interactions", "unknown_item_id"), ("interactions", "unknown_item_id"),
+        ("interactions", "unknown_user_id"), ("interactions", "rating_out_of_range"),
+        ("interactions", "event_time_before_min"), ("interactions", "event_time_in_future"),
+        ("interactions", "null_user_id"),
+        ("interactions", "null_event_time"),
+    ])
+    assert all(r.run_id == run.run_id and r.run_date == RUN_DATE for r in rows)
+    bad_title = [json.loads(r.row_json) for r in rows if r.reason == "bad_text:title"]
+    assert bad_title == [{"item_id": 11, "title": "Caf\ufffd Noir", "release_year": 2000, "genres": []}]
+    assert run.rows_quarantined == 15 and run.rows_in == 5 + 4 + 13
+
+    prompts = spark.sql(f"SELECT user_id, history_item_ids, seen_item_ids, prompt FROM {dirty.require('tables.prompts')} "
+                        f"WHERE run_date = DATE'{RUN_DATE}' ORDER BY user_id").collect()
+    assert [p.user_id for p in prompts] == [1, 2]
+    assert prompts[0].history_item_ids == [10, 13] and prompts[1].history_item_ids == [10]
+    assert '"Good Movie" (1999; Drama) rated 4/5; "Ok Film" (2002) rated 5/5.' in prompts[0].prompt
+    runs = spark.table(dirty.require("tables.runs")).where(F.col("run_id") == run.run_id).collect()
+    assert [(r.job, r.status, r.rows_out, r.rows_quarantined) for r in runs] == [("textualize", "succeeded", 2, 15)]
+
+
+def test_validate_job_quarantines_the_same_rows(spark, dirty):
+    run = validate.run(spark, dirty, RUN_DATE)
+    assert run.rows_quarantined == 15
+    assert _quarantine(spark, dirty, "validate")[0] == _quarantine(spark, dirty, "textualize")[0]
+
+
+def test_rerun_of_a_date_replaces_its_partition_only(spark, base_conf):
+    conf = conf_for(base_conf, "rerun")
+    write(spark, conf, GOOD_USERS, GOOD_ITEMS, GOOD_EVENTS)
+    prompts = conf.require("tables.prompts")
+    textualize.run(spark, conf, RUN_DATE)
+    textualize.run(spark, conf, dt.date(2001, 3, 4))          # history cut at the end of that date
+    first = spark.table(prompts).orderBy("run_date", "user_id").select("run_date", "user_id", "prompt").collect()
+    version = spark.sql(f"DESCRIBE HISTORY {prompts} LIMIT 1").first().version
+    textualize.run(spark, conf, RUN_DATE)
+    again = spark.table(prompts).orderBy("run_date", "user_id").select("run_date", "user_id", "prompt").collect()
+    assert again == first and len(first) == 4
+    # the re-run was one atomic commit
+    assert spark.sql(f"DESCRIBE HISTORY {prompts} LIMIT 1").first().version == version + 1
+    q = spark.sql(f"SELECT run_date, count(*) AS n, count(DISTINCT user_id) AS u FROM {prompts} GROUP BY run_date").collect()
+    assert {(r.run_date, r.n, r.u) for r in q} == {(RUN_DATE, 2, 2), (dt.date(2001, 3, 4), 2, 2)}
+
+
+def test_history_stops_at_the_end_of_the_run_date(spark, base_conf):
+    conf = conf_for(base_conf, "cutoff")
+    events = [(1, 10, 4.0, dt.datetime(2001, 3, 4, 23, 59)), (1, 13, 5.0, dt.datetime(2001, 3, 5, 0, 0))]
+    write(spark, conf, GOOD_USERS, GOOD_ITEMS, events)
+    textualize.run(spark, conf, dt.date(2001, 3, 4))
+    rows = spark.table(conf.require("tables.prompts")).orderBy("user_id").collect()
+    assert [(r.user_id, r.history_item_ids, r.n_history_total) for r in rows] == [(1, [10], 1), (2, [], 0)]
+    assert "No movies watched yet." in rows[1].prompt
+
+
+def _assert_nothing_written(spark, conf):
+    for name in ("prompts", "quarantine"):
+        assert not table_exists(spark, conf.require(f"tables.{name}"))
+
+
+def test_missing_table_stops_before_writing(spark, base_conf):
+    conf = conf_for(base_conf, "missing_table")
+    write(spark, conf, GOOD_USERS, GOOD_ITEMS, GOOD_EVENTS)
+    conf = conf.with_overrides({"source.items.table": "missing_table.no_such_items"})
+    with pytest.raises(StructuralError, match=r"missing_table\.no_such_items"):
+        textualize.run(spark, conf, RUN_DATE)
+    _assert_nothing_written(spark, conf)
+    failed = spark.table(conf.require("tables.runs")).collect()
+    assert [(r.job, r.status) for r in failed] == [("textualize", "failed")]
+    assert "no_such_items" in failed[0].error
+
+
+def test_missing_column_and_wrong_type_name_table_and_column(spark, base_conf):
+    write(spark, conf_for(base_conf, "structure"), GOOD_USERS, GOOD_ITEMS, GOOD_EVENTS)
+    conf = conf_for(base_conf, "structure", items={"title": "name"})
+    with pytest.raises(StructuralError, match=r"table structure\.items has no column 'name'"):
+        textualize.run(spark, conf, RUN_DATE)
+    _assert_nothing_written(spark, conf)
+
+    spark.createDataFrame([("u1", 3)], "user_id string, age int").write.format("delta") \
+        .mode("overwrite").option("overwriteSchema", "true").saveAsTable("structure.users")
+    conf = conf_for(base_conf, "structure")
+    with pytest.raises(StructuralError, match=r"table structure\.users, column user_id: type string, "
+                                              r"expected an integer type"):
+        textualize.run(spark, conf, RUN_DATE)
+    _assert_nothing_written(spark, conf)
+
+
+def test_any_spark_table_works_and_invalid_utf8_is_quarantined(spark, base_conf, tmp_path):
+    """A non-Delta (Parquet) users table, read from a CSV file holding invalid UTF-8 bytes."""
+    conf = conf_for(base_conf, "rawcsv")
+    write(spark, conf, GOOD_USERS, GOOD_ITEMS, GOOD_EVENTS)
+    csv = tmp_path / "users.csv"
+    csv.write_bytes(b"user_id,age,gender,occupation,zip_code\n1,30,M,writer,11111\n"
+                    b"2,40,F,\xff\xfeartist,22222\n")
+    raw = spark.read.option("header", True).schema(
+        "user_id bigint, age int, gender string, occupation string, zip_code string").csv(str(csv))
+    spark.sql("DROP TABLE IF EXISTS rawcsv.users")
+    raw.write.format("parquet").saveAsTable("rawcsv.users")
+    assert read_source(spark, conf, "users").version is None
+    run = textualize.run(spark, conf, RUN_DATE)
+    reasons, _ = _quarantine(spark, conf, "textualize")
+    assert ("users", "bad_text:occupation") in reasons
+    assert ("interactions", "unknown_user_id") in reasons       # user 2's event: user quarantined
+    assert run.rows_out == 1
+    versions = spark.table(conf.require("tables.prompts")).first().input_table_versions
+    assert versions["rawcsv.users"] is None and versions["rawcsv.items"] >= 1

@@ -1,0 +1,28 @@
+"""Small hand-built warehouses for the Spark tests."""
+import datetime as dt
+
+from jobs.ingest import SCHEMAS
+from lakerec.sources.store import write_warehouse
+
+T0 = dt.datetime(2001, 3, 4, 12, 0, 0)
+
+
+def conf_for(base_conf, db: str, **columns):
+    """A conf whose source and output tables all live in database `db`."""
+    overrides = {f"source.{role}.table": f"{db}.{role}" for role in ("users", "items", "interactions")}
+    overrides.update({f"tables.{name}": f"{db}.{name}" for name in ("prompts", "quarantine", "runs")})
+    for role, mapping in columns.items():
+        for canon, column in mapping.items():
+            overrides[f"source.{role}.columns.{canon}"] = column
+    return base_conf.with_overrides(overrides)
+
+
+def write(spark, conf, users, items, interactions, fingerprint="test"):
+    frames = {"users": spark.createDataFrame(users, SCHEMAS["users"]),
+              "items": spark.createDataFrame(items, SCHEMAS["items"]),
+              "interactions": spark.createDataFrame(interactions, SCHEMAS["interactions"])}
+    write_warehouse(frames, conf, fingerprint)
+
+
+def at(hours: float) -> dt.datetime:
+    return T0 + dt.timedelta(hours=hours)
