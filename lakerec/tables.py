@@ -64,7 +64,8 @@ def replace_slice(df, name: str, predicate: str, partition_by: list[str], proper
     ensure_database(spark, name)
     writer = df.write.format("delta")
     if table_exists(spark, name):
-        writer.mode("overwrite").option("replaceWhere", predicate).saveAsTable(name)
+        # By path: a catalog `saveAsTable` in overwrite mode would be a REPLACE TABLE.
+        writer.mode("overwrite").option("replaceWhere", predicate).save(location(spark, name))
         return
     writer = writer.partitionBy(*partition_by) if partition_by else writer
     for key, value in (properties or {}).items():

@@ -1,0 +1,74 @@
+"""End to end through the `lakerec` command in separate processes, as a user runs it: real
+MovieLens-100K ingest, textualize, `info --json`, and an independent Delta reader (deltalake,
+no Spark) in this process reading the tables that `info` lists."""
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+from deltalake import DeltaTable
+
+pytestmark = pytest.mark.spark
+RUN_DATE = "2026-11-23"
+
+
+@pytest.fixture(scope="module")
+def lakerec(tmp_path_factory):
+    root = tmp_path_factory.mktemp("e2e")
+    from tests.conftest import TEST_SPARK
+
+    def call(*args, check=True):
+        cmd = [sys.executable, "-m", "jobs.cli", *args, "--set", f"warehouse_root={root}/warehouse"]
+        for item in TEST_SPARK:
+            cmd += ["--set", item]
+        proc = subprocess.run(cmd, capture_output=True, text=True, env={**os.environ, "HF_HUB_OFFLINE": "1"})
+        if check and proc.returncode != 0:
+            raise AssertionError(f"{args} exited {proc.returncode}:\n{proc.stderr[-3000:]}")
+        return proc
+    return call
+
+
+def _counts(info):
+    out = {}
+    for name, location in info["tables"].items():
+        out[name.split(".", 1)[1]] = DeltaTable(location).to_pyarrow_table().num_rows
+    return out
+
+
+def test_demo_twice_and_independent_reader(lakerec):
+    first = lakerec("demo", "--run-date", RUN_DATE)
+    assert "lakerec ingest succeeded" in first.stdout and "lakerec textualize succeeded" in first.stdout
+    assert "User 1 is a 24-year-old man, a technician" in first.stdout
+    counts_line = f"warehouse: users=943 items=1682 interactions=100000; prompts for {RUN_DATE}: 943"
+    assert counts_line in first.stdout
+
+    second = lakerec("demo", "--run-date", RUN_DATE)
+    assert "skipped" in second.stdout and counts_line in second.stdout
+    info = json.loads(lakerec("info", "--json").stdout)
+    assert info["versions"]["spark"] == "4.2.0" and info["versions"]["delta"] == "4.4.0"
+    assert info["warehouse"].endswith("/warehouse")
+    counts = _counts(info)
+    assert counts["warehouse.interactions"] == 100_000
+    assert counts["warehouse.items"] == 1_682
+    assert counts["warehouse.users"] == 943
+    assert counts["lakerec.prompts"] == 943
+    assert counts["lakerec.quarantine"] == 0
+    assert counts["lakerec.runs"] == 4          # ingest + textualize, twice
+    prompts = DeltaTable(info["tables"]["spark_catalog.lakerec.prompts"]).to_pandas()
+    assert prompts["user_id"].is_unique and set(prompts["run_date"].astype(str)) == {RUN_DATE}
+
+    # types are real: timestamps, floats, arrays; title and year are separate columns
+    items = DeltaTable(info["tables"]["spark_catalog.warehouse.items"]).to_pyarrow_table()
+    assert str(items.schema.field("genres").type) == "list<element: string>"
+    assert {"title", "release_year"} <= set(items.schema.names)
+    inter = DeltaTable(info["tables"]["spark_catalog.warehouse.interactions"]).to_pyarrow_table()
+    assert str(inter.schema.field("event_time").type).startswith("timestamp")
+    assert str(inter.schema.field("rating").type) == "float"
+
+
+def test_structural_error_exits_2_naming_the_table(lakerec):
+    proc = lakerec("textualize", "--run-date", RUN_DATE, "--set", "source.items.table=warehouse.nope",
+                   check=False)
+    assert proc.returncode == 2
+    assert "warehouse.nope" in proc.stderr and "Traceback" not in proc.stderr
