@@ -5,7 +5,7 @@ from __future__ import annotations
 from pyspark.sql import functions as F
 
 from lakerec.progress import spark_progress
-from lakerec.prompts import build_prompts
+from lakerec.prompts import PROMPTS_COLUMNS_DOC, build_prompts
 from lakerec.runs import recorded_run
 from lakerec.sources.schema import read_sources
 from lakerec.tables import replace_slice
@@ -24,7 +24,8 @@ def run(spark, conf, run_date):
                 run.rows_in = sum(df.count() for df in checked.flagged.values())
                 run.rows_quarantined = write_quarantine(checked, conf, "textualize", run.run_id, run_date)
                 prompts = build_prompts(checked.good, conf, run_date, run.run_id, versions)
-                replace_slice(prompts, prompts_table, f"run_date = '{run_date.isoformat()}'", ["run_date"])
+                replace_slice(prompts, prompts_table, f"run_date = '{run_date.isoformat()}'", ["run_date"],
+                              PROMPTS_COLUMNS_DOC)
         finally:
             checked.release()
         stats = spark.table(prompts_table).where(F.col("run_date") == F.lit(run_date)).agg(

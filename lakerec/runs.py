@@ -14,6 +14,22 @@ from lakerec import __version__
 from lakerec.config import Conf
 from lakerec.tables import append
 
+RUNS_COLUMNS_DOC = {
+    "run_id": "unique id of the run",
+    "job": "ingest, generate, validate, textualize, ...",
+    "run_date": "logical date the job ran for (--run-date)",
+    "status": "succeeded or failed",
+    "started_at": "start time (UTC)",
+    "finished_at": "end time (UTC)",
+    "duration_s": "wall time in seconds",
+    "rows_in": "rows read",
+    "rows_out": "rows written to the job's main output",
+    "rows_quarantined": "rows sent to the quarantine table",
+    "metrics": "job-specific metrics as JSON (input table versions, throughput, ...)",
+    "error": "error message when status = failed",
+    "lakerec_version": "package version that ran the job",
+    "conf_source": "configuration file used",
+}
 RUNS_SCHEMA = (
     "run_id string, job string, run_date date, status string, started_at timestamp, "
     "finished_at timestamp, duration_s double, rows_in bigint, rows_out bigint, "
@@ -64,6 +80,6 @@ def _write(spark, conf: Conf, run: Run, status: str, error: str | None) -> None:
            int(run.rows_quarantined), json.dumps(run.metrics, default=str, sort_keys=True),
            error[:4000] if error else None, __version__, conf.source)
     try:
-        append(spark.createDataFrame([row], RUNS_SCHEMA), conf.require("tables.runs"))
+        append(spark.createDataFrame([row], RUNS_SCHEMA), conf.require("tables.runs"), RUNS_COLUMNS_DOC)
     except Exception as exc:  # never hide the job's own error behind a bookkeeping failure
         print(f"warning: could not record the run in {conf.get('tables.runs')}: {exc}", file=sys.stderr)

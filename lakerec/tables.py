@@ -57,7 +57,17 @@ def read_at_version(spark, name: str, version: Optional[int]):
     return spark.sql(f"SELECT * FROM {name} VERSION AS OF {int(version)}")
 
 
-def replace_slice(df, name: str, predicate: str, partition_by: list[str], properties: dict | None = None):
+def with_comments(df, docs: dict[str, str] | None):
+    """Attach column documentation; written as column comments when the table is created, so
+    `DESCRIBE TABLE` shows it to analysts."""
+    if not docs:
+        return df
+    from pyspark.sql import functions as F
+    return df.select(*[F.col(f"`{c}`").alias(c, metadata={"comment": docs[c]}) if c in docs else F.col(f"`{c}`")
+                       for c in df.columns])
+
+
+def replace_slice(df, name: str, predicate: str, partition_by: list[str], docs: dict | None = None):
     """Atomically replace the rows matching `predicate` (one Delta commit), creating the table on
     first use. Re-running with the same input leaves the same table: no duplicates, no half writes."""
     spark = df.sparkSession
@@ -67,19 +77,17 @@ def replace_slice(df, name: str, predicate: str, partition_by: list[str], proper
         # By path: a catalog `saveAsTable` in overwrite mode would be a REPLACE TABLE.
         writer.mode("overwrite").option("replaceWhere", predicate).save(location(spark, name))
         return
+    writer = with_comments(df, docs).write.format("delta")
     writer = writer.partitionBy(*partition_by) if partition_by else writer
-    for key, value in (properties or {}).items():
-        writer = writer.option(key, value)
     writer.mode("errorifexists").saveAsTable(name)
 
 
-def append(df, name: str, partition_by: list[str] | None = None):
+def append(df, name: str, docs: dict | None = None):
     spark = df.sparkSession
     ensure_database(spark, name)
-    writer = df.write.format("delta").mode("append")
-    if partition_by and not table_exists(spark, name):
-        writer = writer.partitionBy(*partition_by)
-    writer.saveAsTable(name)
+    if not table_exists(spark, name):
+        df = with_comments(df, docs)
+    df.write.format("delta").mode("append").saveAsTable(name)
 
 
 def overwrite(df, name: str):

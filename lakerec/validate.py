@@ -17,7 +17,7 @@ REASONS = "_reasons"
 # C0/C1 control characters (tab, LF and CR allowed) and U+FFFD, which is what invalid UTF-8
 # becomes when a reader decodes it.
 BAD_TEXT = r"[\x00-\x08\x0B\x0C\x0E-\x1F\x7F-\x9F\uFFFD]"
-QUARANTINE_SCHEMA_DOC = {
+QUARANTINE_COLUMNS_DOC = {
     "run_date": "run date of the job that quarantined the row",
     "job": "job that quarantined it (validate, textualize, ...)",
     "run_id": "the run (see the runs table)",
@@ -63,9 +63,8 @@ def _bad_text(column: str):
 
 
 def _duplicate(keys: list[str], cols: list[str], reason: str):
-    """Every row after the first of its key (deterministic order) is a duplicate."""
-    order = F.to_json(F.struct(*cols))
-    rank = F.row_number().over(Window.partitionBy(*keys).orderBy(order))
+    """Every row after the first of its key (ordered by all columns, so deterministic) is a duplicate."""
+    rank = F.row_number().over(Window.partitionBy(*keys).orderBy(*cols))
     return (F.col(keys[0]).isNotNull() & (rank > 1), reason)
 
 
@@ -134,6 +133,7 @@ def write_quarantine(validated: Validated, conf: Conf, job: str, run_id: str, ru
         F.current_timestamp().alias("detected_at")).persist(StorageLevel.MEMORY_AND_DISK)
     count = rows.count()
     replace_slice(rows, conf.require("tables.quarantine"),
-                  f"run_date = '{run_date.isoformat()}' AND job = '{job}'", ["run_date"])
+                  f"run_date = '{run_date.isoformat()}' AND job = '{job}'", ["run_date"],
+                  QUARANTINE_COLUMNS_DOC)
     rows.unpersist()
     return count
