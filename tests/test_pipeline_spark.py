@@ -167,3 +167,13 @@ def test_any_spark_table_works_and_invalid_utf8_is_quarantined(spark, base_conf,
     assert run.rows_out == 1
     versions = spark.table(conf.require("tables.prompts")).first().input_table_versions
     assert versions["rawcsv.users"] is None and versions["rawcsv.items"] >= 1
+
+
+def test_leave_one_out_split(spark):
+    from lakerec.eval.split import leave_one_out
+    rows = [(1, 10, at(0)), (1, 11, at(1)), (1, 12, at(2)), (1, 13, at(2)),   # tie at t=2: item 13 is last
+            (2, 10, at(0)), (2, 11, at(1))]                                    # too short: all train
+    df = spark.createDataFrame(rows, "user_id bigint, item_id bigint, event_time timestamp")
+    got = {(r.user_id, r.item_id): r.split for r in leave_one_out(df).collect()}
+    assert got == {(1, 10): "train", (1, 11): "train", (1, 12): "valid", (1, 13): "test",
+                   (2, 10): "train", (2, 11): "train"}
