@@ -177,3 +177,22 @@ def test_leave_one_out_split(spark):
     got = {(r.user_id, r.item_id): r.split for r in leave_one_out(df).collect()}
     assert got == {(1, 10): "train", (1, 11): "train", (1, 12): "valid", (1, 13): "test",
                    (2, 10): "train", (2, 11): "train"}
+
+
+def test_full_ranking_evaluation_of_most_popular_on_a_toy_split(spark):
+    """Items 10 (3 users), 11 (2), 12 (1) in training; the hand-computed ranks follow."""
+    from lakerec.eval.baselines import most_popular
+    from lakerec.eval.protocol import collect_split, evaluate
+    rows = [(1, 10, at(0), "train"), (1, 12, at(1), "valid"), (1, 11, at(2), "test"),
+            (2, 10, at(0), "train"), (2, 11, at(1), "train"), (2, 13, at(2), "valid"), (2, 12, at(3), "test"),
+            (3, 10, at(0), "train"), (3, 11, at(1), "train"), (3, 12, at(2), "train"), (3, 10, at(3), "valid"),
+            (3, 13, at(4), "test")]
+    split = spark.createDataFrame(rows, "user_id bigint, item_id bigint, event_time timestamp, split string")
+    data = collect_split(split, spark.createDataFrame([(i,) for i in (10, 11, 12, 13, 14)], "item_id bigint"))
+    assert data.train[2].tolist() == [0, 1] and data.test[1] == 1
+    m = evaluate(most_popular(data), data, on="test", ks=(1, 2))
+    # user 1: excluded {10, 12}; candidates 11 (2), 13 (0), 14 (0) -> rank 1
+    # user 2: excluded {10, 11, 13}; candidates 12 (1), 14 (0) -> rank 1
+    # user 3: excluded {10, 11, 12}; candidates 13 (0), 14 (0): a tie counts against -> rank 2
+    assert m["hr@1"] == pytest.approx(2 / 3) and m["hr@2"] == pytest.approx(1.0)
+    assert m["mrr"] == pytest.approx((1 + 1 + 0.5) / 3)

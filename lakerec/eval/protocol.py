@@ -1,0 +1,74 @@
+"""Leave-one-out full-ranking evaluation, shared by every model and baseline.
+
+`collect_split` gathers the split interactions into dense item indices; a model is any callable
+`scores(user_ids) -> (len(user_ids), n_items)` array; `evaluate` ranks each user's held-out item
+against every item the user has not interacted with (training history, plus the validation item
+when evaluating on test) and returns the metrics of `metrics.ranking_metrics`.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable
+
+import numpy as np
+from pyspark.sql import DataFrame, functions as F
+
+from lakerec.eval.metrics import ranking_metrics
+from lakerec.eval.split import TEST, TRAIN, VALID
+
+Scorer = Callable[[np.ndarray], np.ndarray]
+
+
+@dataclass
+class SplitData:
+    item_ids: np.ndarray              # item index -> item id
+    train: dict[int, np.ndarray]      # user id -> training item indices, oldest first
+    valid: dict[int, int]             # user id -> validation item index
+    test: dict[int, int]              # user id -> test item index
+
+    @property
+    def n_items(self) -> int:
+        return len(self.item_ids)
+
+    def index_of(self) -> dict[int, int]:
+        return {int(item): i for i, item in enumerate(self.item_ids)}
+
+
+def collect_split(split_df: DataFrame, catalog_item_ids: DataFrame) -> SplitData:
+    """split_df: user_id, item_id, event_time, split. catalog_item_ids: one column item_id (every
+    rankable item, including items nobody trained on)."""
+    item_ids = np.array(sorted(r.item_id for r in catalog_item_ids.select("item_id").distinct().collect()),
+                        dtype=np.int64)
+    index = {int(item): i for i, item in enumerate(item_ids)}
+    rows = (split_df.groupBy("user_id", "split")
+            .agg(F.sort_array(F.collect_list(F.struct("event_time", "item_id"))).alias("events"))
+            .collect())
+    train, valid, test = {}, {}, {}
+    for row in rows:
+        items = [index[e.item_id] for e in row.events]
+        if row.split == TRAIN:
+            train[row.user_id] = np.array(items, dtype=np.int64)
+        elif row.split == VALID:
+            valid[row.user_id] = items[-1]
+        elif row.split == TEST:
+            test[row.user_id] = items[-1]
+    return SplitData(item_ids, train, valid, test)
+
+
+def evaluate(scores: Scorer, data: SplitData, on: str = TEST, batch_size: int = 1024,
+             ks=(1, 5, 10)) -> dict[str, float]:
+    targets = data.test if on == TEST else data.valid
+    users = np.array(sorted(targets), dtype=np.int64)
+    ranks = np.empty(len(users), dtype=np.int64)
+    for start in range(0, len(users), batch_size):
+        batch = users[start:start + batch_size]
+        matrix = np.asarray(scores(batch), dtype=np.float64)
+        for row, user in enumerate(batch):
+            target = targets[int(user)]
+            seen = data.train.get(int(user), np.empty(0, dtype=np.int64))
+            if on == TEST and int(user) in data.valid:
+                seen = np.append(seen, data.valid[int(user)])
+            candidates = np.ones(data.n_items, dtype=bool)
+            candidates[seen[seen != target]] = False
+            ranks[start + row] = np.count_nonzero(matrix[row, candidates] >= matrix[row, target])
+    return ranking_metrics(ranks, ks)
