@@ -12,6 +12,7 @@ Changing how text is rendered is a new TEMPLATE_VERSION; the template hash also 
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import hashlib
 import json
 import math
@@ -48,6 +49,11 @@ def template_hash(spec: Mapping[str, str] | None = None) -> str:
     payload = json.dumps({"name": TEMPLATE_NAME, "version": TEMPLATE_VERSION,
                           "spec": dict(spec or DEFAULT_SPEC)}, sort_keys=True)
     return hashlib.sha256(payload.encode()).hexdigest()[:16]
+
+
+@functools.lru_cache(maxsize=16)
+def _cached_hash(spec_items: tuple) -> str:
+    return template_hash(dict(spec_items))
 
 
 @dataclass(frozen=True)
@@ -154,27 +160,29 @@ def textualize(user: Mapping[str, Any], history: Iterable[Mapping[str, Any]], *,
     plural, verb = spec["item_noun_plural"], spec["history_verb"]
     intro = f"{plural.capitalize()} {verb}, oldest first: "
     empty = f"No {plural} {verb} yet."
-    pieces = [entity_text(item) for item in ordered]
-
-    # Greedy fit from the newest entity backwards, using per-piece counts ...
+    # Render from the newest entity backwards and stop at the first that does not fit (entities
+    # older than the budget are never rendered), using per-piece counts ...
     budget = max_tokens - count_tokens(f"{head} {intro}.")
     sep_cost = count_tokens(ENTITY_SEPARATOR)
-    first_kept = len(pieces)
-    for i in range(len(pieces) - 1, -1, -1):
-        cost = count_tokens(pieces[i]) + (sep_cost if i < len(pieces) - 1 else 0)
+    pieces: list[str] = []
+    for item in reversed(ordered):
+        piece = entity_text(item)
+        cost = count_tokens(piece) + (sep_cost if pieces else 0)
         if cost > budget:
             break
         budget -= cost
-        first_kept = i
+        pieces.append(piece)
+    pieces.reverse()
     # ... then verify on the assembled text (a tokenizer need not be additive) and drop more if needed.
     while True:
-        text, spans = _assemble(head, intro, pieces[first_kept:], empty)
+        text, spans = _assemble(head, intro, pieces, empty)
         n_tokens = count_tokens(text)
-        if n_tokens <= max_tokens or first_kept >= len(pieces):
+        if n_tokens <= max_tokens or not pieces:
             break
-        first_kept += 1
-    kept = ordered[first_kept:]
+        pieces = pieces[1:]
+    kept = ordered[len(ordered) - len(pieces):]
     entities = tuple(EntitySpan(int(item["item_id"]), s, e) for item, (s, e) in zip(kept, spans))
     return Prompt(text=text, entities=entities,
                   history_item_ids=tuple(int(item["item_id"]) for item in kept),
-                  n_history_total=total, n_tokens=n_tokens, template_hash=template_hash(spec))
+                  n_history_total=total, n_tokens=n_tokens,
+                  template_hash=_cached_hash(tuple(sorted(spec.items()))))
