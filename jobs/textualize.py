@@ -21,11 +21,14 @@ def run(spark, conf, run_date):
         checked = validate(sources, conf)
         try:
             with spark_progress(spark, "textualize"):
-                run.rows_in = sum(df.count() for df in checked.flagged.values())
-                run.rows_quarantined = write_quarantine(checked, conf, "textualize", run.run_id, run_date)
-                prompts = build_prompts(checked.good, conf, run_date, run.run_id, versions)
-                replace_slice(prompts, prompts_table, f"run_date = '{run_date.isoformat()}'", ["run_date"],
-                              PROMPTS_COLUMNS_DOC)
+                with run.timed("validate_s"):
+                    run.rows_in = sum(df.count() for df in checked.flagged.values())
+                with run.timed("quarantine_s"):
+                    run.rows_quarantined = write_quarantine(checked, conf, "textualize", run.run_id, run_date)
+                with run.timed("prompts_s"):
+                    prompts = build_prompts(checked.good, conf, run_date, run.run_id, versions)
+                    replace_slice(prompts, prompts_table, f"run_date = '{run_date.isoformat()}'",
+                                  ["run_date"], PROMPTS_COLUMNS_DOC)
         finally:
             checked.release()
         stats = spark.table(prompts_table).where(F.col("run_date") == F.lit(run_date)).agg(

@@ -48,6 +48,15 @@ class Run:
     metrics: dict = field(default_factory=dict)
     started: float = field(default_factory=time.time)
 
+    @contextlib.contextmanager
+    def timed(self, metric: str):
+        """Record the wall time of a step as metrics[metric] (seconds)."""
+        start = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.metrics[metric] = round(time.perf_counter() - start, 2)
+
     def summary(self, status: str) -> str:
         extra = " ".join(f"{k}={v}" for k, v in self.metrics.items() if not isinstance(v, (dict, list)))
         return (f"lakerec {self.job} {status}: run_date={self.run_date} run_id={self.run_id} "

@@ -1,10 +1,14 @@
 """Small hand-built warehouses for the Spark tests."""
 import datetime as dt
 
-from jobs.ingest import SCHEMAS
 from lakerec.sources.store import write_warehouse
 
 T0 = dt.datetime(2001, 3, 4, 12, 0, 0)
+SCHEMAS = {  # canonical columns, in the order the test rows list them
+    "users": "user_id bigint, age int, gender string, occupation string, zip_code string",
+    "items": "item_id bigint, title string, release_year int, genres array<string>",
+    "interactions": "user_id bigint, item_id bigint, rating float, event_time timestamp",
+}
 
 
 def conf_for(base_conf, db: str, **columns):

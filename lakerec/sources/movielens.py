@@ -8,7 +8,7 @@ import sys
 import zipfile
 from pathlib import Path
 
-import pandas as pd
+from pyspark.sql import DataFrame, functions as F
 
 from lakerec.errors import StructuralError
 
@@ -56,34 +56,28 @@ def fetch(cache_dir: Path) -> Path:
     return folder
 
 
-def _read(path: Path) -> pd.DataFrame:
-    """RecBole atomic file: tab-separated, header cells like `item_id:token`."""
-    frame = pd.read_csv(path, sep="\t", dtype=str, keep_default_na=False, quoting=3, encoding="utf-8")
-    frame.columns = [c.split(":")[0] for c in frame.columns]
-    return frame
+def _read(spark, path: Path) -> DataFrame:
+    """RecBole atomic file: tab-separated, header cells like `item_id:token`; every cell a string."""
+    frame = (spark.read.option("header", True).option("sep", "\t").option("quote", "\u0000")
+             .option("encoding", "UTF-8").csv(str(path)))
+    return frame.toDF(*[c.split(":")[0] for c in frame.columns])
 
 
-def _ints(series: pd.Series) -> pd.Series:
-    return pd.to_numeric(series.replace("", None), errors="coerce").astype("Int64")
-
-
-def load(folder: Path) -> dict[str, pd.DataFrame]:
-    """Canonical pandas frames: users, items, interactions."""
-    users = _read(folder / "ml-100k.user")
-    users = pd.DataFrame({
-        "user_id": _ints(users["user_id"]), "age": _ints(users["age"]).astype("Int32"),
-        "gender": users["gender"], "occupation": users["occupation"], "zip_code": users["zip_code"]})
-    items = _read(folder / "ml-100k.item")
-    items = pd.DataFrame({
-        "item_id": _ints(items["item_id"]), "title": items["movie_title"],
-        "release_year": _ints(items["release_year"]).astype("Int32"),
+def load(spark, folder: Path) -> dict[str, DataFrame]:
+    """Canonical Spark frames: users, items, interactions. A cell that does not parse becomes NULL,
+    which validation then quarantines (null ids, null event times)."""
+    users = _read(spark, folder / "ml-100k.user").select(
+        F.col("user_id").try_cast("bigint"), F.col("age").try_cast("int"), "gender", "occupation", "zip_code")
+    items = _read(spark, folder / "ml-100k.item").select(
+        F.col("item_id").try_cast("bigint"), F.col("movie_title").alias("title"),
+        F.col("release_year").try_cast("int"),
         # genres are space-separated single tokens (Sci-Fi, Film-Noir, Children's); 'unknown' = none
-        "genres": [[g for g in cell.split() if g != "unknown"] for cell in items["class"]]})
-    inter = _read(folder / "ml-100k.inter")
-    inter = pd.DataFrame({
-        "user_id": _ints(inter["user_id"]), "item_id": _ints(inter["item_id"]),
-        "rating": pd.to_numeric(inter["rating"], errors="coerce").astype("float32"),
-        "event_time": pd.to_datetime(pd.to_numeric(inter["timestamp"], errors="coerce"), unit="s")})
+        F.filter(F.split(F.coalesce(F.col("class"), F.lit("")), " "),
+                 lambda g: (g != "") & (g != "unknown")).alias("genres"))
+    inter = _read(spark, folder / "ml-100k.inter").select(
+        F.col("user_id").try_cast("bigint"), F.col("item_id").try_cast("bigint"),
+        F.col("rating").try_cast("float"),
+        F.timestamp_seconds(F.col("timestamp").try_cast("double").cast("bigint")).alias("event_time"))
     return {"users": users, "items": items, "interactions": inter}
 
 
