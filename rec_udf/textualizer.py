@@ -123,12 +123,24 @@ def entity_text(item: Mapping[str, Any]) -> str:
 
 
 def _sort_key(item: Mapping[str, Any]):
+    """Oldest first, undated entries before dated ones, ties by item id."""
     when = item.get("event_time")
-    if isinstance(when, dt.datetime):
+    return (when is not None, when, int(item["item_id"]))
+
+
+def _epoch_sort_key(item: Mapping[str, Any]):
+    """Fallback for histories mixing time types that do not compare (e.g. datetime and epoch seconds)."""
+    when = item.get("event_time")
+    if hasattr(when, "timestamp"):
         when = when.timestamp()
-    elif hasattr(when, "timestamp"):  # pandas / numpy timestamps
-        when = when.timestamp()
-    return (when if when is not None else float("-inf"), int(item["item_id"]))
+    return (when is not None, when if when is not None else 0.0, int(item["item_id"]))
+
+
+def chronological(history: Iterable[Mapping[str, Any]]) -> list:
+    try:
+        return sorted(history, key=_sort_key)
+    except TypeError:
+        return sorted(history, key=_epoch_sort_key)
 
 
 def _assemble(head: str, intro: str, entity_texts: Sequence[str], empty: str):
@@ -152,7 +164,7 @@ def textualize(user: Mapping[str, Any], history: Iterable[Mapping[str, Any]], *,
     """Render one user's prompt. `history` entries carry item_id, title, release_year, genres,
     rating and event_time; they are ordered chronologically here (ties by item id)."""
     spec = dict(spec or DEFAULT_SPEC)
-    ordered = sorted(history, key=_sort_key)
+    ordered = chronological(history)
     total = len(ordered)
     if max_items is not None and total > max_items:
         ordered = ordered[total - max_items:]
