@@ -67,9 +67,6 @@ class Conf:
             _set_path(tree, key, value)
         return Conf(_expand(tree), self.source)
 
-    def as_dict(self) -> dict:
-        return copy.deepcopy(self._tree)
-
     @property
     def warehouse_root(self) -> Path:
         return Path(self.require("warehouse_root"))

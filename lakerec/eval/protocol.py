@@ -13,7 +13,7 @@ from typing import Callable
 import numpy as np
 from pyspark.sql import DataFrame, functions as F
 
-from lakerec.eval.metrics import ranking_metrics
+from lakerec.eval.metrics import ranking_metrics, target_rank
 from lakerec.eval.split import TEST, TRAIN, VALID
 
 Scorer = Callable[[np.ndarray], np.ndarray]
@@ -29,9 +29,6 @@ class SplitData:
     @property
     def n_items(self) -> int:
         return len(self.item_ids)
-
-    def index_of(self) -> dict[int, int]:
-        return {int(item): i for i, item in enumerate(self.item_ids)}
 
 
 def collect_split(split_df: DataFrame, catalog_item_ids: DataFrame) -> SplitData:
@@ -55,6 +52,15 @@ def collect_split(split_df: DataFrame, catalog_item_ids: DataFrame) -> SplitData
     return SplitData(item_ids, train, valid, test)
 
 
+def seen_before(data: SplitData, user: int, on: str) -> np.ndarray:
+    """What a model may see when predicting the `on` item (and what is excluded from its ranking):
+    the training items, plus the validation item when predicting the test item."""
+    items = data.train.get(user, np.empty(0, dtype=np.int64))
+    if on == TEST and user in data.valid:
+        items = np.append(items, data.valid[user])
+    return items
+
+
 def evaluate(scores: Scorer, data: SplitData, on: str = TEST, batch_size: int = 1024,
              ks=(1, 5, 10)) -> dict[str, float]:
     targets = data.test if on == TEST else data.valid
@@ -64,11 +70,5 @@ def evaluate(scores: Scorer, data: SplitData, on: str = TEST, batch_size: int = 
         batch = users[start:start + batch_size]
         matrix = np.asarray(scores(batch), dtype=np.float64)
         for row, user in enumerate(batch):
-            target = targets[int(user)]
-            seen = data.train.get(int(user), np.empty(0, dtype=np.int64))
-            if on == TEST and int(user) in data.valid:
-                seen = np.append(seen, data.valid[int(user)])
-            candidates = np.ones(data.n_items, dtype=bool)
-            candidates[seen[seen != target]] = False
-            ranks[start + row] = np.count_nonzero(matrix[row, candidates] >= matrix[row, target])
+            ranks[start + row] = target_rank(matrix[row], targets[int(user)], seen_before(data, int(user), on))
     return ranking_metrics(ranks, ks)

@@ -8,8 +8,8 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
-from lakerec.eval.protocol import Scorer, SplitData, evaluate
-from lakerec.eval.split import TEST, VALID
+from lakerec.eval.protocol import Scorer, SplitData, evaluate, seen_before
+from lakerec.eval.split import VALID
 from lakerec.model.sasrec import SASRec, SASRecConfig
 
 
@@ -50,20 +50,11 @@ def training_tensors(data: SplitData, max_len: int) -> tuple[torch.Tensor, torch
     return torch.from_numpy(np.stack(inputs)), torch.from_numpy(np.stack(targets))
 
 
-def history(data: SplitData, user: int, on: str) -> np.ndarray:
-    """What the model may see when predicting the `on` item: training items, plus the validation
-    item when predicting the test item."""
-    items = data.train.get(user, np.empty(0, dtype=np.int64))
-    if on == TEST and user in data.valid:
-        items = np.append(items, data.valid[user])
-    return items
-
-
 def scorer(model: SASRec, data: SplitData, on: str, device: str = "cpu") -> Scorer:
     max_len = model.config.max_len
 
     def scores(users: np.ndarray) -> np.ndarray:
-        seq = torch.from_numpy(np.stack([left_pad(history(data, int(u), on), max_len) for u in users]))
+        seq = torch.from_numpy(np.stack([left_pad(seen_before(data, int(u), on), max_len) for u in users]))
         model.eval()
         return model.full_sort_scores(seq.to(device)).float().cpu().numpy()
     return scores
