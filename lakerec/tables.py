@@ -72,10 +72,9 @@ def replace_slice(df, name: str, predicate: str, partition_by: list[str], docs: 
     first use. Re-running with the same input leaves the same table: no duplicates, no half writes."""
     spark = df.sparkSession
     ensure_database(spark, name)
-    writer = df.write.format("delta")
     if table_exists(spark, name):
         # By path: a catalog `saveAsTable` in overwrite mode would be a REPLACE TABLE.
-        writer.mode("overwrite").option("replaceWhere", predicate).save(location(spark, name))
+        df.write.format("delta").mode("overwrite").option("replaceWhere", predicate).save(location(spark, name))
         return
     writer = with_comments(df, docs).write.format("delta")
     writer = writer.partitionBy(*partition_by) if partition_by else writer

@@ -3,6 +3,7 @@ list of rules it breaks and goes to the quarantine table; good rows flow on to t
 (Structural problems are caught earlier, by `sources.schema.read_source`.)"""
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 from dataclasses import dataclass
 
@@ -10,7 +11,7 @@ from pyspark import StorageLevel
 from pyspark.sql import DataFrame, Window, functions as F
 
 from lakerec.config import Conf
-from lakerec.sources.schema import SourceRead
+from lakerec.sources.schema import SourceRead, read_sources
 from lakerec.tables import replace_slice
 
 REASONS = "_reasons"
@@ -137,3 +138,22 @@ def write_quarantine(validated: Validated, conf: Conf, job: str, run_id: str, ru
                   QUARANTINE_COLUMNS_DOC)
     rows.unpersist()
     return count
+
+
+@contextlib.contextmanager
+def validated_sources(spark, conf: Conf, run, job: str):
+    """The first step of every job that reads the sources: structural checks (before any write),
+    row validation, the quarantine slice for (run date, job); yields the Validated rows and the
+    Delta versions read, and releases the cached rows afterwards. Counts and timings go to `run`."""
+    sources = read_sources(spark, conf)
+    versions = {s.table: s.version for s in sources.values()}
+    run.metrics["input_table_versions"] = versions
+    checked = validate(sources, conf)
+    try:
+        with run.timed("validate_s"):
+            run.rows_in = sum(df.count() for df in checked.flagged.values())
+        with run.timed("quarantine_s"):
+            run.rows_quarantined = write_quarantine(checked, conf, job, run.run_id, run.run_date)
+        yield checked, versions
+    finally:
+        checked.release()

@@ -23,13 +23,23 @@ def current_fingerprint(spark, conf: Conf) -> str | None:
     return seen.pop() if len(seen) == 1 else None
 
 
-def write_warehouse(frames: dict[str, DataFrame], conf: Conf, fingerprint: str) -> dict[str, str]:
-    """Overwrite each source table (one commit each) and stamp the fingerprint; role -> table."""
-    written = {}
+def write_warehouse(frames: dict[str, DataFrame], conf: Conf, fingerprint: str) -> None:
+    """Overwrite each source table (one commit each) and stamp the fingerprint."""
     for role in ROLES:
         table, _ = mapping(conf, role)
         df = to_warehouse_names(frames[role], conf, role)
         overwrite(df, table)
         df.sparkSession.sql(f"ALTER TABLE {table} SET TBLPROPERTIES ('{FINGERPRINT_PROPERTY}' = '{fingerprint}')")
-        written[role] = table
-    return written
+
+
+def load_warehouse(spark, conf: Conf, run, fingerprint: str, make_frames, force: bool = False) -> None:
+    """The body of `ingest` and `generate`: unless the tables already carry `fingerprint` (or
+    `force`), overwrite them with `make_frames()`; then count every table into `run`."""
+    if not force and current_fingerprint(spark, conf) == fingerprint:
+        run.metrics["skipped"] = "tables already hold this dataset (use --force to rewrite)"
+    else:
+        write_warehouse(make_frames(), conf, fingerprint)
+    for role in ROLES:
+        count = spark.table(mapping(conf, role)[0]).count()
+        run.metrics[role] = count
+        run.rows_out += count
