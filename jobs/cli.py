@@ -45,6 +45,12 @@ def parser() -> argparse.ArgumentParser:
     jobs.add_parser("validate", parents=[common], help="check the source tables; quarantine bad rows")
     jobs.add_parser("textualize", parents=[common], help="write the prompts partition for --run-date")
     jobs.add_parser("demo", parents=[common], help="run the whole local pipeline and show results")
+    p = jobs.add_parser("train", parents=[common], help="train, evaluate and register a model")
+    p.add_argument("--profile", help="training profile from conf train.profiles (default: train.profile)")
+    p.add_argument("--from", dest="warm_from", metavar="VERSION",
+                   help="warm-start from a registered version or 'champion' instead of starting over")
+    p = jobs.add_parser("models", parents=[common], help="registered model versions and the champion")
+    p.add_argument("--json", action="store_true", help="JSON list")
     p = jobs.add_parser("info", parents=[common], help="warehouse, tables, locations, versions")
     p.add_argument("--json", action="store_true", help="one JSON object")
     p = jobs.add_parser("sql", parents=[common], help="run one SQL statement against the warehouse")
@@ -66,6 +72,9 @@ def dispatch(args, spark, conf) -> None:
     elif args.job == "textualize":
         from jobs import textualize
         textualize.run(spark, conf, args.run_date)
+    elif args.job == "train":
+        from jobs import train
+        train.run(spark, conf, args.run_date, profile_name=args.profile, warm_from=args.warm_from)
     elif args.job == "demo":
         from jobs import demo
         demo.run(spark, conf, args.run_date)
@@ -80,6 +89,10 @@ def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
     try:
         conf = load_conf(args.conf, args.set)
+        if args.job == "models":             # reads the registry only: no Spark session
+            from jobs import models
+            models.run(conf, as_json=args.json)
+            return 0
         from lakerec.spark import build_session
         spark = build_session(conf)
         dispatch(args, spark, conf)

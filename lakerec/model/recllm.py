@@ -1,0 +1,163 @@
+"""The recommendation LM: a GLM-style backbone with LoRA, 2D position tables, and RSLLM's projectors.
+
+- Input embeddings: token embeddings, except ITEM_SLOT tokens (the projected ID-model embedding of
+  that item) and USER_SLOT tokens (the projected ID-model sequence representation), plus the
+  inter-entity and intra-entity position tables (zero-initialised, so training starts from the
+  pretrained backbone's behaviour).
+- User vector: the hidden state of the answer blank, through `user_head`, L2-normalised.
+- Item vector: mean-pooled hidden states of the item's own text (+ its ITEM_SLOT when unified),
+  through `item_head`, L2-normalised. Scores are cosine similarities; the item matrix is computed
+  once per model version.
+- Text generation (task answers, explanations) infills the blank with a key/value cache; the
+  position of each new token is assigned as it is generated (GLM's dynamic 2D positions).
+"""
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+from lakerec.model.backbone import bias_from_allowed
+from lakerec.model.glm import ITEM_SLOT, IGNORE, MAX_INTER, MAX_INTRA, USER_SLOT, Batch, SpecialTokens
+
+
+@dataclass
+class RecLLMConfig:
+    backbone: str = "minilm"
+    dim: int = 128                      # user/item vector size
+    id_dim: int = 64                    # ID-model embedding size
+    lora_r: int = 8
+    lora_alpha: int = 16
+    lora_dropout: float = 0.05
+    lora_targets: list = field(default_factory=list)   # empty: the backbone's attention + MLP projections
+    temperature: float = 0.07
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def _mlp(inp: int, out: int) -> nn.Module:
+    return nn.Sequential(nn.LayerNorm(inp), nn.Linear(inp, out), nn.GELU(), nn.Linear(out, out))
+
+
+class RecLLM(nn.Module):
+    def __init__(self, backbone: nn.Module, config: RecLLMConfig, special: SpecialTokens, n_items: int):
+        super().__init__()
+        self.config = config
+        self.special = special
+        self.backbone = backbone
+        hidden = backbone.hidden_size
+        self.inter_emb = nn.Embedding(MAX_INTER, hidden)
+        self.intra_emb = nn.Embedding(MAX_INTRA, hidden)
+        nn.init.zeros_(self.inter_emb.weight)
+        nn.init.zeros_(self.intra_emb.weight)
+        self.item_projector = _mlp(config.id_dim, hidden)
+        self.user_projector = _mlp(config.id_dim, hidden)
+        self.user_head = nn.Linear(hidden, config.dim)
+        self.item_head = nn.Linear(hidden, config.dim)
+        # Frozen ID-model item embeddings (catalogue order); zeros until the ID model is attached.
+        self.register_buffer("id_items", torch.zeros(n_items, config.id_dim))
+
+    # --- inputs ----------------------------------------------------------------------------
+    def embed(self, batch: Batch, user_states: torch.Tensor | None = None) -> torch.Tensor:
+        x = self.backbone.embed_tokens(batch.ids)
+        if (batch.slot == ITEM_SLOT).any():
+            projected = self.item_projector(self.id_items[batch.item])
+            x = torch.where((batch.slot == ITEM_SLOT).unsqueeze(-1), projected.to(x.dtype), x)
+        if user_states is not None and (batch.slot == USER_SLOT).any():
+            projected = self.user_projector(user_states).unsqueeze(1)
+            x = torch.where((batch.slot == USER_SLOT).unsqueeze(-1), projected.to(x.dtype), x)
+        return x + self.inter_emb(batch.inter) + self.intra_emb(batch.intra)
+
+    def hidden(self, batch: Batch, user_states: torch.Tensor | None = None) -> torch.Tensor:
+        embeds = self.embed(batch, user_states)
+        hidden, _ = self.backbone(embeds, batch.pos, bias_from_allowed(batch.allowed, embeds.dtype))
+        return hidden
+
+    # --- heads -------------------------------------------------------------------------------
+    def user_vectors(self, hidden: torch.Tensor, batch: Batch) -> torch.Tensor:
+        at_blank = hidden[torch.arange(len(hidden), device=hidden.device), batch.blank]
+        return F.normalize(self.user_head(at_blank), dim=-1)
+
+    @staticmethod
+    def pooled(hidden: torch.Tensor, batch: Batch) -> torch.Tensor:
+        mask = batch.part_a.unsqueeze(-1).to(hidden.dtype)
+        return (hidden * mask).sum(1) / mask.sum(1).clamp(min=1.0)
+
+    def item_vectors(self, item_batch: Batch) -> torch.Tensor:
+        return F.normalize(self.item_head(self.pooled(self.hidden(item_batch), item_batch)), dim=-1)
+
+    def id_vectors(self, items: torch.Tensor) -> torch.Tensor:
+        """Projected ID embeddings of catalogue items, in the item-vector space (for alignment)."""
+        return F.normalize(self.item_head(self.item_projector(self.id_items[items])), dim=-1)
+
+    def lm_loss(self, hidden: torch.Tensor, batch: Batch) -> torch.Tensor:
+        where = batch.labels != IGNORE
+        if not where.any():
+            return hidden.sum() * 0.0
+        logits = self.backbone.lm_logits(hidden[where])
+        return F.cross_entropy(logits.float(), batch.labels[where])
+
+    # --- generation --------------------------------------------------------------------------
+    @torch.no_grad()
+    def generate(self, batch: Batch, user_states: torch.Tensor | None = None, max_new_tokens: int = 24,
+                 allowed_first: torch.Tensor | None = None) -> tuple[list[list[int]], torch.Tensor]:
+        """Greedy infilling of each row's answer blank. `batch` holds part A only. Returns the
+        generated token ids per row (without [E]) and the first step's logits (B, V), from which
+        rating prediction reads its digit probabilities."""
+        embeds = self.embed(batch, user_states)
+        _, past = self.backbone(embeds, batch.pos, bias_from_allowed(batch.allowed, embeds.dtype))
+        n = len(batch.ids)
+        device = batch.ids.device
+        rows = torch.arange(n, device=device)
+        base_pos = batch.pos[rows, batch.blank].unsqueeze(1)
+        base_inter = batch.inter[rows, batch.blank].unsqueeze(1)
+        seen = batch.part_a.clone()                              # (B, S) columns a new token may see
+        token = torch.full((n, 1), self.special.span_start, dtype=torch.long, device=device)
+        done = torch.zeros(n, dtype=torch.bool, device=device)
+        out: list[list[int]] = [[] for _ in range(n)]
+        first_logits = None
+        for step in range(max_new_tokens):
+            intra = torch.full_like(token, min(step + 1, MAX_INTRA - 1))
+            x = self.backbone.embed_tokens(token) + self.inter_emb(base_inter) + self.intra_emb(intra)
+            seen = torch.cat([seen, torch.ones(n, 1, dtype=torch.bool, device=device)], dim=1)
+            bias = bias_from_allowed(seen.unsqueeze(1), x.dtype)
+            hidden, past = self.backbone(x, base_pos, bias, past)
+            logits = self.backbone.lm_logits(hidden[:, -1]).float()
+            if step == 0:
+                first_logits = logits
+                if allowed_first is not None:
+                    logits = logits.masked_fill(~allowed_first, float("-inf"))
+            token = logits.argmax(-1, keepdim=True)
+            for row in torch.nonzero(~done).flatten().tolist():
+                if int(token[row]) == self.special.span_end:
+                    done[row] = True
+                else:
+                    out[row].append(int(token[row]))
+            if bool(done.all()):
+                break
+        return out, first_logits
+
+    # --- trainable parameters ----------------------------------------------------------------
+    def trainable_state(self) -> dict[str, torch.Tensor]:
+        return {name: p.detach().cpu().contiguous() for name, p in self.named_parameters() if p.requires_grad}
+
+
+def attach_lora(backbone: nn.Module, config: RecLLMConfig) -> nn.Module:
+    """Wrap the backbone's projections with LoRA adapters (peft); base weights frozen. The BERT
+    backbone's new LM head is trained in full (it has no pretrained weights)."""
+    from peft import LoraConfig, get_peft_model
+    targets = list(config.lora_targets) or list(backbone.lora_targets)
+    lora = LoraConfig(r=config.lora_r, lora_alpha=config.lora_alpha, lora_dropout=config.lora_dropout,
+                      target_modules=targets, bias="none")
+    wrapped = get_peft_model(backbone, lora)
+    for name, parameter in wrapped.named_parameters():
+        if any(part in name for part in ("lm_transform", "lm_norm", "lm_bias")):
+            parameter.requires_grad_(True)
+    # peft forwards unknown attributes to the wrapped module; make the interface explicit.
+    base = wrapped.get_base_model()
+    wrapped.hidden_size, wrapped.max_positions = base.hidden_size, base.max_positions
+    wrapped.embed_tokens, wrapped.lm_logits = base.embed_tokens, base.lm_logits
+    return wrapped

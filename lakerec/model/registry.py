@@ -1,0 +1,98 @@
+"""The model registry: one directory per version, a champion pointer, champion/challenger promotion.
+
+<registry>/
+  versions/v0001/       written to a temporary folder and renamed, so a version is whole or absent
+    model.json          configs, textualizer template, backbone reference, lineage, metrics
+    adapter/            the LoRA adapter in peft's format (adapter_config.json + weights)
+    trainable.safetensors   every trained tensor (LoRA, position tables, projectors, heads)
+    id_model.safetensors    the SASRec ID model
+    item_ids.npy        catalogue order of the item matrix and the ID embeddings
+  champion.json         {"version": ..., "valid_ndcg@10": ..., "promoted_at": ...}
+"""
+from __future__ import annotations
+
+import datetime as dt
+import json
+import os
+import shutil
+import subprocess
+from pathlib import Path
+
+from lakerec.errors import ConfigError
+
+PROMOTION_METRIC = "valid_ndcg@10"
+
+
+def git_commit() -> str | None:
+    try:
+        return subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, check=True,
+                              cwd=Path(__file__).resolve().parent).stdout.strip() or None
+    except (OSError, subprocess.CalledProcessError):
+        return None
+
+
+class Registry:
+    def __init__(self, root: str | Path):
+        self.root = Path(root)
+        self.versions_dir = self.root / "versions"
+
+    @classmethod
+    def from_conf(cls, conf) -> "Registry":
+        return cls(conf.get("models.registry_dir") or conf.warehouse_root.parent / "models")
+
+    def versions(self) -> list[str]:
+        if not self.versions_dir.exists():
+            return []
+        return sorted(p.name for p in self.versions_dir.iterdir()
+                      if p.is_dir() and not p.name.startswith(".") and (p / "model.json").exists())
+
+    def describe(self, version: str) -> dict:
+        return json.loads((self.versions_dir / version / "model.json").read_text())
+
+    def champion(self) -> dict | None:
+        pointer = self.root / "champion.json"
+        return json.loads(pointer.read_text()) if pointer.exists() else None
+
+    def resolve(self, version: str) -> Path:
+        """'champion' or a version name -> its directory; a clear error when absent."""
+        if version == "champion":
+            champ = self.champion()
+            if champ is None:
+                raise ConfigError(f"no champion model in {self.root}; run `lakerec train` first")
+            version = champ["version"]
+        path = self.versions_dir / version
+        if not (path / "model.json").exists():
+            known = ", ".join(self.versions()) or "none"
+            raise ConfigError(f"model version {version!r} not found in {self.versions_dir} (known: {known})")
+        return path
+
+    def staging(self) -> tuple[str, Path]:
+        """A fresh version name and an empty temporary directory to write it into."""
+        self.versions_dir.mkdir(parents=True, exist_ok=True)
+        existing = [int(v[1:]) for v in self.versions() if v[1:].isdigit()]
+        version = f"v{(max(existing) + 1 if existing else 1):04d}"
+        tmp = self.versions_dir / f".{version}.tmp-{os.getpid()}"
+        if tmp.exists():
+            shutil.rmtree(tmp)
+        tmp.mkdir()
+        return version, tmp
+
+    def commit(self, version: str, tmp: Path) -> Path:
+        final = self.versions_dir / version
+        os.replace(tmp, final)
+        return final
+
+    def promote_if_better(self, version: str, metrics: dict) -> tuple[bool, str]:
+        """A challenger becomes champion when its validation NDCG@10 is at least the champion's."""
+        score = float(metrics[PROMOTION_METRIC])
+        champ = self.champion()
+        if champ is not None and score < float(champ[PROMOTION_METRIC]):
+            return False, (f"{version} stays challenger: {PROMOTION_METRIC} {score:.4f} < champion "
+                           f"{champ['version']} {float(champ[PROMOTION_METRIC]):.4f}")
+        pointer = {"version": version, PROMOTION_METRIC: score,
+                   "promoted_at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+                   "previous": champ["version"] if champ else None}
+        tmp = self.root / f".champion.json.tmp-{os.getpid()}"
+        tmp.write_text(json.dumps(pointer, indent=2))
+        os.replace(tmp, self.root / "champion.json")
+        return True, f"{version} is champion ({PROMOTION_METRIC} {score:.4f})"

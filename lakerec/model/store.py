@@ -1,0 +1,62 @@
+"""Build, save and load a trained recommendation LM (see registry.py for the directory layout)."""
+from __future__ import annotations
+
+import json
+from dataclasses import asdict
+from pathlib import Path
+
+import numpy as np
+import torch
+from safetensors.torch import load_file, save_file
+
+from lakerec.model.backbone import load_backbone
+from lakerec.model.glm import SpecialTokens, load_tokenizer
+from lakerec.model.recllm import RecLLM, RecLLMConfig, attach_lora
+from lakerec.model.sasrec import SASRec, SASRecConfig
+
+
+def build_model(config: RecLLMConfig, n_items: int, id_model: SASRec | None):
+    """Backbone (frozen) + LoRA + fresh RecLLM heads; the ID model's item embeddings attached."""
+    backbone, tokenizer_dir = load_backbone(config.backbone)
+    tokenizer = load_tokenizer(tokenizer_dir)
+    special = SpecialTokens.resolve(tokenizer)
+    vocab = tokenizer.get_vocab_size()
+    if hasattr(backbone, "model") and backbone.model.get_input_embeddings().num_embeddings < vocab:
+        backbone.model.resize_token_embeddings(vocab)
+    model = RecLLM(attach_lora(backbone, config), config, special, n_items)
+    if id_model is not None:
+        attach_id_model(model, id_model)
+    return model, tokenizer, special, tokenizer_dir
+
+
+def attach_id_model(model: RecLLM, id_model: SASRec) -> None:
+    model.id_items.copy_(id_model.item_embeddings().to(model.id_items.device))
+
+
+def save_model(directory: Path, model: RecLLM, id_model: SASRec, item_ids: np.ndarray, info: dict) -> None:
+    directory = Path(directory)
+    model.backbone.save_pretrained(str(directory / "adapter"))
+    save_file(model.trainable_state(), str(directory / "trainable.safetensors"))
+    save_file({k: v.detach().cpu().contiguous() for k, v in id_model.state_dict().items()},
+              str(directory / "id_model.safetensors"))
+    np.save(directory / "item_ids.npy", np.asarray(item_ids, dtype=np.int64))
+    (directory / "model.json").write_text(json.dumps(info, indent=2, default=str))
+
+
+def load_model(directory: Path, device: str = "cpu"):
+    """-> (RecLLM, SASRec, info, tokenizer, item_ids)"""
+    directory = Path(directory)
+    info = json.loads((directory / "model.json").read_text())
+    item_ids = np.load(directory / "item_ids.npy")
+    id_model = SASRec(SASRecConfig(**info["id_model_config"]))
+    id_model.load_state_dict(load_file(str(directory / "id_model.safetensors")))
+    model, tokenizer, _, _ = build_model(RecLLMConfig(**info["llm_config"]), len(item_ids), id_model)
+    missing = set(model.trainable_state()) - set(load_file(str(directory / "trainable.safetensors")))
+    if missing:
+        raise ValueError(f"{directory / 'trainable.safetensors'}: missing tensors {sorted(missing)[:5]}")
+    model.load_state_dict(load_file(str(directory / "trainable.safetensors")), strict=False)
+    return model.to(device), id_model.to(device), info, tokenizer, item_ids
+
+
+def model_info(llm_config: RecLLMConfig, id_config: SASRecConfig, **extra) -> dict:
+    return {"llm_config": llm_config.to_dict(), "id_model_config": asdict(id_config), **extra}
