@@ -1,13 +1,15 @@
 """`lakerec demo`: the whole local pipeline in one session, then sample rows through SQL.
-Today: ingest -> validate + textualize. Later issues extend it with train, export and score."""
+Today: ingest -> validate + textualize -> train (quick profile) and register the model.
+Later issues extend it with export and score."""
 from __future__ import annotations
 
-from jobs import ingest, textualize
+from jobs import ingest, models, textualize, train
 
 
 def run(spark, conf, run_date) -> None:
     ingest.run(spark, conf, run_date)
     textualize.run(spark, conf, run_date)
+    trained = train.run(spark, conf, run_date)
     prompts = conf.require("tables.prompts")
     query = (f"SELECT user_id, n_history_total, n_history_kept, prompt_tokens, prompt "
              f"FROM {prompts} WHERE run_date = DATE'{run_date.isoformat()}' ORDER BY user_id LIMIT 3")
@@ -24,3 +26,5 @@ def run(spark, conf, run_date) -> None:
           f"prompts for {run_date}: {counts.prompts}")
     print("query them yourself:  lakerec sql \"SELECT * FROM lakerec.prompts LIMIT 5\"   "
           "(or any Spark session on this warehouse: see `lakerec info`)")
+    print(f"\n-- registered models (lakerec models); the report of this run: {trained.metrics['report']}")
+    models.run(conf)

@@ -28,6 +28,9 @@ def run(spark, conf, run_date, profile_name: str | None = None, warm_from: str |
                 "dataset": dataset, "device": device(),
                 "notes": [f"LM training throughput, seed {s}: {v['examples_per_s']:.2f} examples/s; "
                           f"SASRec {v['sasrec_examples_per_s']:.0f} sequences/s" for s, v in results["seeds"].items()]
+                + ([f"LM models (lm_text, hybrid) ranked on the first {profile.llm_train.rank_users} evaluated "
+                    "users only (quick profile); baselines and SASRec on all of them"]
+                   if profile.llm_train.rank_users else [])
                 + [f"explanation sample: {next(iter(results['seeds'].values()))['explanation_example']!r}",
                    results["message"]]}
         report = write_report(registry.resolve(results["version"]) / "report", results["rows"], meta)

@@ -11,6 +11,13 @@ from deltalake import DeltaTable
 
 pytestmark = pytest.mark.spark
 RUN_DATE = "2026-11-23"
+# The demo trains the quick profile; shrink it further so that this test stays short.
+TINY_TRAINING = [
+    "train.profiles.quick.sasrec_train.epochs=2", "train.profiles.quick.sasrec_train.eval_every=1",
+    "train.profiles.quick.baselines.als_iterations=2", "train.profiles.quick.llm_train.max_users=12",
+    "train.profiles.quick.llm_train.rank_users=24", "train.profiles.quick.llm_train.eval_users=3",
+    "train.profiles.quick.llm_train.max_new_tokens=3",
+]
 
 
 @pytest.fixture(scope="module")
@@ -20,7 +27,7 @@ def lakerec(tmp_path_factory):
 
     def call(*args, check=True):
         cmd = [sys.executable, "-m", "jobs.cli", *args, "--set", f"warehouse_root={root}/warehouse"]
-        for item in TEST_SPARK:
+        for item in TEST_SPARK + TINY_TRAINING + [f"models.registry_dir={root}/models"]:
             cmd += ["--set", item]
         proc = subprocess.run(cmd, capture_output=True, text=True, env={**os.environ, "HF_HUB_OFFLINE": "1"})
         if check and proc.returncode != 0:
@@ -42,6 +49,7 @@ def test_demo_twice_and_independent_reader(lakerec):
     assert "User 1 is a 24-year-old man, a technician" in first.stdout
     counts_line = f"warehouse: users=943 items=1682 interactions=100000; prompts for {RUN_DATE}: 943"
     assert counts_line in first.stdout
+    assert "lakerec train succeeded" in first.stdout and "v0001 is champion" in first.stdout
 
     second = lakerec("demo", "--run-date", RUN_DATE)
     assert "skipped" in second.stdout and counts_line in second.stdout
@@ -54,7 +62,11 @@ def test_demo_twice_and_independent_reader(lakerec):
     assert counts["warehouse.users"] == 943
     assert counts["lakerec.prompts"] == 943
     assert counts["lakerec.quarantine"] == 0
-    assert counts["lakerec.runs"] == 4          # ingest + textualize, twice
+    assert counts["lakerec.runs"] == 6          # ingest + textualize + train, twice
+    listing = json.loads(lakerec("models", "--json").stdout)
+    assert [r["version"] for r in listing] == ["v0001", "v0002"]
+    assert sum(r["champion"] for r in listing) == 1
+    assert counts["lakerec.model_metrics"] > 0
     prompts = DeltaTable(info["tables"]["spark_catalog.lakerec.prompts"]).to_pandas()
     assert prompts["user_id"].is_unique and set(prompts["run_date"].astype(str)) == {RUN_DATE}
 

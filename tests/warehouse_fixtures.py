@@ -14,7 +14,7 @@ SCHEMAS = {  # canonical columns, in the order the test rows list them
 def conf_for(base_conf, db: str, **columns):
     """A conf whose source and output tables all live in database `db`."""
     overrides = {f"source.{role}.table": f"{db}.{role}" for role in ("users", "items", "interactions")}
-    overrides.update({f"tables.{name}": f"{db}.{name}" for name in ("prompts", "quarantine", "runs")})
+    overrides.update({f"tables.{name}": f"{db}.{name}" for name in ("prompts", "quarantine", "runs", "model_metrics")})
     for role, mapping in columns.items():
         for canon, column in mapping.items():
             overrides[f"source.{role}.columns.{canon}"] = column

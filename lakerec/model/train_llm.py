@@ -44,7 +44,8 @@ class LLMTrainConfig:
     w_rec: float = 1.0
     w_align: float = 0.5
     max_users: int | None = None       # train on a slice of users (quick profile)
-    eval_users: int | None = None      # evaluate generation tasks on a slice of users
+    eval_users: int | None = None      # evaluate generation tasks on the first N evaluated users
+    rank_users: int | None = None      # full-ranking evaluation on the first N users (None: all)
     max_new_tokens: int = 24
     seed: int = 0
     log_every: int = 20
@@ -194,9 +195,7 @@ class Evaluator:
 
     def _users(self, on: str, limit: int | None = None) -> list[int]:
         targets = self.data.split.test if on == TEST else self.data.split.valid
-        users = sorted(targets)
-        if self.t.config.max_users:
-            users = [u for u in users if u in set(self.t.users)]
+        users = sorted(targets)[:self.t.config.rank_users or None]
         return users[:limit] if limit else users
 
     @torch.no_grad()

@@ -83,7 +83,7 @@ def fit(data: SplitData, model_config: SASRecConfig, train: TrainConfig, device:
             optimizer.zero_grad()
             loss.backward()
             optimizer.step()
-            total += float(loss) * len(batch)
+            total += loss.item() * len(batch)
             seen += len(batch)
         if epoch % train.eval_every and epoch != train.epochs:
             continue

@@ -1,0 +1,121 @@
+"""The recommendation LM: contrastive losses on constructed inputs, a falling training loss on a
+tiny batch, and the pluggable causal-LM backbone (a tiny random Llama built in-process)."""
+import math
+
+import numpy as np
+import pytest
+import torch
+from torch.nn import functional as F
+
+from lakerec.model.glm import SpecialTokens, TokenizedPrompt, build_example, collate, load_tokenizer
+from lakerec.model.losses import alignment_loss, info_nce, user_item_loss
+from lakerec.model.recllm import RecLLM, RecLLMConfig, attach_lora
+
+
+def unit(x):
+    return F.normalize(torch.as_tensor(x, dtype=torch.float32), dim=-1)
+
+
+def test_user_item_loss_is_low_when_each_user_points_at_its_item_and_high_when_shuffled():
+    items = unit(torch.eye(8))
+    users = unit(torch.eye(8)[:4] + 0.05)
+    aligned = user_item_loss(users, items, torch.arange(4), torch.arange(8), temperature=0.1)
+    shuffled = user_item_loss(users, items, torch.tensor([1, 2, 3, 0]), torch.arange(8), temperature=0.1)
+    assert aligned < 0.01 < 5.0 < shuffled
+
+
+def test_info_nce_is_log_n_for_uninformative_vectors_and_ignores_false_negatives():
+    users = unit(torch.ones(3, 4))
+    items = unit(torch.ones(6, 4))
+    loss = info_nce(users, items, torch.tensor([0, 1, 2]), temperature=0.1)
+    assert math.isclose(float(loss), math.log(6), rel_tol=1e-5)
+    # the same item appearing twice among the keys (ids 5 and 5) must not count as a negative
+    ids = torch.tensor([5, 6, 5, 7])
+    keys = unit(torch.eye(4))
+    query = unit(torch.tensor([[1.0, 0.0, 1.0, 0.0]]))
+    masked = user_item_loss(query, keys, torch.tensor([0]), ids, temperature=0.1)
+    unmasked = info_nce(query, keys, torch.tensor([0]), temperature=0.1)
+    assert masked < unmasked
+
+
+def test_alignment_loss_prefers_matching_id_and_text_vectors_and_is_symmetric():
+    text = unit(torch.randn(6, 16, generator=torch.Generator().manual_seed(0)))
+    matched = alignment_loss(text + 0.0, text, temperature=0.1)
+    mismatched = alignment_loss(text.roll(1, dims=0), text, temperature=0.1)
+    assert matched < 0.1 < mismatched
+    a, b = unit(torch.randn(5, 8)), unit(torch.randn(5, 8))
+    assert torch.isclose(alignment_loss(a, b, 0.2), alignment_loss(b, a, 0.2))
+
+
+@pytest.fixture(scope="module")
+def tokenizer():
+    from lakerec.model.backbone import default_backbone_path
+    return load_tokenizer(default_backbone_path())
+
+
+def tiny_batch(special, n_items=5):
+    examples = []
+    for k in range(4):
+        prompt = TokenizedPrompt([1000 + k, 2000, 2001, special.item_slot, 1010], [0, 1, 1, 1, 0], [0, 1, 2, 3, 0],
+                                 [0, 0, 0, 1, 0], [0, 0, 0, k % n_items, 0], 1)
+        examples.append(build_example(prompt, special, masked=[(1, 4)] if k % 2 else [],
+                                      target_ids=[3000 + k, 3100]))
+    return collate(examples, special.pad)
+
+
+def train_steps(model, batch, steps=25):
+    params = [p for p in model.parameters() if p.requires_grad]
+    optimizer = torch.optim.AdamW(params, lr=3e-3)
+    losses = []
+    model.train()
+    for _ in range(steps):
+        hidden = model.hidden(batch, torch.zeros(len(batch.ids), model.config.id_dim))
+        loss = model.lm_loss(hidden, batch)
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+        losses.append(loss.item())
+    return losses
+
+
+def test_minilm_lora_model_trains_only_adapters_and_heads_and_its_loss_falls(tokenizer):
+    from lakerec.model.backbone import load_backbone
+    torch.manual_seed(0)
+    special = SpecialTokens.resolve(tokenizer)
+    backbone, _ = load_backbone("minilm")
+    config = RecLLMConfig()
+    model = RecLLM(attach_lora(backbone, config), config, special, n_items=5)
+    trainable = [n for n, p in model.named_parameters() if p.requires_grad]
+    assert any("lora_A" in n for n in trainable)
+    assert not any(n.endswith("query.base_layer.weight") or "word_embeddings" in n for n in trainable)
+    frozen_before = model.backbone.get_base_model().layers[0].attention.query.base_layer.weight.clone()
+    losses = train_steps(model, tiny_batch(special))
+    assert np.mean(losses[-3:]) < 0.5 * np.mean(losses[:3])
+    assert torch.equal(frozen_before, model.backbone.get_base_model().layers[0].attention.query.base_layer.weight)
+
+
+def test_a_tiny_random_llama_plugs_in_as_backbone(tokenizer, tmp_path):
+    from transformers import LlamaConfig, LlamaForCausalLM
+    from lakerec.model.backbone import load_backbone
+    torch.manual_seed(0)
+    config = LlamaConfig(vocab_size=tokenizer.get_vocab_size(), hidden_size=64, intermediate_size=128,
+                         num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2,
+                         max_position_embeddings=256)
+    LlamaForCausalLM(config).save_pretrained(tmp_path)
+    (tmp_path / "tokenizer.json").write_text(tokenizer.to_str())
+    backbone, tokenizer_dir = load_backbone(str(tmp_path))
+    assert backbone.kind == "hf_causal" and tokenizer_dir == tmp_path
+    special = SpecialTokens.resolve(load_tokenizer(tmp_path))
+    llm_config = RecLLMConfig(backbone=str(tmp_path))
+    model = RecLLM(attach_lora(backbone, llm_config), llm_config, special, n_items=5)
+    batch = tiny_batch(special)
+    losses = train_steps(model, batch, steps=30)
+    assert np.mean(losses[-3:]) < 0.95 * np.mean(losses[:3])   # LoRA only: the random LM head stays frozen
+    model.eval()
+    prompt_only = collate([build_example(TokenizedPrompt([1000, 2000], [0, 1], [0, 1], [0, 0], [0, 0], 1), special)],
+                          special.pad)
+    tokens, first = model.generate(prompt_only, torch.zeros(1, llm_config.id_dim), max_new_tokens=4)
+    assert first.shape == (1, tokenizer.get_vocab_size()) and len(tokens[0]) <= 4
+    users = model.user_vectors(model.hidden(prompt_only, torch.zeros(1, llm_config.id_dim)), prompt_only)
+    assert users.shape == (1, llm_config.dim)
+    assert torch.allclose(users.norm(dim=-1), torch.ones(1))

@@ -1,0 +1,80 @@
+"""`lakerec train` on a small synthetic slice (the quick profile, shrunk further): a version is
+registered with its files, metrics land in model_metrics and the report, champion/challenger holds,
+and `--from champion` warm-starts."""
+import datetime as dt
+import json
+
+import pytest
+from pyspark.sql import functions as F
+
+from jobs import generate, models, train
+from lakerec.model.registry import Registry
+from tests.warehouse_fixtures import conf_for
+
+pytestmark = pytest.mark.spark
+RUN_DATE = dt.date(2026, 1, 1)
+TINY = {
+    "train.profiles.quick.sasrec_train.epochs": 2,
+    "train.profiles.quick.sasrec_train.eval_every": 1,
+    "train.profiles.quick.baselines.als_iterations": 2,
+    "train.profiles.quick.llm_train.max_users": 12,
+    "train.profiles.quick.llm_train.eval_users": 3,
+    "train.profiles.quick.llm_train.max_new_tokens": 3,
+    "train.profiles.quick.llm_train.n_negatives": 8,
+    "train.threads": 2,
+}
+
+
+def test_quick_training_registers_a_champion_and_warm_starts_from_it(spark, base_conf, tmp_path):
+    conf = conf_for(base_conf, "trainjob").with_overrides({**TINY, "models.registry_dir": str(tmp_path / "models")})
+    generate.run(spark, conf, RUN_DATE, users=40, items=30, seed=3, mean_interactions=8)
+
+    first = train.run(spark, conf, RUN_DATE)
+    registry = Registry.from_conf(conf)
+    assert first.metrics["model_version"] == "v0001" and first.metrics["promoted"]
+    assert registry.champion()["version"] == "v0001"
+    directory = registry.resolve("champion")
+    for name in ("model.json", "trainable.safetensors", "id_model.safetensors", "item_ids.npy",
+                 "adapter/adapter_config.json", "report/report.md", "report/report.png"):
+        assert (directory / name).exists(), name
+    info = json.loads((directory / "model.json").read_text())
+    assert info["lineage"]["input_table_versions"]["trainjob.interactions"] is not None
+    assert info["template"]["name"] == "user_history"
+
+    metrics = spark.table("trainjob.model_metrics").where(F.col("run_id") == first.run_id)
+    found = {(r.model, r.family, r.template) for r in metrics.select("model", "family", "template").distinct().collect()}
+    for model in ("most_popular", "als", "sasrec", "lm_text", "hybrid"):
+        assert (model, "ranking", "trained") in found
+    assert ("hybrid", "direct", "heldout") in found and ("lm_text", "rating", "trained") in found
+    report = (directory / "report" / "report.md").read_text()
+    assert "| hybrid |" in report and "| sasrec |" in report
+
+    listing = models.rows(conf)
+    assert [(r["version"], r["champion"]) for r in listing] == [("v0001", True)]
+
+    second = train.run(spark, conf, RUN_DATE, warm_from="champion")
+    assert second.metrics["model_version"] == "v0002"
+    assert registry.describe("v0002")["lineage"]["warm_start_from"] == "champion"
+    champion = registry.champion()["version"]
+    v1, v2 = (registry.describe(v)["metrics"]["valid_ndcg@10"] for v in ("v0001", "v0002"))
+    assert champion == ("v0002" if v2 >= v1 else "v0001")
+    # re-running the same run date replaces only that run's metric rows
+    assert spark.table("trainjob.model_metrics").select("run_id").distinct().count() == 2
+
+
+def test_promotion_needs_at_least_the_champions_validation_ndcg(tmp_path):
+    registry = Registry(tmp_path)
+    assert registry.promote_if_better("v0001", {"valid_ndcg@10": 0.10})[0]
+    assert not registry.promote_if_better("v0002", {"valid_ndcg@10": 0.09})[0]
+    assert registry.champion()["version"] == "v0001"
+    assert registry.promote_if_better("v0003", {"valid_ndcg@10": 0.10})[0]
+    assert registry.champion() | {"promoted_at": None} == {"version": "v0003", "valid_ndcg@10": 0.10,
+                                                            "promoted_at": None, "previous": "v0001"}
+
+
+def test_unknown_model_version_is_a_clear_error(tmp_path):
+    from lakerec.errors import ConfigError
+    with pytest.raises(ConfigError, match="no champion"):
+        Registry(tmp_path).resolve("champion")
+    with pytest.raises(ConfigError, match="v0042"):
+        Registry(tmp_path).resolve("v0042")
