@@ -134,6 +134,10 @@ def run_training(spark, conf: Conf, good: dict, versions: dict, run, profile: Pr
     if warm_from:
         path = registry.resolve(warm_from)
         warm_model, warm, warm_info, _, warm_items = load_model(path, device())
+        if warm_info["template"]["version"] != textualizer.TEMPLATE_VERSION:
+            raise ConfigError(f"{path / 'model.json'}: trained on prompt template "
+                              f"{warm_info['template']['version']}, the textualizer is "
+                              f"{textualizer.TEMPLATE_VERSION}; train from scratch (without --from)")
         log(f"[train] warm start from {path.name}")
     results: dict = {"rows": [], "seeds": {}}
 

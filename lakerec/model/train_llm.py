@@ -158,7 +158,7 @@ class Trainer:
             steps += 1
             self.examples_seen += len(rows)
             for key, value in (("loss", loss), ("lm", lm), ("rec", rec), ("align", align)):
-                totals[key] += float(value)
+                totals[key] += value.item()
             if steps % cfg.log_every == 0:
                 rate = (begin + len(rows)) / (time.time() - start)
                 log(f"[{stage}] {begin + len(rows)}/{len(plan)} examples, loss {totals['loss'] / steps:.3f} "
