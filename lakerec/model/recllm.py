@@ -73,8 +73,13 @@ class RecLLM(nn.Module):
 
     def hidden(self, batch: Batch, user_states: torch.Tensor | None = None) -> torch.Tensor:
         embeds = self.embed(batch, user_states)
-        hidden, _ = self.backbone(embeds, batch.pos, bias_from_allowed(batch.allowed, embeds.dtype))
+        hidden, _ = self.backbone(embeds, self.positions(batch), bias_from_allowed(batch.allowed, embeds.dtype))
         return hidden
+
+    def positions(self, batch: Batch) -> torch.Tensor:
+        """Backbone positions, capped at its table size (a prompt plus a long candidate list can
+        exceed BERT's 512; the inter/intra tables still tell the tokens apart)."""
+        return batch.pos.clamp(max=self.backbone.max_positions - 1)
 
     # --- heads -------------------------------------------------------------------------------
     def user_vectors(self, hidden: torch.Tensor, batch: Batch) -> torch.Tensor:
@@ -108,11 +113,11 @@ class RecLLM(nn.Module):
         generated token ids per row (without [E]) and the first step's logits (B, V), from which
         rating prediction reads its digit probabilities."""
         embeds = self.embed(batch, user_states)
-        _, past = self.backbone(embeds, batch.pos, bias_from_allowed(batch.allowed, embeds.dtype))
+        _, past = self.backbone(embeds, self.positions(batch), bias_from_allowed(batch.allowed, embeds.dtype))
         n = len(batch.ids)
         device = batch.ids.device
         rows = torch.arange(n, device=device)
-        base_pos = batch.pos[rows, batch.blank].unsqueeze(1)
+        base_pos = self.positions(batch)[rows, batch.blank].unsqueeze(1)
         base_inter = batch.inter[rows, batch.blank].unsqueeze(1)
         seen = batch.part_a.clone()                              # (B, S) columns a new token may see
         token = torch.full((n, 1), self.special.span_start, dtype=torch.long, device=device)
