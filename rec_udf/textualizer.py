@@ -11,7 +11,6 @@ Changing how text is rendered is a new TEMPLATE_VERSION; the template hash also 
 """
 from __future__ import annotations
 
-import datetime as dt
 import functools
 import hashlib
 import json

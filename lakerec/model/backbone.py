@@ -240,4 +240,4 @@ def bias_from_allowed(allowed: torch.Tensor, dtype=torch.float32) -> torch.Tenso
 
 
 __all__ = ["BertGLM", "HFCausalBackbone", "load_backbone", "bias_from_allowed", "default_backbone_path",
-           "DEFAULT_BACKBONE", "math"]
+           "DEFAULT_BACKBONE"]

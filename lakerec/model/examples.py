@@ -15,7 +15,7 @@ import numpy as np
 from pyspark.sql import DataFrame, functions as F
 
 from lakerec.eval.protocol import SplitData
-from lakerec.eval.split import TEST, VALID
+from lakerec.eval.split import TEST
 from lakerec.model import tasks
 from lakerec.model.glm import (GLMExample, SpecialTokens, build_example, choose_masked_entities,
                                mask_token_ranges, tokenize_item, tokenize_prompt, LEVELS)
@@ -130,5 +130,3 @@ class ExampleBuilder:
         positions = np.nonzero(self.data.sequences[user] == target)[0]
         return len(positions) > 0 and not np.isnan(self.data.ratings[user][positions[-1]])
 
-
-__all__ = ["TextData", "ExampleBuilder", "collect_text_data", "VALID", "TEST"]

@@ -21,7 +21,7 @@ from lakerec.eval.protocol import seen_before
 from lakerec.eval.split import TEST, VALID
 from lakerec.model import tasks
 from lakerec.model.examples import ExampleBuilder
-from lakerec.model.glm import Batch, collate
+from lakerec.model.glm import collate
 from lakerec.model.losses import alignment_loss, user_item_loss
 from lakerec.model.recllm import RecLLM
 from lakerec.model.sasrec import SASRec
