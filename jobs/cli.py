@@ -51,6 +51,7 @@ def parser() -> argparse.ArgumentParser:
                    help="warm-start from a registered version or 'champion' instead of starting over")
     p = jobs.add_parser("models", parents=[common], help="registered model versions and the champion")
     p.add_argument("--json", action="store_true", help="JSON list")
+    p.add_argument("--promote", metavar="VERSION", help="make VERSION the champion (a deliberate override)")
     p = jobs.add_parser("info", parents=[common], help="warehouse, tables, locations, versions")
     p.add_argument("--json", action="store_true", help="one JSON object")
     p = jobs.add_parser("sql", parents=[common], help="run one SQL statement against the warehouse")
@@ -91,7 +92,7 @@ def main(argv: list[str] | None = None) -> int:
         conf = load_conf(args.conf, args.set)
         if args.job == "models":             # reads the registry only: no Spark session
             from jobs import models
-            models.run(conf, as_json=args.json)
+            models.run(conf, as_json=args.json, promote=args.promote)
             return 0
         from lakerec.spark import build_session
         spark = build_session(conf)

@@ -23,7 +23,9 @@ def rows(conf) -> list[dict]:
     return out
 
 
-def run(conf, as_json: bool = False) -> None:
+def run(conf, as_json: bool = False, promote: str | None = None) -> None:
+    if promote:
+        print(Registry.from_conf(conf).promote(promote))
     listing = rows(conf)
     if as_json:
         print(json.dumps(listing, indent=2))

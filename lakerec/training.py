@@ -205,6 +205,7 @@ def run_training(spark, conf: Conf, good: dict, versions: dict, run, profile: Pr
             best = (valid_ndcg, seed, model, id_model, report)
 
     valid_ndcg, seed, model, id_model, report = best
+    valid_users = min(profile.llm_train.rank_users or len(split.valid), len(split.valid))
     version, tmp = registry.staging()
     spec = template_spec(conf)
     info = model_info(
@@ -218,12 +219,13 @@ def run_training(spark, conf: Conf, good: dict, versions: dict, run, profile: Pr
         llm_train=profile.llm_train.to_dict(), lineage={
             "run_id": run.run_id, "run_date": run.run_date.isoformat(), "input_table_versions": versions,
             "git_commit": git_commit(), "warm_start_from": warm_from},
-        metrics={"valid_ndcg@10": valid_ndcg, "test": report["ranking"],
+        metrics={"valid_ndcg@10": valid_ndcg, "valid_users": valid_users, "test": report["ranking"],
                  "test_candidates": report["direct"], "test_rating": report["rating"]},
         created_at=dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"))
     save_model(tmp, model, id_model, split.item_ids, info)
     registry.commit(version, tmp)
-    promoted, message = registry.promote_if_better(version, {"valid_ndcg@10": valid_ndcg})
+    promoted, message = registry.promote_if_better(version, {"valid_ndcg@10": valid_ndcg,
+                                                             "valid_users": valid_users})
     log(f"[train] registered {version}: {message}")
     results.update(version=version, promoted=promoted, message=message, valid_ndcg=valid_ndcg,
                    n_users=len(split.test), n_items=split.n_items)

@@ -62,14 +62,17 @@ def test_quick_training_registers_a_champion_and_warm_starts_from_it(spark, base
     assert spark.table("trainjob.model_metrics").select("run_id").distinct().count() == 2
 
 
-def test_promotion_needs_at_least_the_champions_validation_ndcg(tmp_path):
+def test_promotion_needs_at_least_the_champions_validation_ndcg_on_the_same_users(tmp_path):
     registry = Registry(tmp_path)
-    assert registry.promote_if_better("v0001", {"valid_ndcg@10": 0.10})[0]
-    assert not registry.promote_if_better("v0002", {"valid_ndcg@10": 0.09})[0]
+    assert registry.promote_if_better("v0001", {"valid_ndcg@10": 0.10, "valid_users": 943})[0]
+    assert not registry.promote_if_better("v0002", {"valid_ndcg@10": 0.09, "valid_users": 943})[0]
     assert registry.champion()["version"] == "v0001"
-    assert registry.promote_if_better("v0003", {"valid_ndcg@10": 0.10})[0]
+    assert registry.promote_if_better("v0003", {"valid_ndcg@10": 0.10, "valid_users": 943})[0]
     assert registry.champion() | {"promoted_at": None} == {"version": "v0003", "valid_ndcg@10": 0.10,
-                                                            "promoted_at": None, "previous": "v0001"}
+                                                            "valid_users": 943, "promoted_at": None,
+                                                            "previous": "v0001"}
+    promoted, message = registry.promote_if_better("v0004", {"valid_ndcg@10": 0.5, "valid_users": 96})
+    assert not promoted and "not comparable" in message
 
 
 def test_unknown_model_version_is_a_clear_error(tmp_path):
@@ -78,3 +81,15 @@ def test_unknown_model_version_is_a_clear_error(tmp_path):
         Registry(tmp_path).resolve("champion")
     with pytest.raises(ConfigError, match="v0042"):
         Registry(tmp_path).resolve("v0042")
+
+
+def test_promote_by_hand_overrides_the_metrics(tmp_path):
+    registry = Registry(tmp_path)
+    for version, ndcg in (("v0001", 0.2), ("v0002", 0.1)):
+        (registry.versions_dir / version).mkdir(parents=True)
+        (registry.versions_dir / version / "model.json").write_text(
+            json.dumps({"metrics": {"valid_ndcg@10": ndcg, "valid_users": 10}}))
+    assert registry.promote_if_better("v0001", {"valid_ndcg@10": 0.2, "valid_users": 10})[0]
+    assert not registry.promote_if_better("v0002", {"valid_ndcg@10": 0.1, "valid_users": 10})[0]
+    registry.promote("v0002")
+    assert registry.champion()["version"] == "v0002" and registry.champion()["previous"] == "v0001"

@@ -83,16 +83,33 @@ class Registry:
         return final
 
     def promote_if_better(self, version: str, metrics: dict) -> tuple[bool, str]:
-        """A challenger becomes champion when its validation NDCG@10 is at least the champion's."""
+        """A challenger becomes champion when its validation NDCG@10 is at least the champion's,
+        measured on the same number of validation users (a quick-profile model ranked on a slice
+        is not comparable with a full-profile champion; `lakerec models --promote` decides then)."""
         score = float(metrics[PROMOTION_METRIC])
         champ = self.champion()
+        if champ is not None and champ.get("valid_users") != metrics.get("valid_users"):
+            return False, (f"{version} stays challenger: validated on {metrics.get('valid_users')} users, champion "
+                           f"{champ['version']} on {champ.get('valid_users')}; not comparable "
+                           f"(promote by hand: lakerec models --promote {version})")
         if champ is not None and score < float(champ[PROMOTION_METRIC]):
             return False, (f"{version} stays challenger: {PROMOTION_METRIC} {score:.4f} < champion "
                            f"{champ['version']} {float(champ[PROMOTION_METRIC]):.4f}")
-        pointer = {"version": version, PROMOTION_METRIC: score,
+        self._point_to(version, score, metrics.get("valid_users"), champ)
+        return True, f"{version} is champion ({PROMOTION_METRIC} {score:.4f})"
+
+    def promote(self, version: str) -> str:
+        """Make a registered version champion regardless of metrics (a deliberate human decision)."""
+        self.resolve(version)
+        metrics = self.describe(version).get("metrics", {})
+        self._point_to(version, float(metrics.get(PROMOTION_METRIC, 0.0)), metrics.get("valid_users"),
+                       self.champion())
+        return f"{version} is champion (promoted by hand)"
+
+    def _point_to(self, version: str, score: float, valid_users, previous: dict | None) -> None:
+        pointer = {"version": version, PROMOTION_METRIC: score, "valid_users": valid_users,
                    "promoted_at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
-                   "previous": champ["version"] if champ else None}
+                   "previous": previous["version"] if previous else None}
         tmp = self.root / f".champion.json.tmp-{os.getpid()}"
         tmp.write_text(json.dumps(pointer, indent=2))
         os.replace(tmp, self.root / "champion.json")
-        return True, f"{version} is champion ({PROMOTION_METRIC} {score:.4f})"
