@@ -14,7 +14,7 @@ from pyspark.sql import functions as F
 from lakerec.config import Conf
 from lakerec.errors import ConfigError
 from lakerec.eval.baselines import als, most_popular
-from lakerec.eval.protocol import SplitData, collect_split, evaluate, seen_before
+from lakerec.eval.protocol import SplitData, candidate_lists, collect_split, evaluate
 from lakerec.eval.split import TEST, VALID, leave_one_out
 from lakerec.eval.metrics import candidate_metrics
 from lakerec.model.examples import ExampleBuilder, TextData, collect_text_data
@@ -80,21 +80,15 @@ def builder_for(conf: Conf, text: TextData, tokenizer, special) -> ExampleBuilde
                           max_items=int(conf.get("textualize.max_history_items", 200)), spec=template_spec(conf))
 
 
-def random_candidates_baseline(scores_fn, split: SplitData, on: str, seed: int = 2024, k: int = 20) -> dict:
+def random_candidates_baseline(scores_fn, split: SplitData, on: str) -> dict:
     """The 20-candidate protocol for score-based models: the top-scored candidate is the answer
-    (always valid). Same candidate lists as the LM's (same seed and construction)."""
-    rng = np.random.default_rng(seed)
+    (always valid). Same candidate lists as the LM's (`candidate_lists`)."""
     targets = split.test if on == TEST else split.valid
     users = sorted(targets)
-    answers, lists = [], []
+    lists = candidate_lists(split, users, on)
     scores = scores_fn(np.array(users))
-    for row, u in enumerate(users):
-        seen = set(seen_before(split, u, on).tolist()) | {targets[u]}
-        pool = [int(c) for c in rng.permutation(split.n_items) if int(c) not in seen][:k - 1]
-        pool.insert(int(rng.integers(k)), targets[u])
-        lists.append(pool)
-        answers.append(pool[int(np.argmax(scores[row][pool]))])
-    return candidate_metrics(answers, lists, [targets[u] for u in users])
+    answers = [lists[u][int(np.argmax(scores[row][lists[u]]))] for row, u in enumerate(users)]
+    return candidate_metrics(answers, [lists[u] for u in users], [targets[u] for u in users])
 
 
 def train_id_model(split: SplitData, profile: Profile, seed: int, warm: SASRec | None, warm_items: np.ndarray | None):
@@ -167,7 +161,8 @@ def run_training(spark, conf: Conf, good: dict, versions: dict, run, profile: Pr
         for p in id_model.parameters():
             p.requires_grad_(False)
         sas = scorer(id_model, split, TEST, device())
-        record("sasrec", seed, TEST, evaluate(sas, split, TEST))
+        sasrec_test = evaluate(sas, split, TEST)
+        record("sasrec", seed, TEST, sasrec_test)
         record("sasrec", seed, VALID, fitted.best_valid)
         record("sasrec", seed, TEST, random_candidates_baseline(sas, split, TEST), family="direct")
 
@@ -180,26 +175,28 @@ def run_training(spark, conf: Conf, good: dict, versions: dict, run, profile: Pr
         trainer = Trainer(model, builder, id_model, profile.llm_train.__class__(
             **{**profile.llm_train.to_dict(), "seed": seed}), device())
         evaluator = Evaluator(trainer)
+
+        def stage(name: str, model_name: str, epochs: int, unified: bool) -> dict:
+            """Train one stage, then its full test report; both timed, all metrics recorded."""
+            with run.timed(f"seed{seed}_{name}_s"):
+                fitted_stage = trainer.fit_stage(name, epochs, unified=unified)
+            with run.timed(f"seed{seed}_eval_{model_name}_s"):
+                fitted_stage["report"] = evaluator.full_report(TEST, unified=unified)
+            record_report(record, model_name, seed, fitted_stage["report"])
+            record(model_name, seed, VALID, fitted_stage["best_valid"])
+            return fitted_stage
+
         stage1 = None
         if warm_model is None and profile.llm_train.stage1_epochs > 0:
-            with run.timed(f"seed{seed}_stage1_s"):
-                stage1 = trainer.fit_stage("stage1", profile.llm_train.stage1_epochs, unified=False)
-            with run.timed(f"seed{seed}_eval_text_s"):
-                report = evaluator.full_report(TEST, unified=False)
-            record_report(record, "lm_text", seed, report)
-            record("lm_text", seed, VALID, stage1["best_valid"])
-        with run.timed(f"seed{seed}_stage2_s"):
-            stage2 = trainer.fit_stage("stage2", profile.llm_train.stage2_epochs, unified=True)
-        with run.timed(f"seed{seed}_eval_hybrid_s"):
-            report = evaluator.full_report(TEST, unified=True)
-        record_report(record, "hybrid", seed, report)
-        record("hybrid", seed, VALID, stage2["best_valid"])
+            stage1 = stage("stage1", "lm_text", profile.llm_train.stage1_epochs, unified=False)
+        stage2 = stage("stage2", "hybrid", profile.llm_train.stage2_epochs, unified=True)
+        report = stage2["report"]
         throughput = trainer.examples_seen / trainer.train_seconds if trainer.train_seconds else 0.0
         results["seeds"][seed] = {"examples_per_s": throughput, "sasrec_examples_per_s": fitted.examples_per_s,
                                   "explanation_example": report["explanation"]["example"],
                                   "stage1": stage1 and stage1["history"], "stage2": stage2["history"]}
         log(f"[train] seed {seed}: hybrid test ndcg@10 {report['ranking']['ndcg@10']:.4f}, "
-            f"SASRec {evaluate(sas, split, TEST)['ndcg@10']:.4f}, {throughput:.2f} LM examples/s")
+            f"SASRec {sasrec_test['ndcg@10']:.4f}, {throughput:.2f} LM examples/s")
         valid_ndcg = stage2["best_valid"]["ndcg@10"]
         if best is None or valid_ndcg > best[0]:
             best = (valid_ndcg, seed, model, id_model, report)

@@ -72,3 +72,17 @@ def evaluate(scores: Scorer, data: SplitData, on: str = TEST, batch_size: int = 
         for row, user in enumerate(batch):
             ranks[start + row] = target_rank(matrix[row], targets[int(user)], seen_before(data, int(user), on))
     return ranking_metrics(ranks, ks)
+
+
+def candidate_lists(data: SplitData, users, on: str, seed: int = 2024, k: int = 20) -> dict[int, list[int]]:
+    """The LLaRA/RSLLM protocol's lists: per user the held-out item plus k-1 random items the user
+    has not seen, at a random position; a fixed seed so every model answers the same lists."""
+    targets = data.test if on == TEST else data.valid
+    rng = np.random.default_rng(seed)
+    lists = {}
+    for user in users:
+        seen = set(seen_before(data, int(user), on).tolist()) | {targets[user]}
+        pool = [int(c) for c in rng.permutation(data.n_items) if int(c) not in seen][:k - 1]
+        pool.insert(int(rng.integers(k)), targets[user])
+        lists[user] = pool
+    return lists

@@ -17,7 +17,7 @@ import numpy as np
 import torch
 
 from lakerec.eval.metrics import candidate_metrics, ranking_metrics, rmse_mae, target_rank
-from lakerec.eval.protocol import seen_before
+from lakerec.eval.protocol import candidate_lists, seen_before
 from lakerec.eval.split import TEST, VALID
 from lakerec.model import tasks
 from lakerec.model.examples import ExampleBuilder
@@ -245,13 +245,7 @@ class Evaluator:
         """LLaRA/RSLLM protocol: the held-out item + 19 random unseen items (fixed seed), free
         generation, the answer matched to a candidate title."""
         users = self._users(on, self.t.config.eval_users)
-        rng = np.random.default_rng(seed)
-        lists = {}
-        for u in users:
-            seen = set(seen_before(self.data.split, u, on).tolist()) | {self.data.target(u, on)}
-            pool = [int(c) for c in rng.permutation(self.data.split.n_items) if int(c) not in seen][:k - 1]
-            pool.insert(int(rng.integers(k)), self.data.target(u, on))
-            lists[u] = pool
+        lists = candidate_lists(self.data.split, users, on, seed, k)
         self.model.eval()
         texts, _ = self._generate(users, on, unified, lambda u, n: self.builder.example(
             u, n, "direct", template, unified=unified, target=None, candidates=lists[u]))
