@@ -13,6 +13,7 @@ import sys
 
 from lakerec.config import load_conf
 from lakerec.errors import LakeRecError
+from rec_udf.errors import BundleError
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
@@ -98,7 +99,7 @@ def main(argv: list[str] | None = None) -> int:
         spark = build_session(conf)
         dispatch(args, spark, conf)
         return 0
-    except LakeRecError as exc:
+    except (LakeRecError, BundleError) as exc:
         print(f"lakerec {args.job}: error: {exc}", file=sys.stderr)
         return 2
 

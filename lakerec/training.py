@@ -219,7 +219,7 @@ def run_training(spark, conf: Conf, good: dict, versions: dict, run, profile: Pr
         metrics={"valid_ndcg@10": valid_ndcg, "valid_users": valid_users, "test": report["ranking"],
                  "test_candidates": report["direct"], "test_rating": report["rating"]},
         created_at=dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"))
-    save_model(tmp, model, id_model, split.item_ids, info)
+    save_model(tmp, model, id_model, split.item_ids, text.items, info)
     registry.commit(version, tmp)
     promoted, message = registry.promote_if_better(version, {"valid_ndcg@10": valid_ndcg,
                                                              "valid_users": valid_users})

@@ -47,11 +47,23 @@ class TextData:
         return (self.split.test if on == TEST else self.split.valid)[user]
 
 
+def catalogue_items(items: DataFrame, item_ids: Sequence[int]) -> list[dict]:
+    """Item fields in catalogue order (an id missing from the table gets empty fields)."""
+    by_id = {int(r.item_id): r.asDict() for r in items.select("item_id", "title", "release_year", "genres").collect()}
+    return [by_id.get(int(item), {"item_id": int(item), "title": None, "release_year": None, "genres": None})
+            for item in item_ids]
+
+
+def item_examples(tokenizer, special: SpecialTokens, items: Sequence[dict], unified: bool) -> list[GLMExample]:
+    """One short example per catalogue item: its text (no rating) and, unified, its ID slot."""
+    return [build_example(tokenize_item(tokenizer, special, entity_text({k: v for k, v in item.items()
+                                                                        if k != "rating"}), i, unified), special)
+            for i, item in enumerate(items)]
+
+
 def collect_text_data(split: SplitData, split_df: DataFrame, users: DataFrame, items: DataFrame) -> TextData:
     index = {int(item): i for i, item in enumerate(split.item_ids)}
-    by_id = {int(r.item_id): r.asDict() for r in items.select("item_id", "title", "release_year", "genres").collect()}
-    item_rows = [by_id.get(int(item), {"item_id": int(item), "title": None, "release_year": None, "genres": None})
-                 for item in split.item_ids]
+    item_rows = catalogue_items(items, split.item_ids)
     profiles = {int(r.user_id): r.asDict() for r in users.select(*USER_FIELDS).collect()}
     rows = (split_df.groupBy("user_id")
             .agg(F.sort_array(F.collect_list(F.struct("event_time", "item_id", "rating"))).alias("events"))
@@ -88,12 +100,7 @@ class ExampleBuilder:
 
     @functools.lru_cache(maxsize=8)
     def item_examples(self, unified: bool) -> list[GLMExample]:
-        """One short example per catalogue item: its text (no rating) and, unified, its ID slot."""
-        out = []
-        for i, item in enumerate(self.data.items):
-            text = entity_text({k: v for k, v in item.items() if k != "rating"})
-            out.append(build_example(tokenize_item(self.tokenizer, self.special, text, i, unified), self.special))
-        return out
+        return item_examples(self.tokenizer, self.special, self.data.items, unified)
 
     def example(self, user: int, n: int, family: str, template: str, *, unified: bool, target: int | None,
                 candidates: Sequence[int] = (), rng: np.random.Generator | None = None, mask_prob: float = 0.0,

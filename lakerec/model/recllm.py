@@ -20,7 +20,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from lakerec.model.backbone import bias_from_allowed
-from lakerec.model.glm import ITEM_SLOT, IGNORE, MAX_INTER, MAX_INTRA, USER_SLOT, Batch, SpecialTokens
+from lakerec.model.glm import IGNORE, ITEM_SLOT, MAX_INTER, MAX_INTRA, USER_SLOT, Batch, SpecialTokens, collate
 
 
 @dataclass
@@ -63,13 +63,21 @@ class RecLLM(nn.Module):
     # --- inputs ----------------------------------------------------------------------------
     def embed(self, batch: Batch, user_states: torch.Tensor | None = None) -> torch.Tensor:
         x = self.backbone.embed_tokens(batch.ids)
-        if (batch.slot == ITEM_SLOT).any():
-            projected = self.item_projector(self.id_items[batch.item])
-            x = torch.where((batch.slot == ITEM_SLOT).unsqueeze(-1), projected.to(x.dtype), x)
-        if user_states is not None and (batch.slot == USER_SLOT).any():
-            projected = self.user_projector(user_states).unsqueeze(1)
-            x = torch.where((batch.slot == USER_SLOT).unsqueeze(-1), projected.to(x.dtype), x)
-        return x + self.inter_emb(batch.inter) + self.intra_emb(batch.intra)
+        items = self.item_projector(self.id_items[batch.item]) if (batch.slot == ITEM_SLOT).any() else None
+        user = self.user_projector(user_states) if user_states is not None else None
+        return self.mix_inputs(x, batch.slot, items, user, batch.inter, batch.intra)
+
+    def mix_inputs(self, tokens: torch.Tensor, slot: torch.Tensor, items: torch.Tensor | None,
+                   user: torch.Tensor | None, inter: torch.Tensor, intra: torch.Tensor) -> torch.Tensor:
+        """Token embeddings with ITEM_SLOT positions replaced by `items` (B, T, H), USER_SLOT positions
+        by `user` (B, H), plus the inter/intra-entity position tables. The exported graphs call this
+        too, with the projected item table folded in (model_export/graphs.py)."""
+        x = tokens
+        if items is not None:
+            x = torch.where((slot == ITEM_SLOT).unsqueeze(-1), items.to(x.dtype), x)
+        if user is not None:
+            x = torch.where((slot == USER_SLOT).unsqueeze(-1), user.unsqueeze(1).to(x.dtype), x)
+        return x + self.inter_emb(inter) + self.intra_emb(intra)
 
     def hidden(self, batch: Batch, user_states: torch.Tensor | None = None) -> torch.Tensor:
         embeds = self.embed(batch, user_states)
@@ -93,6 +101,14 @@ class RecLLM(nn.Module):
 
     def item_vectors(self, item_batch: Batch) -> torch.Tensor:
         return F.normalize(self.item_head(self.pooled(self.hidden(item_batch), item_batch)), dim=-1)
+
+    @torch.no_grad()
+    def item_matrix(self, examples, pad_id: int, batch_size: int = 256) -> torch.Tensor:
+        """(n_items, dim) item vectors of per-item examples (`examples.item_examples`), in order."""
+        device = self.id_items.device
+        out = [self.item_vectors(collate(examples[b:b + batch_size], pad_id).to(device))
+               for b in range(0, len(examples), batch_size)]
+        return torch.cat(out)
 
     def id_vectors(self, items: torch.Tensor) -> torch.Tensor:
         """Projected ID embeddings of catalogue items, in the item-vector space (for alignment)."""

@@ -7,6 +7,7 @@
     trainable.safetensors   every trained tensor (LoRA, position tables, projectors, heads)
     id_model.safetensors    the SASRec ID model
     item_ids.npy        catalogue order of the item matrix and the ID embeddings
+    catalogue.parquet   the items' fields in that order (the item matrix is computed from them at export)
   champion.json         {"version": ..., "valid_ndcg@10": ..., "promoted_at": ...}
 """
 from __future__ import annotations

@@ -12,6 +12,9 @@ from lakerec.model.backbone import load_backbone
 from lakerec.model.glm import SpecialTokens, load_tokenizer
 from lakerec.model.recllm import RecLLM, RecLLMConfig, attach_lora
 from lakerec.model.sasrec import SASRec, SASRecConfig
+from rec_udf.catalogue import read_catalogue, write_catalogue
+
+CATALOGUE_FILE = "catalogue.parquet"
 
 
 def build_model(config: RecLLMConfig, n_items: int, id_model: SASRec | None):
@@ -32,13 +35,16 @@ def attach_id_model(model: RecLLM, id_model: SASRec) -> None:
     model.id_items.copy_(id_model.item_embeddings().to(model.id_items.device))
 
 
-def save_model(directory: Path, model: RecLLM, id_model: SASRec, item_ids: np.ndarray, info: dict) -> None:
+def save_model(directory: Path, model: RecLLM, id_model: SASRec, item_ids: np.ndarray, items: list[dict],
+               info: dict) -> None:
+    """`items`: catalogue fields in item_ids order (what the item matrix is computed from at export)."""
     directory = Path(directory)
     model.backbone.save_pretrained(str(directory / "adapter"))
     save_file(model.trainable_state(), str(directory / "trainable.safetensors"))
     save_file({k: v.detach().cpu().contiguous() for k, v in id_model.state_dict().items()},
               str(directory / "id_model.safetensors"))
     np.save(directory / "item_ids.npy", np.asarray(item_ids, dtype=np.int64))
+    write_catalogue(directory / CATALOGUE_FILE, items)
     (directory / "model.json").write_text(json.dumps(info, indent=2, default=str))
 
 
@@ -55,6 +61,15 @@ def load_model(directory: Path, device: str = "cpu"):
         raise ValueError(f"{directory / 'trainable.safetensors'}: missing tensors {sorted(missing)[:5]}")
     model.load_state_dict(load_file(str(directory / "trainable.safetensors")), strict=False)
     return model.to(device), id_model.to(device), info, tokenizer, item_ids
+
+
+def load_catalogue(directory: Path) -> list[dict]:
+    path = Path(directory) / CATALOGUE_FILE
+    if not path.exists():
+        from lakerec.errors import ConfigError
+        raise ConfigError(f"{path} is missing: this version was registered before models carried their item "
+                          "catalogue; train a new version (lakerec train) to export it")
+    return read_catalogue(path)
 
 
 def model_info(llm_config: RecLLMConfig, id_config: SASRecConfig, **extra) -> dict:

@@ -18,60 +18,9 @@ from __future__ import annotations
 from collections import Counter
 from typing import Mapping, Sequence
 
-from rec_udf.textualizer import clean_text
-
-FAMILIES = ("sequential", "direct", "rating", "explanation")
-
-TEMPLATES: dict[str, list[tuple[str, str]]] = {
-    "sequential": [
-        ("seq-0", ""),
-        ("seq-1", " Next, they will watch:"),
-        ("seq-heldout", " The {noun} this user watches after these is:"),
-    ],
-    "direct": [
-        ("direct-0", " Candidates: {candidates}. The user will choose:"),
-        ("direct-1", " Pick the one they watch next from {candidates}. Answer:"),
-        ("direct-heldout", " Among {candidates}, the {noun} this user would watch next is:"),
-    ],
-    "rating": [
-        ("rating-0", " How would the user rate {item}? Rating:"),
-        ("rating-1", " The user's rating of {item}, from 1 to 5, is"),
-        ("rating-heldout", " On a scale of 1 to 5, this user would give {item}:"),
-    ],
-    "explanation": [
-        ("explanation-0", " Why would the user enjoy {item}?"),
-        ("explanation-1", " Explain why {item} suits this user:"),
-        ("explanation-heldout", " Give a reason this user would like {item}:"),
-    ],
-}
-SCORING_TEMPLATE = TEMPLATES["sequential"][0]
-
-
-def trained_templates(family: str) -> list[tuple[str, str]]:
-    return TEMPLATES[family][:-1]
-
-
-def heldout_template(family: str) -> tuple[str, str]:
-    return TEMPLATES[family][-1]
-
-
-def item_label(item: Mapping) -> str:
-    """How a task names an item: its title, quoted (answers are compared on the bare title)."""
-    return f'"{answer_text(item)}"'
-
-
-def answer_text(item: Mapping) -> str:
-    return clean_text(item.get("title")) or f"item {item['item_id']}"
-
-
-def normalise_answer(text: str) -> str:
-    return " ".join("".join(ch for ch in text.lower() if ch.isalnum() or ch.isspace()).split())
-
-
-def task_sentence(template: str, *, noun: str, item: Mapping | None = None,
-                  candidates: Sequence[Mapping] = ()) -> str:
-    return template.format(noun=noun, item=item_label(item) if item is not None else "",
-                           candidates="; ".join(item_label(c) for c in candidates))
+from rec_udf.task_prompts import (EXPLANATION_TEMPLATE, FAMILIES, SCORING_TEMPLATE, TEMPLATES,  # noqa: F401
+                                answer_text, heldout_template, item_label, normalise_answer, task_sentence,
+                                trained_templates)
 
 
 def explanation_target(item: Mapping, history: Sequence[Mapping]) -> str:

@@ -198,15 +198,9 @@ class Evaluator:
         users = sorted(targets)[:self.t.config.rank_users or None]
         return users[:limit] if limit else users
 
-    @torch.no_grad()
     def item_matrix(self, unified: bool) -> torch.Tensor:
         self.model.eval()
-        examples = self.builder.item_examples(unified)
-        out = []
-        for begin in range(0, len(examples), 256):
-            batch = collate(examples[begin:begin + 256], self.builder.special.pad).to(self.t.device)
-            out.append(self.model.item_vectors(batch))
-        return torch.cat(out)
+        return self.model.item_matrix(self.builder.item_examples(unified), self.builder.special.pad)
 
     @torch.no_grad()
     def user_matrix(self, users, on: str, unified: bool, template: str = "") -> torch.Tensor:

@@ -1,0 +1,223 @@
+"""Scoring with an export bundle, torch-free: prompts -> user vectors -> top-N items -> explanations.
+
+Inputs come as the `prompts` table has them: the prompt text with its entity spans, and the user's
+item ids oldest first (the ID model's sequence). Token ids, slots and 2D positions are built by the
+same code as at training (`rec_udf.glm_input`), so a prompt scores as it was evaluated.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+
+from rec_udf import bundle as bundle_format
+from rec_udf import runtime
+from rec_udf.errors import BundleError
+from rec_udf.glm_input import MAX_INTER, MAX_INTRA, build_example, tokenize_prompt
+from rec_udf.task_prompts import EXPLANATION_TEMPLATE, SCORING_TEMPLATE, task_sentence
+from rec_udf.textualizer import EntitySpan, Prompt
+
+
+@dataclass
+class PromptBatch:
+    """Part A of a batch of GLM examples, right-padded: the user encoder's and generator's inputs."""
+    input_ids: np.ndarray
+    slot: np.ndarray
+    item: np.ndarray
+    positions: np.ndarray
+    inter: np.ndarray
+    intra: np.ndarray
+    attention_mask: np.ndarray
+    blank: np.ndarray
+
+    def feeds(self, *names: str) -> dict[str, np.ndarray]:
+        return {name: getattr(self, name) for name in names}
+
+    @property
+    def tokens(self) -> int:
+        return int(self.attention_mask.sum())
+
+
+def as_prompt(text: str, spans: Sequence) -> Prompt:
+    """A prompts-table row (text, entity_spans as dicts or (item_id, start, end)) as a Prompt."""
+    entities = tuple(EntitySpan(int(s["item_id"]), int(s["start"]), int(s["end"])) if isinstance(s, dict)
+                     else EntitySpan(*map(int, s)) for s in spans)
+    return Prompt(text, entities, tuple(e.item_id for e in entities), len(entities), 0)
+
+
+class Scorer:
+    """One loaded bundle with its three ONNX Runtime sessions (load once per worker process)."""
+
+    def __init__(self, bundle: bundle_format.Bundle, device: runtime.Device, allow_cpu_fallback: bool = True):
+        self.bundle, self.device = bundle, device
+        manifest = bundle.manifest
+        self.sessions = {name: runtime.open_session(bundle.graph_path(name), device)
+                         for name in bundle_format.GRAPHS}
+        self.provider = runtime.active_provider(self.sessions["user_encoder"])
+        if device.kind == "cuda" and self.provider != runtime.CUDA and not allow_cpu_fallback:
+            raise BundleError(f"{bundle.directory}: asked for the CUDA execution provider, ONNX Runtime started "
+                              f"{self.provider} (no usable GPU or CUDA libraries); allow the CPU fallback in "
+                              "conf to run anyway")
+        tasks = manifest["tasks"]
+        for name, (template_name, text) in (("scoring", SCORING_TEMPLATE), ("explanation", EXPLANATION_TEMPLATE)):
+            if tasks[name] != {"name": template_name, "text": text}:
+                raise BundleError(f"{bundle.directory / bundle_format.MANIFEST}: tasks.{name} is {tasks[name]}, "
+                                  f"this runtime's template is {template_name!r} {text!r}")
+        self.tokenizer, self.special = bundle.tokenizer, bundle.special
+        self.item_index = {int(item): i for i, item in enumerate(bundle.item_ids)}
+        self.unified = manifest["prompt_form"] == "unified"
+        self.noun = manifest["template"]["spec"].get("item_noun_plural", "items").removesuffix("s")
+        generator = manifest["graphs"]["generator"]
+        self.layers, self.heads, self.head_dim = (generator["layers"], generator["heads"], generator["head_dim"])
+
+    @classmethod
+    def open(cls, directory: str | Path, prefer: str = "auto", threads: int | None = None,
+             allow_cpu_fallback: bool = True) -> "Scorer":
+        return cls(bundle_format.load(directory), runtime.choose_device(prefer, threads), allow_cpu_fallback)
+
+    # --- inputs --------------------------------------------------------------------------------
+    def prompt_batch(self, prompts: Sequence[Prompt], suffixes: Sequence[str] | None = None) -> PromptBatch:
+        examples = []
+        for k, prompt in enumerate(prompts):
+            tokenized = tokenize_prompt(self.tokenizer, self.special, prompt, self.item_index, self.unified)
+            suffix = suffixes[k] if suffixes else ""
+            ids = self.tokenizer.encode(suffix, add_special_tokens=False).ids if suffix else ()
+            examples.append(build_example(tokenized, self.special, suffix_ids=ids))
+        length = max(e.part_a for e in examples)
+        n = len(examples)
+        grids = {name: np.zeros((n, length), dtype=np.int64) for name in ("slot", "item", "positions", "inter",
+                                                                         "intra", "attention_mask")}
+        input_ids = np.full((n, length), self.special.pad, dtype=np.int64)
+        for row, e in enumerate(examples):
+            a = e.part_a
+            input_ids[row, :a] = e.ids[:a]
+            for name, values in (("slot", e.slot), ("item", e.item), ("positions", e.pos), ("inter", e.inter),
+                                 ("intra", e.intra)):
+                grids[name][row, :a] = values[:a]
+            grids["attention_mask"][row, :a] = 1
+        np.minimum(grids["inter"], MAX_INTER - 1, out=grids["inter"])
+        np.minimum(grids["intra"], MAX_INTRA - 1, out=grids["intra"])
+        return PromptBatch(input_ids, blank=np.array([e.blank for e in examples], dtype=np.int64), **grids)
+
+    def id_sequences(self, sequences: Sequence[Sequence[int]]) -> np.ndarray:
+        """Item ids oldest first -> (B, id_max_len) catalogue index + 1, newest last, left-padded with 0.
+        Items the model does not know are skipped."""
+        out = np.zeros((len(sequences), self.bundle.id_max_len), dtype=np.int64)
+        for row, items in enumerate(sequences):
+            known = [self.item_index[int(i)] + 1 for i in items if int(i) in self.item_index]
+            known = known[-self.bundle.id_max_len:]
+            if known:
+                out[row, -len(known):] = known
+        return out
+
+    # --- scoring -------------------------------------------------------------------------------
+    def user_slots(self, sequences: Sequence[Sequence[int]]) -> np.ndarray:
+        return self.sessions["sequence_encoder"].run(None, {"id_sequence": self.id_sequences(sequences)})[0]
+
+    def user_vectors(self, prompts: Sequence[Prompt], sequences: Sequence[Sequence[int]]) -> np.ndarray:
+        batch = self.prompt_batch(prompts)
+        feeds = batch.feeds("input_ids", "slot", "item", "positions", "inter", "intra", "attention_mask", "blank")
+        feeds["user_slot"] = self.user_slots(sequences)
+        return self.sessions["user_encoder"].run(None, feeds)[0]
+
+    def top_k(self, user_vectors: np.ndarray, k: int, exclude: Sequence[Sequence[int]] = ()) -> tuple[np.ndarray, np.ndarray]:
+        """(catalogue indices (B, k), scores (B, k)), best first; `exclude` = item ids per user
+        (their history). argpartition, then a sort of the k survivors only."""
+        scores = user_vectors @ self.bundle.item_matrix.T
+        for row, items in enumerate(exclude):
+            seen = [self.item_index[int(i)] for i in items if int(i) in self.item_index]
+            scores[row, seen] = -np.inf
+        k = min(k, scores.shape[1])
+        part = np.argpartition(-scores, k - 1, axis=1)[:, :k]
+        part_scores = np.take_along_axis(scores, part, axis=1)
+        order = np.argsort(-part_scores, axis=1, kind="stable")
+        return np.take_along_axis(part, order, axis=1), np.take_along_axis(part_scores, order, axis=1)
+
+    # --- explanations --------------------------------------------------------------------------
+    def explanation_prompts(self, items: Sequence[int]) -> list[str]:
+        catalogue = self.bundle.catalogue
+        return [task_sentence(EXPLANATION_TEMPLATE[1], noun=self.noun, item=catalogue[i]) for i in items]
+
+    def explain(self, prompts: Sequence[Prompt], sequences: Sequence[Sequence[int]], items: Sequence[int],
+                max_new_tokens: int = 24, use_cache: bool = True) -> list[str]:
+        """Why each user would like the given catalogue item: greedy infilling of the answer blank."""
+        batch = self.prompt_batch(prompts, self.explanation_prompts(items))
+        slots = self.user_slots(sequences)
+        step = self._generate_cached if use_cache else self._generate_uncached
+        return [self.tokenizer.decode(t) for t in step(batch, slots, max_new_tokens)]
+
+    def _run_generator(self, feeds: dict, past: list[np.ndarray]) -> tuple[np.ndarray, list[np.ndarray]]:
+        for i in range(self.layers):
+            feeds[f"past_key_{i}"], feeds[f"past_value_{i}"] = past[2 * i], past[2 * i + 1]
+        logits, *present = self.sessions["generator"].run(None, feeds)
+        return logits, present
+
+    def _empty_past(self, n: int) -> list[np.ndarray]:
+        return [np.zeros((n, self.heads, 0, self.head_dim), dtype=np.float32)] * (2 * self.layers)
+
+    @staticmethod
+    def _span_inputs(batch: PromptBatch, tokens: np.ndarray, first_intra: int) -> dict[str, np.ndarray]:
+        """Inputs of generated tokens: at the blank's position and entity, intra counting from first_intra."""
+        n, t = tokens.shape
+        rows = np.arange(n)
+        intra = np.minimum(np.arange(first_intra, first_intra + t), MAX_INTRA - 1)
+        return {"input_ids": tokens, "slot": np.zeros((n, t), dtype=np.int64), "item": np.zeros((n, t), dtype=np.int64),
+                "positions": np.repeat(batch.positions[rows, batch.blank][:, None], t, axis=1),
+                "inter": np.repeat(batch.inter[rows, batch.blank][:, None], t, axis=1),
+                "intra": np.broadcast_to(intra, (n, t)).astype(np.int64)}
+
+    def _generate_cached(self, batch: PromptBatch, slots: np.ndarray, max_new_tokens: int) -> list[list[int]]:
+        """The prompt pass once, then one token per step against the key/value cache (GLM's dynamic
+        positions: each new token sits at the blank's position, intra = tokens generated so far)."""
+        n, a = batch.input_ids.shape
+        feeds = batch.feeds("input_ids", "slot", "item", "positions", "inter", "intra")
+        feeds.update(user_slot=slots, attention_mask=np.repeat(batch.attention_mask[:, None, :], a, axis=1))
+        _, past = self._run_generator(feeds, self._empty_past(n))
+        state = {"past": past, "seen": batch.attention_mask}
+
+        def step(k: int, token: np.ndarray) -> np.ndarray:
+            state["seen"] = np.concatenate([state["seen"], np.ones((n, 1), dtype=np.int64)], axis=1)
+            feeds = self._span_inputs(batch, token, k + 1)
+            feeds.update(user_slot=slots, attention_mask=state["seen"][:, None, :])
+            logits, state["past"] = self._run_generator(feeds, state["past"])
+            return logits
+
+        return self._greedy(n, max_new_tokens, step)
+
+    def _generate_uncached(self, batch: PromptBatch, slots: np.ndarray, max_new_tokens: int) -> list[list[int]]:
+        """The same greedy infilling without a cache: every step re-reads the prompt and the span so
+        far (the GLM mask: part A bidirectional, the span causal). For benchmarks and tests."""
+        n, a = batch.input_ids.shape
+        span: list[np.ndarray] = []
+
+        def step(k: int, token: np.ndarray) -> np.ndarray:
+            span.append(token)
+            tokens = np.concatenate(span, axis=1)
+            b = tokens.shape[1]
+            feeds = {name: np.concatenate([getattr(batch, name), value], axis=1)
+                     for name, value in self._span_inputs(batch, tokens, 1).items()}
+            mask = np.zeros((n, a + b, a + b), dtype=np.int64)
+            mask[:, :, :a] = batch.attention_mask[:, None, :]
+            mask[:, a:, a:] = np.tril(np.ones((b, b), dtype=np.int64))
+            feeds.update(user_slot=slots, attention_mask=mask)
+            logits, _ = self._run_generator(feeds, self._empty_past(n))
+            return logits
+
+        return self._greedy(n, max_new_tokens, step)
+
+    def _greedy(self, n: int, max_new_tokens: int, step) -> list[list[int]]:
+        token = np.full((n, 1), self.special.span_start, dtype=np.int64)
+        done = np.zeros(n, dtype=bool)
+        out: list[list[int]] = [[] for _ in range(n)]
+        for k in range(max_new_tokens):
+            token = step(k, token).argmax(-1).astype(np.int64)[:, None]
+            for row in np.flatnonzero(~done):
+                if int(token[row, 0]) == self.special.span_end:
+                    done[row] = True
+                else:
+                    out[row].append(int(token[row, 0]))
+            if done.all():
+                break
+        return out

