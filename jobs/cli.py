@@ -53,6 +53,10 @@ def parser() -> argparse.ArgumentParser:
     p = jobs.add_parser("models", parents=[common], help="registered model versions and the champion")
     p.add_argument("--json", action="store_true", help="JSON list")
     p.add_argument("--promote", metavar="VERSION", help="make VERSION the champion (a deliberate override)")
+    p = jobs.add_parser("export", parents=[common], help="export a model version to verified ONNX bundles")
+    p.add_argument("--model", default="champion", help="registered version or 'champion' (default)")
+    p.add_argument("--precision", help="comma-separated: fp32,fp16,int8 (default: conf export.precisions)")
+    p.add_argument("--force", action="store_true", help="re-export even if a verified bundle exists")
     p = jobs.add_parser("info", parents=[common], help="warehouse, tables, locations, versions")
     p.add_argument("--json", action="store_true", help="one JSON object")
     p = jobs.add_parser("sql", parents=[common], help="run one SQL statement against the warehouse")
@@ -94,6 +98,10 @@ def main(argv: list[str] | None = None) -> int:
         if args.job == "models":             # reads the registry only: no Spark session
             from jobs import models
             models.run(conf, as_json=args.json, promote=args.promote)
+            return 0
+        if args.job == "export":             # registry -> bundles: no Spark session either
+            from jobs import export
+            export.run(conf, args.model, args.precision.split(",") if args.precision else None, args.force)
             return 0
         from lakerec.spark import build_session
         spark = build_session(conf)

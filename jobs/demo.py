@@ -1,15 +1,16 @@
 """`lakerec demo`: the whole local pipeline in one session, then sample rows through SQL.
-Today: ingest -> validate + textualize -> train (quick profile) and register the model.
-Later issues extend it with export and score."""
+Today: ingest -> validate + textualize -> train (quick profile) and register the model -> export the
+champion to ONNX bundles. A later issue adds scoring."""
 from __future__ import annotations
 
-from jobs import ingest, models, textualize, train
+from jobs import export, ingest, models, textualize, train
 
 
 def run(spark, conf, run_date) -> None:
     ingest.run(spark, conf, run_date)
     textualize.run(spark, conf, run_date)
     trained = train.run(spark, conf, run_date)
+    exported = export.run(conf, "champion")
     prompts = conf.require("tables.prompts")
     query = (f"SELECT user_id, n_history_total, n_history_kept, prompt_tokens, prompt "
              f"FROM {prompts} WHERE run_date = DATE'{run_date.isoformat()}' ORDER BY user_id LIMIT 3")
@@ -28,3 +29,6 @@ def run(spark, conf, run_date) -> None:
           "(or any Spark session on this warehouse: see `lakerec info`)")
     print(f"\n-- registered models (lakerec models); the report of this run: {trained.metrics['report']}")
     models.run(conf)
+    print(f"\n-- the champion {exported['version']} as ONNX bundles (lakerec export; docs/bundle.md):")
+    for precision, path in exported["bundles"].items():
+        print(f"  {precision:5} {path}")

@@ -16,6 +16,7 @@ the runtime gathers rows instead of running the projector MLP per token.
 """
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -164,7 +165,12 @@ def _export(module: nn.Module, args: tuple, path: Path, inputs: list[dict], outp
 
 
 def _run_export(module, args, path, inputs, outputs, dynamic) -> None:
-    with torch.no_grad():
+    with torch.no_grad(), warnings.catch_warnings():
+        # Tracer notes on shape checks inside nn.TransformerEncoder (always causal here) and on
+        # advanced indexing (our indices are never negative): expected, not actionable for users.
+        warnings.simplefilter("ignore", torch.jit.TracerWarning)
+        warnings.filterwarnings("ignore", message=".*advanced indexing.*")
+        warnings.filterwarnings("ignore", message=".*legacy TorchScript-based ONNX export.*")
         # The TorchScript exporter: it handles our plain-op model with dynamic axes and needs no extra
         # packages (the torch.export-based one needs onnxscript).
         torch.onnx.export(module, args, str(path), dynamo=False, opset_version=OPSET,

@@ -124,7 +124,8 @@ class Scorer:
 
     def top_k(self, user_vectors: np.ndarray, k: int, exclude: Sequence[Sequence[int]] = ()) -> tuple[np.ndarray, np.ndarray]:
         """(catalogue indices (B, k), scores (B, k)), best first; `exclude` = item ids per user
-        (their history). argpartition, then a sort of the k survivors only."""
+        (their history). argpartition, then a sort of the k survivors only. A score of -inf means the
+        user had fewer than k items left to recommend."""
         scores = user_vectors @ self.bundle.item_matrix.T
         for row, items in enumerate(exclude):
             seen = [self.item_index[int(i)] for i in items if int(i) in self.item_index]

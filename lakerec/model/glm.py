@@ -13,7 +13,7 @@ from typing import Sequence
 import numpy as np
 import torch
 
-from rec_udf.glm_input import (IGNORE, ITEM_SLOT, MAX_INTER, MAX_INTRA, NORMAL, USER_SLOT, GLMExample,  # noqa: F401
+from rec_udf.glm_input import (IGNORE, ITEM_SLOT, MAX_INTER, MAX_INTRA, NORMAL, USER_SLOT, GLMExample,
                                SpecialTokens, TokenizedPrompt, build_example, load_tokenizer, tokenize_item,
                                tokenize_prompt)
 
@@ -97,3 +97,8 @@ def collate(examples: Sequence[GLMExample], pad_id: int) -> Batch:
     return Batch(t(ids), t(slot), t(item), t(pos), t(np.minimum(inter, MAX_INTER - 1)),
                  t(np.minimum(intra, MAX_INTRA - 1)), t(labels), t(allowed), t(in_a),
                  torch.tensor([e.blank for e in examples]))
+
+
+__all__ = ["IGNORE", "ITEM_SLOT", "MAX_INTER", "MAX_INTRA", "NORMAL", "USER_SLOT", "GLMExample", "SpecialTokens",
+           "TokenizedPrompt", "build_example", "load_tokenizer", "tokenize_item", "tokenize_prompt",
+           "LEVELS", "choose_masked_entities", "mask_token_ranges", "Batch", "collate"]

@@ -18,7 +18,7 @@ from __future__ import annotations
 from collections import Counter
 from typing import Mapping, Sequence
 
-from rec_udf.task_prompts import (EXPLANATION_TEMPLATE, FAMILIES, SCORING_TEMPLATE, TEMPLATES,  # noqa: F401
+from rec_udf.task_prompts import (EXPLANATION_TEMPLATE, FAMILIES, SCORING_TEMPLATE, TEMPLATES,
                                 answer_text, heldout_template, item_label, normalise_answer, task_sentence,
                                 trained_templates)
 
@@ -45,3 +45,8 @@ def unigram_f1(predicted: str, reference: str) -> float:
         return 0.0
     precision, recall = common / len(p), common / len(r)
     return 2 * precision * recall / (precision + recall)
+
+
+__all__ = ["EXPLANATION_TEMPLATE", "FAMILIES", "SCORING_TEMPLATE", "TEMPLATES", "answer_text", "heldout_template",
+           "item_label", "normalise_answer", "task_sentence", "trained_templates", "explanation_target",
+           "unigram_f1"]

@@ -1,0 +1,43 @@
+"""`lakerec export [--model champion|VERSION] [--precision fp32,fp16,int8] [--force]`: a registered model
+version -> verified ONNX bundles (model_export/export.py; format in docs/bundle.md). Needs no Spark
+session. A bundle that already exists for the version and verifies is kept (re-runs are no-ops)
+unless --force."""
+from __future__ import annotations
+
+import json
+
+from lakerec.model.registry import Registry
+from model_export.export import bundle_path, export_bundles
+from rec_udf import bundle as bundle_format
+from rec_udf.errors import BundleError
+
+
+def bundles_dir(conf):
+    return conf.get("models.bundles_dir") or Registry.from_conf(conf).root.parent / "bundles"
+
+
+def run(conf, model: str = "champion", precisions: list[str] | None = None, force: bool = False) -> dict:
+    registry = Registry.from_conf(conf)
+    model_dir = registry.resolve(model)
+    version = model_dir.name
+    precisions = precisions or list(conf.get("export.precisions", ["fp32", "fp16", "int8"]))
+    root = bundles_dir(conf)
+    todo = []
+    for precision in precisions:
+        path = bundle_path(root, version, precision)
+        if path.exists() and not force:
+            try:
+                bundle_format.verify(path)
+                print(f"{version} {precision}: {path} exists and verifies (kept; --force re-exports)")
+                continue
+            except BundleError as exc:
+                print(f"{version} {precision}: existing bundle is unusable ({exc}); exporting again")
+        todo.append(precision)
+    results = export_bundles(model_dir, root, todo, threads=conf.get("export.threads")) if todo else {}
+    for precision, result in results.items():
+        p = result["parity"]
+        print(f"{version} {precision}: {result['path']} ({result['bytes'] / 1e6:.0f} MB, {result['seconds']:.0f}s); "
+              f"vs torch on {p['users']} prompts: max |diff| {p['max_abs_diff']:.2e}, "
+              f"top-10 identical {p['top10_identical']:.1%}, overlap {p['top10_overlap']:.1%}")
+    return {"version": version, "bundles": {p: str(bundle_path(root, version, p)) for p in precisions},
+            "exported": json.loads(json.dumps(results))}

@@ -1,0 +1,258 @@
+"""Export bundles: torch/ONNX parity, the torch-free runtime, and refusal of corrupt bundles.
+
+One random-weight model version (tests/model_fixtures.py) is exported once per module in all three
+precisions; the tests read those bundles or copies of them."""
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import onnx
+import pytest
+import torch
+
+from lakerec.model.glm import build_example, collate, tokenize_prompt
+from lakerec.model.store import load_catalogue, load_model
+from lakerec.model.train_sasrec import left_pad
+from model_export import parity
+from model_export.export import export_bundles
+from rec_udf import bundle as bundle_format
+from rec_udf.errors import BundleError
+from rec_udf.scorer import Scorer
+from tests.model_fixtures import random_model_version
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="module")
+def exported(tmp_path_factory):
+    root = tmp_path_factory.mktemp("export")
+    model_dir = random_model_version(root / "versions", n_items=80)
+    results = export_bundles(model_dir, root / "bundles", precisions=("fp32", "int8", "fp16"), parity_users=48)
+    return model_dir, {p: Path(r["path"]) for p, r in results.items()}
+
+
+@pytest.fixture(scope="module")
+def reference(exported):
+    """The torch model (LoRA unmerged) and fresh prompts the export never saw (another seed)."""
+    model_dir, _ = exported
+    model, id_model, info, tokenizer, item_ids = load_model(model_dir)
+    from rec_udf.glm_input import SpecialTokens
+    special = SpecialTokens.resolve(tokenizer)
+    prompts, sequences = parity.parity_users(load_catalogue(model_dir), info["template"], n=100, seed=123)
+    return model.eval(), id_model.eval(), tokenizer, special, item_ids, prompts, sequences
+
+
+def test_fp32_user_vectors_match_torch_and_top10_lists_are_identical(exported, reference):
+    _, bundles = exported
+    model, id_model, tokenizer, special, item_ids, prompts, sequences = reference
+    expected = parity.torch_user_vectors(model, id_model, tokenizer, special, item_ids, prompts, sequences)
+    scorer = Scorer.open(bundles["fp32"], prefer="cpu")
+    got = scorer.user_vectors(prompts, sequences)
+    assert np.abs(got - expected).max() < 1e-4
+    top_onnx, _ = scorer.top_k(got, 10, sequences)
+    top_torch, _ = scorer.top_k(expected, 10, sequences)
+    identical = np.mean([list(a) == list(b) for a, b in zip(top_onnx, top_torch)])
+    assert identical >= 0.99
+    # the manifest records the export-time check on its own prompts
+    recorded = json.loads((bundles["fp32"] / "manifest.json").read_text())["parity"]
+    assert recorded["max_abs_diff"] < 1e-4 and recorded["top10_identical"] >= 0.99
+
+
+def test_top_k_excludes_history_and_is_sorted(exported, reference):
+    _, bundles = exported
+    *_, prompts, sequences = reference
+    scorer = Scorer.open(bundles["fp32"], prefer="cpu")
+    vectors = scorer.user_vectors(prompts[:10], sequences[:10])
+    top, scores = scorer.top_k(vectors, 15, sequences[:10])
+    full = vectors @ scorer.bundle.item_matrix.T
+    for row, history in enumerate(sequences[:10]):
+        recommended = {int(scorer.bundle.item_ids[i]) for i in top[row]}
+        assert not recommended & set(history)
+        assert np.all(np.diff(scores[row]) <= 0)
+        allowed = [i for i in range(full.shape[1]) if int(scorer.bundle.item_ids[i]) not in set(history)]
+        best = sorted(allowed, key=lambda i: -full[row, i])[:15]
+        assert np.allclose(sorted(full[row, best]), sorted(scores[row]))
+
+
+def test_generation_with_cache_equals_without_and_equals_torch(exported, reference):
+    _, bundles = exported
+    model, id_model, tokenizer, special, item_ids, prompts, sequences = reference
+    scorer = Scorer.open(bundles["fp32"], prefer="cpu")
+    prompts, sequences, items = prompts[:4], sequences[:4], [3, 17, 40, 79]
+    cached = scorer.explain(prompts, sequences, items, max_new_tokens=8)
+    uncached = scorer.explain(prompts, sequences, items, max_new_tokens=8, use_cache=False)
+    assert cached == uncached
+    # torch: the training code's generate() on the same explanation prompts
+    index = {int(i): k for k, i in enumerate(item_ids)}
+    suffixes = scorer.explanation_prompts(items)
+    examples = [build_example(tokenize_prompt(tokenizer, special, p, index, True), special,
+                              suffix_ids=tokenizer.encode(s, add_special_tokens=False).ids)
+                for p, s in zip(prompts, suffixes)]
+    seqs = np.stack([left_pad(np.array([index[i] for i in s]), id_model.config.max_len) for s in sequences])
+    with torch.no_grad():
+        tokens, _ = model.generate(collate(examples, special.pad), id_model.user_embedding(torch.from_numpy(seqs)), 8)
+    assert cached == [tokenizer.decode(t) for t in tokens]
+
+
+def test_precision_variants_are_what_they_claim(exported, reference):
+    _, bundles = exported
+    *_, prompts, sequences = reference
+    int8 = onnx.load(str(bundles["int8"] / "user_encoder.onnx"))
+    assert any(n.op_type in ("MatMulInteger", "DynamicQuantizeMatMul") for n in int8.graph.node)
+    fp16 = onnx.load(str(bundles["fp16"] / "user_encoder.onnx"))
+    assert any(t.data_type == onnx.TensorProto.FLOAT16 for t in fp16.graph.initializer)
+    for name in ("int8", "fp16"):
+        manifest = json.loads((bundles[name] / "manifest.json").read_text())
+        assert manifest["precision"] == name
+        assert (bundles[name] / "user_encoder.onnx").stat().st_size < (bundles["fp32"] / "user_encoder.onnx").stat().st_size
+        vectors = Scorer.open(bundles[name], prefer="cpu").user_vectors(prompts[:8], sequences[:8])
+        assert vectors.shape == (8, 32) and np.allclose(np.linalg.norm(vectors, axis=1), 1.0, atol=1e-3)
+        assert 0 < manifest["parity"]["max_abs_diff"] < 1.0
+
+
+TORCH_FREE = r"""
+import importlib.abc, json, sys
+class Block(importlib.abc.MetaPathFinder):
+    def find_spec(self, name, path=None, target=None):
+        if name.split('.')[0] in ('torch', 'transformers', 'peft', 'lakerec', 'model_export'):
+            raise ImportError(f'{name} is blocked in this process')
+sys.meta_path.insert(0, Block())
+from rec_udf.scorer import Scorer, as_prompt
+from rec_udf.textualizer import textualize
+scorer = Scorer.open(sys.argv[1], prefer='auto', threads=1)
+items = scorer.bundle.catalogue
+history = [{**items[i], 'rating': 4.0, 'event_time': None} for i in (1, 5, 9)]
+prompt = textualize({'user_id': 1}, history, max_tokens=120, max_items=50)
+row = as_prompt(prompt.text, [{'item_id': e.item_id, 'start': e.start, 'end': e.end} for e in prompt.entities])
+seq = [h['item_id'] for h in history]
+top, scores = scorer.top_k(scorer.user_vectors([row], [seq]), 5, [seq])
+print(json.dumps({'top': [int(scorer.bundle.item_ids[i]) for i in top[0]], 'provider': scorer.provider,
+                  'torch_loaded': 'torch' in sys.modules}))
+"""
+
+
+def test_a_process_without_torch_loads_verifies_and_scores(exported):
+    _, bundles = exported
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    out = subprocess.run([sys.executable, "-c", TORCH_FREE, str(bundles["fp32"])], capture_output=True, text=True,
+                         env=env, cwd=REPO, timeout=300)
+    assert out.returncode == 0, out.stderr[-3000:]
+    result = json.loads(out.stdout.strip().splitlines()[-1])
+    assert result["torch_loaded"] is False and result["provider"] == "CPUExecutionProvider"
+    # same answer as this (torch-importing) process
+    scorer = Scorer.open(bundles["fp32"], prefer="cpu")
+    items = scorer.bundle.catalogue
+    from rec_udf.textualizer import textualize
+    history = [{**items[i], "rating": 4.0, "event_time": None} for i in (1, 5, 9)]
+    prompt = textualize({"user_id": 1}, history, max_tokens=120, max_items=50)
+    seq = [h["item_id"] for h in history]
+    top, _ = scorer.top_k(scorer.user_vectors([prompt], [seq]), 5, [seq])
+    assert result["top"] == [int(scorer.bundle.item_ids[i]) for i in top[0]]
+
+
+# --- corrupt bundles -------------------------------------------------------------------------------
+
+@pytest.fixture
+def bundle_copy(exported, tmp_path):
+    _, bundles = exported
+    target = tmp_path / "bundle"
+    shutil.copytree(bundles["int8"], target)
+    bundle_format.verify(target)               # the untouched copy is fine
+    return target
+
+
+def _edit_manifest(directory, change):
+    path = directory / "manifest.json"
+    manifest = json.loads(path.read_text())
+    change(manifest)
+    path.write_text(json.dumps(manifest))
+
+
+def test_truncated_file_is_refused_by_name(bundle_copy):
+    path = bundle_copy / "generator.onnx"
+    with open(path, "r+b") as f:
+        f.truncate(path.stat().st_size // 2)
+    with pytest.raises(BundleError, match=r"generator\.onnx: \d+ bytes, manifest\.json says \d+ \(truncated"):
+        Scorer.open(bundle_copy, prefer="cpu")
+
+
+def test_one_flipped_byte_is_refused_by_name(bundle_copy):
+    path = bundle_copy / "item_matrix.npy"
+    data = bytearray(path.read_bytes())
+    data[len(data) // 2] ^= 0x01
+    path.write_bytes(bytes(data))
+    with pytest.raises(BundleError, match=r"item_matrix\.npy: sha256 differs"):
+        bundle_format.load(bundle_copy)
+
+
+def test_manifest_naming_a_missing_file_is_refused(bundle_copy):
+    (bundle_copy / "items.parquet").unlink()
+    with pytest.raises(BundleError, match=r"items\.parquet: listed in manifest\.json but missing"):
+        bundle_format.verify(bundle_copy)
+    _edit_manifest(bundle_copy, lambda m: m["graphs"]["user_encoder"].update(file="encoder_v2.onnx"))
+    with pytest.raises(BundleError, match=r"'encoder_v2\.onnx' is used by the bundle but not listed"):
+        bundle_format.verify(bundle_copy)
+
+
+def test_mismatched_template_version_is_refused(bundle_copy):
+    _edit_manifest(bundle_copy, lambda m: m["template"].update(version="0.9.0"))
+    with pytest.raises(BundleError, match=r"field template\.version is '0\.9\.0' but this textualizer renders"):
+        bundle_format.load(bundle_copy)
+
+
+def test_unreadable_manifest_and_foreign_format_are_refused(bundle_copy):
+    _edit_manifest(bundle_copy, lambda m: m.update(format_version=99))
+    with pytest.raises(BundleError, match="this runtime reads 'lakerec-bundle' version 1"):
+        bundle_format.verify(bundle_copy)
+    (bundle_copy / "manifest.json").write_text("{not json")
+    with pytest.raises(BundleError, match=r"manifest\.json: not valid JSON"):
+        bundle_format.verify(bundle_copy)
+    with pytest.raises(BundleError, match="bundle directory not found"):
+        bundle_format.verify(bundle_copy / "nope")
+
+
+def test_export_command_writes_keeps_and_repairs_bundles(exported, tmp_path, capsys):
+    from jobs.cli import main
+    model_dir, _ = exported
+    registry = model_dir.parent.parent
+    sets = ["--set", f"models.registry_dir={registry}", "--set", f"models.bundles_dir={tmp_path}"]
+    assert main(["export", "--model", "v0001", "--precision", "fp32", *sets]) == 0
+    bundle = tmp_path / "v0001" / "fp32"
+    assert "top-10 identical 100.0%" in capsys.readouterr().out
+    bundle_format.verify(bundle)
+    assert main(["export", "--model", "v0001", "--precision", "fp32", *sets]) == 0
+    assert "exists and verifies (kept" in capsys.readouterr().out
+    with open(bundle / "items.parquet", "r+b") as f:
+        f.truncate(10)
+    assert main(["export", "--model", "v0001", "--precision", "fp32", *sets]) == 0
+    assert "existing bundle is unusable" in capsys.readouterr().out
+    bundle_format.verify(bundle)
+    assert not [p for p in tmp_path.joinpath("v0001").iterdir() if p.name.startswith(".")]   # no leftovers
+    assert main(["export", "--model", "v0042", *sets]) == 2
+    assert "model version 'v0042' not found" in capsys.readouterr().err
+    assert main(["export", "--model", "v0001", "--precision", "fp8", *sets]) == 2
+    assert "unknown precision ['fp8']" in capsys.readouterr().err
+
+
+def test_device_choice_and_the_provider_actually_started(exported, monkeypatch):
+    from rec_udf import runtime
+    _, bundles = exported
+    monkeypatch.setattr(runtime, "gpu_visible", lambda: False)
+    assert runtime.choose_device("auto", threads=3) == runtime.Device("cpu", None, 3)
+    monkeypatch.setattr(runtime, "task_resources", lambda: (["1"], 4))      # a Spark task holding GPU 1
+    if runtime.CUDA in runtime.ort.get_available_providers():
+        assert runtime.choose_device("auto") == runtime.Device("cuda", 1, 4)
+    assert runtime.choose_device("cpu") == runtime.Device("cpu", None, 4)
+    options = runtime.session_options(runtime.Device("cpu", None, 4))
+    assert options.intra_op_num_threads == 4
+    assert options.graph_optimization_level == runtime.ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    monkeypatch.undo()
+    if runtime.gpu_visible():
+        pytest.skip("a GPU is visible: the CPU-fallback refusal is exercised on CPU-only machines")
+    with pytest.raises(BundleError, match="asked for the CUDA execution provider"):
+        Scorer.open(bundles["int8"], prefer="cuda", allow_cpu_fallback=False)
+    assert Scorer.open(bundles["int8"], prefer="cuda").provider == runtime.CPU
