@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 
 from lakerec.model.registry import Registry
+from lakerec.model.store import model_fingerprint
 from model_export.export import bundle_path, export_bundles
 from rec_udf import bundle as bundle_format
 from rec_udf.errors import BundleError
@@ -22,16 +23,21 @@ def run(conf, model: str = "champion", precisions: list[str] | None = None, forc
     version = model_dir.name
     precisions = precisions or list(conf.get("export.precisions", ["fp32", "fp16", "int8"]))
     root = bundles_dir(conf)
+    fingerprint = model_fingerprint(model_dir)
     todo = []
     for precision in precisions:
         path = bundle_path(root, version, precision)
         if path.exists() and not force:
             try:
-                bundle_format.verify(path)
-                print(f"{version} {precision}: {path} exists and verifies (kept; --force re-exports)")
-                continue
+                manifest = bundle_format.verify(path)
             except BundleError as exc:
                 print(f"{version} {precision}: existing bundle is unusable ({exc}); exporting again")
+            else:
+                if manifest.get("model_fingerprint") == fingerprint:
+                    print(f"{version} {precision}: {path} exists and verifies (kept; --force re-exports)")
+                    continue
+                print(f"{version} {precision}: {path} was exported from other model files under the same "
+                      f"version name; exporting again")
         todo.append(precision)
     results = export_bundles(model_dir, root, todo, threads=conf.get("export.threads")) if todo else {}
     for precision, result in results.items():

@@ -29,7 +29,7 @@ import numpy as np
 import torch
 
 from lakerec.model.examples import item_examples
-from lakerec.model.store import load_catalogue, load_model
+from lakerec.model.store import load_catalogue, load_model, model_fingerprint
 from model_export import graphs, parity
 from model_export.precision import PRECISIONS, convert
 from rec_udf import bundle as bundle_format
@@ -58,6 +58,7 @@ def export_bundles(model_dir: Path, bundles_dir: Path, precisions=("fp32",), par
     start = time.time()
     model, id_model, info, tokenizer, item_ids = load_model(model_dir)
     items = load_catalogue(model_dir)
+    fingerprint = model_fingerprint(model_dir)
     special = SpecialTokens.resolve(tokenizer)
     reference = copy.deepcopy(model).eval()          # unmerged: parity also checks the LoRA merge
     with torch.no_grad():
@@ -87,6 +88,7 @@ def export_bundles(model_dir: Path, bundles_dir: Path, precisions=("fp32",), par
             write_catalogue(staging / "items.parquet", items)
             tokenizer.save(str(staging / bundle_format.TOKENIZER))
             manifest = _manifest(info, precision, specs, model, id_model, special, item_matrix)
+            manifest["model_fingerprint"] = fingerprint
             _write_manifest(staging, manifest)
             scorer = Scorer.open(staging, prefer="cpu", threads=threads)
             manifest["parity"] = {"reference": "torch fp32, LoRA unmerged",

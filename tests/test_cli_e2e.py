@@ -5,6 +5,7 @@ import json
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 from deltalake import DeltaTable
@@ -27,7 +28,8 @@ def lakerec(tmp_path_factory):
 
     def call(*args, check=True):
         cmd = [sys.executable, "-m", "jobs.cli", *args, "--set", f"warehouse_root={root}/warehouse"]
-        for item in TEST_SPARK + TINY_TRAINING + [f"models.registry_dir={root}/models"]:
+        for item in TEST_SPARK + TINY_TRAINING + [f"models.registry_dir={root}/models",
+                                                  f"models.bundles_dir={root}/bundles", "export.precisions=[fp32]"]:
             cmd += ["--set", item]
         proc = subprocess.run(cmd, capture_output=True, text=True, env={**os.environ, "HF_HUB_OFFLINE": "1"})
         if check and proc.returncode != 0:
@@ -50,6 +52,7 @@ def test_demo_twice_and_independent_reader(lakerec):
     counts_line = f"warehouse: users=943 items=1682 interactions=100000; prompts for {RUN_DATE}: 943"
     assert counts_line in first.stdout
     assert "lakerec train succeeded" in first.stdout and "v0001 is champion" in first.stdout
+    assert "v0001 fp32:" in first.stdout and "top-10 identical 100.0%" in first.stdout   # exported, parity held
 
     second = lakerec("demo", "--run-date", RUN_DATE)
     assert "skipped" in second.stdout and counts_line in second.stdout
@@ -66,6 +69,10 @@ def test_demo_twice_and_independent_reader(lakerec):
     listing = json.loads(lakerec("models", "--json").stdout)
     assert [r["version"] for r in listing] == ["v0001", "v0002"]
     assert sum(r["champion"] for r in listing) == 1
+    champion = next(r["version"] for r in listing if r["champion"])
+    from rec_udf.bundle import verify
+    bundle_root = Path(info["warehouse"]).parent / "bundles"
+    assert verify(bundle_root / champion / "fp32")["model_version"] == champion
     assert counts["lakerec.model_metrics"] > 0
     prompts = DeltaTable(info["tables"]["spark_catalog.lakerec.prompts"]).to_pandas()
     assert prompts["user_id"].is_unique and set(prompts["run_date"].astype(str)) == {RUN_DATE}

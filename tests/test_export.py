@@ -256,3 +256,13 @@ def test_device_choice_and_the_provider_actually_started(exported, monkeypatch):
     with pytest.raises(BundleError, match="asked for the CUDA execution provider"):
         Scorer.open(bundles["int8"], prefer="cuda", allow_cpu_fallback=False)
     assert Scorer.open(bundles["int8"], prefer="cuda").provider == runtime.CPU
+
+
+def test_a_bundle_from_other_model_files_under_the_same_version_is_not_kept(exported, tmp_path, capsys):
+    from jobs.cli import main
+    model_dir, bundles = exported
+    sets = ["--set", f"models.registry_dir={model_dir.parent.parent}", "--set", f"models.bundles_dir={tmp_path}"]
+    shutil.copytree(bundles["int8"], tmp_path / "v0001" / "int8")
+    _edit_manifest(tmp_path / "v0001" / "int8", lambda m: m.update(model_fingerprint="another model"))
+    assert main(["export", "--model", "v0001", "--precision", "int8", *sets]) == 0
+    assert "exported from other model files" in capsys.readouterr().out

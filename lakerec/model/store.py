@@ -72,5 +72,20 @@ def load_catalogue(directory: Path) -> list[dict]:
     return read_catalogue(path)
 
 
+MODEL_FILES = ("model.json", "trainable.safetensors", "id_model.safetensors", "item_ids.npy", CATALOGUE_FILE)
+
+
+def model_fingerprint(directory: Path) -> str:
+    """sha256 over the files that define a version: a bundle made from other files is another model,
+    even under the same version name (e.g. a second registry sharing one bundles_dir)."""
+    import hashlib
+    from rec_udf.bundle import sha256
+    digest = hashlib.sha256()
+    for name in MODEL_FILES:
+        path = Path(directory) / name
+        digest.update(f"{name}:{sha256(path) if path.exists() else '-'};".encode())
+    return digest.hexdigest()
+
+
 def model_info(llm_config: RecLLMConfig, id_config: SASRecConfig, **extra) -> dict:
     return {"llm_config": llm_config.to_dict(), "id_model_config": asdict(id_config), **extra}
