@@ -30,7 +30,7 @@ from lakerec.sources.schema import read_sources
 from lakerec.spark import build_session
 from lakerec.tables import read_at_version
 from model_export.export import export_bundles
-from model_export.parity import torch_user_vectors
+from model_export.parity import agreement, torch_user_vectors
 from rec_udf.catalogue import write_catalogue
 from rec_udf.glm_input import SpecialTokens
 from rec_udf.scorer import Scorer
@@ -86,13 +86,9 @@ for precision in ("fp32", "fp16", "int8"):
     vectors = np.concatenate([scorer.user_vectors(prompts[b:b + 32], sequences[b:b + 32])
                               for b in range(0, len(users), 32)])
     seconds = time.time() - t0
-    top, _ = scorer.top_k(vectors, 10, sequences)
-    ref_top, _ = scorer.top_k(reference.copy(), 10, sequences)
     results["variants"][precision] = {
         **metrics(vectors, item_matrix), "users_per_s": len(users) / seconds,
-        "max_abs_diff": float(np.abs(vectors - reference).max()),
-        "top10_identical": float(np.mean([list(a) == list(b) for a, b in zip(top, ref_top)])),
-        "bundle_mb": exported[precision]["bytes"] / 1e6}
+        **agreement(vectors, reference, scorer, sequences), "bundle_mb": exported[precision]["bytes"] / 1e6}
     print(precision, results["variants"][precision], file=sys.stderr)
 
 def markdown(results: dict, command: str) -> str:

@@ -4,8 +4,6 @@ session. A bundle that already exists for the version and verifies is kept (re-r
 unless --force."""
 from __future__ import annotations
 
-import json
-
 from lakerec.model.registry import Registry
 from lakerec.model.store import model_fingerprint
 from model_export.export import bundle_path, export_bundles
@@ -46,4 +44,4 @@ def run(conf, model: str = "champion", precisions: list[str] | None = None, forc
               f"vs torch on {p['users']} prompts: max |diff| {p['max_abs_diff']:.2e}, "
               f"top-10 identical {p['top10_identical']:.1%}, overlap {p['top10_overlap']:.1%}")
     return {"version": version, "bundles": {p: str(bundle_path(root, version, p)) for p in precisions},
-            "exported": json.loads(json.dumps(results))}
+            "exported": results}

@@ -8,6 +8,7 @@ by another template are not what the model was trained on.
 """
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 from dataclasses import dataclass
@@ -101,7 +102,7 @@ class Bundle:
     item_matrix: np.ndarray       # (n_items, dim) float32, L2-normalised rows
     catalogue: list[dict]         # item fields, catalogue order
 
-    @property
+    @functools.cached_property
     def sha256(self) -> str:
         """Identity of the bundle: the manifest's own hash (it covers every file's hash)."""
         return sha256(self.directory / MANIFEST)

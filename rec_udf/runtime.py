@@ -52,13 +52,11 @@ def choose_device(prefer: str = "auto", threads: int | None = None) -> Device:
         raise ValueError(f"device must be auto, cuda or cpu, not {prefer!r}")
     gpus, task_cpus = task_resources()
     threads = threads or task_cpus or max(1, os.cpu_count() or 1)
-    has_cuda = CUDA in ort.get_available_providers()
-    if prefer != "cpu" and has_cuda and (gpus or (task_cpus is None and gpu_visible())):
+    assigned = gpus or (task_cpus is None and gpu_visible())
+    # an explicit "cuda" is honoured and checked after the session starts (Scorer reads the provider back)
+    if prefer == "cuda" or (prefer == "auto" and assigned and CUDA in ort.get_available_providers()):
         return Device("cuda", int(gpus[0]) if gpus else 0, threads)
-    if prefer == "cuda":
-        return Device("cuda", int(gpus[0]) if gpus else 0, threads)   # will be checked after session start
     return Device("cpu", None, threads)
-
 
 def session_options(device: Device) -> ort.SessionOptions:
     options = ort.SessionOptions()
