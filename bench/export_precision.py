@@ -17,7 +17,6 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from jobs.export import bundles_dir
 from lakerec import training
 from lakerec.config import load_conf
 from lakerec.eval.metrics import ranking_metrics, target_rank
@@ -70,7 +69,7 @@ def metrics(vectors: np.ndarray, item_matrix: np.ndarray) -> dict:
 results = {"date": dt.date.today().isoformat(), "machine": f"{platform.machine()}, {threads} cores, no GPU",
            "model_version": model_dir.name, "profile": info.get("profile"), "users": len(users),
            "recorded_test_ndcg@10": info["metrics"]["test"]["ndcg@10"], "variants": {}}
-exported = export_bundles(model_dir, bundles_dir(conf), ("fp32", "fp16", "int8"))
+exported = export_bundles(model_dir, registry.bundles_root, ("fp32", "fp16", "int8"))
 
 model, id_model, _, tokenizer, item_ids = load_model(model_dir)
 special = SpecialTokens.resolve(tokenizer)

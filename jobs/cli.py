@@ -44,7 +44,14 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--mean-interactions", type=float, default=50.0)
     p.add_argument("--force", action="store_true")
     jobs.add_parser("validate", parents=[common], help="check the source tables; quarantine bad rows")
-    jobs.add_parser("textualize", parents=[common], help="write the prompts partition for --run-date")
+    p = jobs.add_parser("textualize", parents=[common], help="write the prompts partition for --run-date")
+    p.add_argument("--holdout", action="store_true",
+                   help="leave-one-out prompts (last interaction held out) into tables.holdout_prompts")
+    p = jobs.add_parser("score", parents=[common], help="score --run-date's prompts into recs.user_recommendations")
+    p.add_argument("--model", help="registered version or 'champion' (default: the variant's or score.model)")
+    p.add_argument("--variant", help="A/B variant from conf ab.variants: its model, its assigned users only")
+    p.add_argument("--holdout", action="store_true",
+                   help="score the holdout prompts into tables.holdout_recommendations (offline evaluation)")
     jobs.add_parser("demo", parents=[common], help="run the whole local pipeline and show results")
     p = jobs.add_parser("train", parents=[common], help="train, evaluate and register a model")
     p.add_argument("--profile", help="training profile from conf train.profiles (default: train.profile)")
@@ -77,7 +84,10 @@ def dispatch(args, spark, conf) -> None:
         validate.run(spark, conf, args.run_date)
     elif args.job == "textualize":
         from jobs import textualize
-        textualize.run(spark, conf, args.run_date)
+        textualize.run(spark, conf, args.run_date, holdout=args.holdout)
+    elif args.job == "score":
+        from jobs import score
+        score.run(spark, conf, args.run_date, model=args.model, variant=args.variant, holdout=args.holdout)
     elif args.job == "train":
         from jobs import train
         train.run(spark, conf, args.run_date, profile_name=args.profile, warm_from=args.warm_from)

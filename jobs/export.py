@@ -6,13 +6,9 @@ from __future__ import annotations
 
 from lakerec.model.registry import Registry
 from lakerec.model.store import model_fingerprint
-from model_export.export import bundle_path, export_bundles
+from model_export.export import export_bundles
 from rec_udf import bundle as bundle_format
 from rec_udf.errors import BundleError
-
-
-def bundles_dir(conf):
-    return conf.get("models.bundles_dir") or Registry.from_conf(conf).root.parent / "bundles"
 
 
 def run(conf, model: str = "champion", precisions: list[str] | None = None, force: bool = False) -> dict:
@@ -20,11 +16,11 @@ def run(conf, model: str = "champion", precisions: list[str] | None = None, forc
     model_dir = registry.resolve(model)
     version = model_dir.name
     precisions = precisions or list(conf.get("export.precisions", ["fp32", "fp16", "int8"]))
-    root = bundles_dir(conf)
+    root = registry.bundles_root
     fingerprint = model_fingerprint(model_dir)
     todo = []
     for precision in precisions:
-        path = bundle_path(root, version, precision)
+        path = registry.bundle_dir(version, precision)
         if path.exists() and not force:
             try:
                 manifest = bundle_format.verify(path)
@@ -43,5 +39,5 @@ def run(conf, model: str = "champion", precisions: list[str] | None = None, forc
         print(f"{version} {precision}: {result['path']} ({result['bytes'] / 1e6:.0f} MB, {result['seconds']:.0f}s); "
               f"vs torch on {p['users']} prompts: max |diff| {p['max_abs_diff']:.2e}, "
               f"top-10 identical {p['top10_identical']:.1%}, overlap {p['top10_overlap']:.1%}")
-    return {"version": version, "bundles": {p: str(bundle_path(root, version, p)) for p in precisions},
+    return {"version": version, "bundles": {p: str(registry.bundle_dir(version, p)) for p in precisions},
             "exported": results}

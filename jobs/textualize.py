@@ -5,21 +5,23 @@ from __future__ import annotations
 from pyspark.sql import functions as F
 
 from lakerec.progress import spark_progress
-from lakerec.prompts import PROMPTS_COLUMNS_DOC, build_prompts
+from lakerec.prompts import HOLDOUT_COLUMNS_DOC, PROMPTS_COLUMNS_DOC, build_prompts
 from lakerec.runs import recorded_run
 from lakerec.tables import replace_slice
 from lakerec.validate import validated_sources
 
 
-def run(spark, conf, run_date):
-    prompts_table = conf.require("tables.prompts")
-    with recorded_run(spark, conf, "textualize", run_date) as run:
+def run(spark, conf, run_date, holdout: bool = False):
+    """holdout: the leave-one-out prompts (each user's last interaction held out) into
+    tables.holdout_prompts, for scoring-based offline evaluation (`lakerec score --holdout`)."""
+    prompts_table = conf.require("tables.holdout_prompts" if holdout else "tables.prompts")
+    docs = {**PROMPTS_COLUMNS_DOC, **HOLDOUT_COLUMNS_DOC} if holdout else PROMPTS_COLUMNS_DOC
+    with recorded_run(spark, conf, "textualize:holdout" if holdout else "textualize", run_date) as run:
         with spark_progress(spark, "textualize"), \
                 validated_sources(spark, conf, run, "textualize") as (checked, versions), \
                 run.timed("prompts_s"):
-            prompts = build_prompts(checked.good, conf, run_date, run.run_id, versions)
-            replace_slice(prompts, prompts_table, f"run_date = '{run_date.isoformat()}'",
-                          ["run_date"], PROMPTS_COLUMNS_DOC)
+            prompts = build_prompts(checked.good, conf, run_date, run.run_id, versions, holdout=holdout)
+            replace_slice(prompts, prompts_table, f"run_date = '{run_date.isoformat()}'", ["run_date"], docs)
         stats = spark.table(prompts_table).where(F.col("run_date") == F.lit(run_date)).agg(
             F.count("*").alias("prompts"), F.avg("n_history_kept").alias("mean_kept"),
             F.avg((F.col("n_history_kept") < F.col("n_history_total")).cast("double")).alias("truncated"),

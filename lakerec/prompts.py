@@ -16,6 +16,7 @@ PROMPTS_COLUMNS_DOC = {
     "prompt": "the textualized profile and history",
     "entity_spans": "character span [start, end) of each history entity in `prompt`, oldest first",
     "history_item_ids": "item ids rendered in the prompt, oldest first (after the token budget)",
+    "sequence_item_ids": "the newest textualize.max_history_items item ids, oldest first (the ID model's input)",
     "seen_item_ids": "every item in the user's valid history up to run_date (excluded at scoring)",
     "n_history_total": "number of valid interactions up to run_date",
     "n_history_kept": "number rendered in the prompt",
@@ -34,8 +35,17 @@ def template_spec(conf: Conf) -> dict[str, str]:
             "history_verb": conf.get("textualize.history_verb", "watched")}
 
 
+HOLDOUT_COLUMNS_DOC = {
+    "heldout_item_id": "the user's last interaction up to run_date, left out of the prompt (the test item)",
+    "heldout_event_time": "its event time",
+}
+
+
 def build_prompts(good: dict[str, DataFrame], conf: Conf, run_date: dt.date, run_id: str,
-                  input_versions: dict[str, int | None]) -> DataFrame:
+                  input_versions: dict[str, int | None], holdout: bool = False) -> DataFrame:
+    """One prompt per user. holdout: the leave-one-out protocol of the offline evaluation
+    (lakerec.eval.split): users with 3+ interactions, each prompt without the user's last one, which
+    is kept in `heldout_item_id`."""
     cutoff = dt.datetime.combine(run_date + dt.timedelta(days=1), dt.time())
     max_items = int(conf.get("textualize.max_history_items", 200))
     events = (good["interactions"].where(F.col("event_time") < F.lit(cutoff))
@@ -43,13 +53,22 @@ def build_prompts(good: dict[str, DataFrame], conf: Conf, run_date: dt.date, run
     # sort_array orders the structs by their first fields: event_time, then item_id.
     history = events.groupBy("user_id").agg(
         F.sort_array(F.collect_list(F.struct("event_time", "item_id", "title", "release_year",
-                                             "genres", "rating"))).alias("all_history"),
-        F.sort_array(F.collect_set("item_id")).alias("seen_item_ids"))
+                                             "genres", "rating"))).alias("all_history"))
+    heldout = []
+    if holdout:
+        history = history.where(F.size("all_history") >= 3).select(
+            "user_id", F.element_at("all_history", -1).alias("heldout"),
+            F.slice("all_history", 1, F.size("all_history") - 1).alias("all_history"))
+        heldout = [F.col("heldout.item_id").alias("heldout_item_id"),
+                   F.col("heldout.event_time").alias("heldout_event_time")]
     history = history.select(
-        "user_id", "seen_item_ids", F.size("all_history").alias("n_history"),
+        "user_id", *heldout, F.sort_array(F.array_distinct(F.transform("all_history", lambda e: e["item_id"])))
+        .alias("seen_item_ids"), F.size("all_history").alias("n_history"),
         F.when(F.size("all_history") > max_items, F.slice("all_history", -max_items, max_items))
          .otherwise(F.col("all_history")).alias("history"))
-    users = good["users"].join(history, "user_id", "left").select(
+    profiles = good["users"].join(history.drop("heldout_item_id", "heldout_event_time"), "user_id",
+                                  "inner" if holdout else "left")
+    users = profiles.select(
         "user_id", "age", "gender", "occupation", "zip_code", "history",
         F.coalesce("seen_item_ids", F.array().cast("array<bigint>")).alias("seen_item_ids"),
         F.coalesce("n_history", F.lit(0)).alias("n_history"))
@@ -57,9 +76,12 @@ def build_prompts(good: dict[str, DataFrame], conf: Conf, run_date: dt.date, run
                                max_items=max_items, spec=template_spec(conf))
     versions = F.create_map(*[x for role_table, version in sorted(input_versions.items())
                               for x in (F.lit(role_table), F.lit(version).cast("bigint"))])
-    return users.mapInPandas(render, PROMPT_SCHEMA).select(
+    prompts = users.mapInPandas(render, PROMPT_SCHEMA)
+    if holdout:     # the renderer sees users only; the held-out item joins back by user
+        prompts = prompts.join(history.select("user_id", "heldout_item_id", "heldout_event_time"), "user_id")
+    return prompts.select(
         "user_id", F.lit(run_date).cast("date").alias("run_date"), "prompt", "entity_spans",
-        "history_item_ids", "seen_item_ids", "n_history_total", "n_history_kept", "prompt_tokens",
+        "history_item_ids", "sequence_item_ids", "seen_item_ids", "n_history_total", "n_history_kept", "prompt_tokens",
         "template_name", "prompt_template_version", "template_hash",
         versions.alias("input_table_versions"), F.lit(run_id).alias("run_id"),
-        F.current_timestamp().alias("created_at"))
+        F.current_timestamp().alias("created_at"), *(["heldout_item_id", "heldout_event_time"] if holdout else []))

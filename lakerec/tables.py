@@ -74,11 +74,33 @@ def replace_slice(df, name: str, predicate: str, partition_by: list[str], docs: 
     ensure_database(spark, name)
     if table_exists(spark, name):
         # By path: a catalog `saveAsTable` in overwrite mode would be a REPLACE TABLE.
-        df.write.format("delta").mode("overwrite").option("replaceWhere", predicate).save(location(spark, name))
+        # mergeSchema: columns added by a newer LakeRec version are added to the table (additive evolution).
+        (df.write.format("delta").mode("overwrite").option("replaceWhere", predicate).option("mergeSchema", "true")
+         .save(location(spark, name)))
         return
     writer = with_comments(df, docs).write.format("delta")
     writer = writer.partitionBy(*partition_by) if partition_by else writer
     writer.mode("errorifexists").saveAsTable(name)
+
+
+def sql_string(text: str) -> str:
+    """Escape text for a single-quoted Spark SQL literal."""
+    return text.replace("\\", "\\\\").replace("'", "\\'")
+
+
+def create_table_if_missing(spark, name: str, schema, partition_by: list[str], docs: dict[str, str],
+                            properties: dict[str, str]) -> None:
+    """CREATE TABLE IF NOT EXISTS from a DataFrame schema, with column comments and table
+    properties (e.g. delta.enableChangeDataFeed, which must be set when the table is created)."""
+    ensure_database(spark, name)
+    if table_exists(spark, name):
+        return
+    columns = ",\n  ".join(f"`{f.name}` {f.dataType.simpleString()}"
+                            + (f" COMMENT '{sql_string(docs[f.name])}'" if f.name in docs else "") for f in schema.fields)
+    props = ", ".join(f"'{k}' = '{v}'" for k, v in properties.items())
+    partition = f" PARTITIONED BY ({', '.join(partition_by)})" if partition_by else ""
+    spark.sql(f"CREATE TABLE IF NOT EXISTS {name} (\n  {columns}\n) USING DELTA{partition}"
+              + (f" TBLPROPERTIES ({props})" if props else ""))
 
 
 def append(df, name: str, docs: dict | None = None):

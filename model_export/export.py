@@ -29,6 +29,7 @@ import numpy as np
 import torch
 
 from lakerec.model.examples import item_examples
+from lakerec.model.registry import bundle_path
 from lakerec.model.store import load_catalogue, load_model, model_fingerprint
 from model_export import graphs, parity
 from model_export.precision import PRECISIONS, convert
@@ -42,10 +43,6 @@ from rec_udf.task_prompts import EXPLANATION_TEMPLATE, SCORING_TEMPLATE
 
 def log(msg: str) -> None:
     print(msg, file=sys.stderr, flush=True)
-
-
-def bundle_path(bundles_dir: Path, version: str, precision: str) -> Path:
-    return Path(bundles_dir) / version / precision
 
 
 def export_bundles(model_dir: Path, bundles_dir: Path, precisions=("fp32",), parity_users: int = 64,

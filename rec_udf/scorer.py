@@ -15,7 +15,7 @@ import numpy as np
 from rec_udf import bundle as bundle_format
 from rec_udf import runtime
 from rec_udf.errors import BundleError
-from rec_udf.glm_input import MAX_INTER, MAX_INTRA, build_example, tokenize_prompt
+from rec_udf.glm_input import MAX_INTER, MAX_INTRA, GLMExample, build_example, tokenize_prompt
 from rec_udf.task_prompts import EXPLANATION_TEMPLATE, SCORING_TEMPLATE, task_sentence
 from rec_udf.textualizer import EntitySpan, Prompt
 
@@ -78,13 +78,20 @@ class Scorer:
         return cls(bundle_format.load(directory), runtime.choose_device(prefer, threads), allow_cpu_fallback)
 
     # --- inputs --------------------------------------------------------------------------------
+    @property
+    def max_positions(self) -> int:
+        """Longest part A the backbone has position embeddings for (longer prompts are refused)."""
+        return int(self.bundle.manifest["limits"]["max_positions"])
+
+    def example(self, prompt: Prompt, suffix: str = "") -> GLMExample:
+        tokenized = tokenize_prompt(self.tokenizer, self.special, prompt, self.item_index, self.unified)
+        ids = self.tokenizer.encode(suffix, add_special_tokens=False).ids if suffix else ()
+        return build_example(tokenized, self.special, suffix_ids=ids)
+
     def prompt_batch(self, prompts: Sequence[Prompt], suffixes: Sequence[str] | None = None) -> PromptBatch:
-        examples = []
-        for k, prompt in enumerate(prompts):
-            tokenized = tokenize_prompt(self.tokenizer, self.special, prompt, self.item_index, self.unified)
-            suffix = suffixes[k] if suffixes else ""
-            ids = self.tokenizer.encode(suffix, add_special_tokens=False).ids if suffix else ()
-            examples.append(build_example(tokenized, self.special, suffix_ids=ids))
+        return self.batch([self.example(p, suffixes[k] if suffixes else "") for k, p in enumerate(prompts)])
+
+    def batch(self, examples: Sequence[GLMExample]) -> PromptBatch:
         length = max(e.part_a for e in examples)
         n = len(examples)
         grids = {name: np.zeros((n, length), dtype=np.int64) for name in ("slot", "item", "positions", "inter",
@@ -117,16 +124,24 @@ class Scorer:
         return self.sessions["sequence_encoder"].run(None, {"id_sequence": self.id_sequences(sequences)})[0]
 
     def user_vectors(self, prompts: Sequence[Prompt], sequences: Sequence[Sequence[int]]) -> np.ndarray:
-        batch = self.prompt_batch(prompts)
-        feeds = batch.feeds("input_ids", "slot", "item", "positions", "inter", "intra", "attention_mask", "blank")
-        feeds["user_slot"] = self.user_slots(sequences)
-        return self.sessions["user_encoder"].run(None, feeds)[0]
+        return self.encode([self.example(p) for p in prompts], sequences)[0]
 
-    def top_k(self, user_vectors: np.ndarray, k: int, exclude: Sequence[Sequence[int]] = ()) -> tuple[np.ndarray, np.ndarray]:
+    def encode(self, examples: Sequence[GLMExample], sequences: Sequence[Sequence[int]]) -> tuple[np.ndarray, np.ndarray]:
+        """(user vectors, user slots): the slots are the sequence encoder's output, reusable by `explain`."""
+        batch = self.batch(examples)
+        feeds = batch.feeds("input_ids", "slot", "item", "positions", "inter", "intra", "attention_mask", "blank")
+        feeds["user_slot"] = slots = self.user_slots(sequences)
+        return self.sessions["user_encoder"].run(None, feeds)[0], slots
+
+    def top_k(self, user_vectors: np.ndarray, k: int, exclude: Sequence[Sequence[int]] = (),
+              blocked: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
         """(catalogue indices (B, k), scores (B, k)), best first; `exclude` = item ids per user
-        (their history). argpartition, then a sort of the k survivors only. A score of -inf means the
-        user had fewer than k items left to recommend."""
+        (their history); `blocked` = a catalogue-length bool mask of items nobody may get (e.g. no
+        longer in the items table). argpartition, then a sort of the k survivors only. A score of
+        -inf means the user had fewer than k items left to recommend."""
         scores = user_vectors @ self.bundle.item_matrix.T
+        if blocked is not None:
+            scores[:, blocked] = -np.inf
         for row, items in enumerate(exclude):
             seen = [self.item_index[int(i)] for i in items if int(i) in self.item_index]
             scores[row, seen] = -np.inf
@@ -142,10 +157,11 @@ class Scorer:
         return [task_sentence(EXPLANATION_TEMPLATE[1], noun=self.noun, item=catalogue[i]) for i in items]
 
     def explain(self, prompts: Sequence[Prompt], sequences: Sequence[Sequence[int]], items: Sequence[int],
-                max_new_tokens: int = 24, use_cache: bool = True) -> list[str]:
-        """Why each user would like the given catalogue item: greedy infilling of the answer blank."""
+                max_new_tokens: int = 24, use_cache: bool = True, slots: np.ndarray | None = None) -> list[str]:
+        """Why each user would like the given catalogue item: greedy infilling of the answer blank.
+        `slots`: the users' sequence-encoder outputs when already computed (`encode`)."""
         batch = self.prompt_batch(prompts, self.explanation_prompts(items))
-        slots = self.user_slots(sequences)
+        slots = self.user_slots(sequences) if slots is None else slots
         step = self._generate_cached if use_cache else self._generate_uncached
         return [self.tokenizer.decode(t) for t in step(batch, slots, max_new_tokens)]
 

@@ -24,6 +24,10 @@ from lakerec.errors import ConfigError
 PROMOTION_METRIC = "valid_ndcg@10"
 
 
+def bundle_path(bundles_root: str | Path, version: str, precision: str) -> Path:
+    return Path(bundles_root) / version / precision
+
+
 def git_commit() -> str | None:
     try:
         return subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, check=True,
@@ -33,13 +37,23 @@ def git_commit() -> str | None:
 
 
 class Registry:
-    def __init__(self, root: str | Path):
+    def __init__(self, root: str | Path, bundles_root: str | Path | None = None):
         self.root = Path(root)
         self.versions_dir = self.root / "versions"
+        self._bundles_root = Path(bundles_root) if bundles_root else None
 
     @classmethod
     def from_conf(cls, conf) -> "Registry":
-        return cls(conf.get("models.registry_dir") or conf.warehouse_root.parent / "models")
+        return cls(conf.get("models.registry_dir") or conf.warehouse_root.parent / "models",
+                   conf.get("models.bundles_dir"))
+
+    @property
+    def bundles_root(self) -> Path:
+        """Where `lakerec export` writes bundles: <bundles_root>/<version>/<precision>/."""
+        return self._bundles_root or self.root.parent / "bundles"
+
+    def bundle_dir(self, version: str, precision: str) -> Path:
+        return bundle_path(self.bundles_root, version, precision)
 
     def versions(self) -> list[str]:
         if not self.versions_dir.exists():
