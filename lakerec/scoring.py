@@ -143,6 +143,9 @@ def read_prompts(spark, t: Target, run_date: dt.date, users: DataFrame | None) -
     if "sequence_item_ids" not in prompts.columns:
         raise StructuralError(f"{t.prompts_table} has no sequence_item_ids column (written by an older "
                               f"textualize); re-run `lakerec textualize --run-date {run_date}`")
+    if prompts.limit(1).count() == 0:         # an empty input must not empty the output slice
+        raise StructuralError(f"{t.prompts_table} has no prompts for run_date {run_date}; run `lakerec textualize"
+                              f"{' --holdout' if t.holdout else ''} --run-date {run_date}` first")
     if users is not None:
         prompts = prompts.join(users, "user_id", "left_semi")
     return prompts, version

@@ -1,0 +1,179 @@
+"""The scoring job in-process (local[2]) on a small hand-made warehouse and a random-weight model
+exported to an fp32 bundle: output contract, re-runs, and each kind of bad input."""
+import datetime as dt
+import json
+import shutil
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from tests.model_fixtures import catalogue, registry_with_random_champion
+
+pytestmark = pytest.mark.spark
+DATE = dt.date(2026, 11, 23)
+N_ITEMS = 80
+TOP_K = 5
+REMOVED_ITEM = 100          # in the model's catalogue, deleted from the items table since
+UNKNOWN_ITEM = 999          # in the items table, unknown to the model
+LONG_USER, COLD_USER, UNKNOWN_ITEM_USER = 1, 12, 3
+
+
+@pytest.fixture(scope="module")
+def setup(spark, base_conf, tmp_path_factory):
+    from jobs import textualize
+    from lakerec.tables import overwrite
+    from model_export.export import export_bundles
+
+    root = tmp_path_factory.mktemp("score")
+    model_dir = registry_with_random_champion(root / "models", n_items=N_ITEMS)
+    export_bundles(model_dir, root / "bundles", ["fp32"], parity_users=4)
+    tables = {"tables.prompts": "st.prompts", "tables.quarantine": "st.quarantine", "tables.runs": "st.runs",
+              "tables.recommendations": "st.recs", "tables.latest_recommendations": "st.latest_recs",
+              "tables.holdout_prompts": "st.holdout_prompts", "tables.holdout_recommendations": "st.holdout_recs",
+              "source.users.table": "st.users", "source.items.table": "st.items",
+              "source.interactions.table": "st.interactions"}
+    conf = base_conf.with_overrides({
+        **tables, "models.registry_dir": str(root / "models"), "models.bundles_dir": str(root / "bundles"),
+        "cache_dir": str(root / "cache"), "textualize.max_prompt_tokens": 2000, "score.top_k": TOP_K,
+        "score.explain_top_k": 1, "score.max_new_tokens": 3, "score.partitions": 8})
+
+    items = [it for it in catalogue(N_ITEMS) if it["item_id"] != REMOVED_ITEM]
+    items.append({"item_id": UNKNOWN_ITEM, "title": "Brand New Film", "release_year": 2026, "genres": ["Drama"]})
+    rng = np.random.default_rng(0)
+    users = [(u, 20 + u, "F" if u % 2 else "M", "writer", f"{u:05d}") for u in range(1, 13)]
+    events, start = [], dt.datetime(2026, 1, 1)
+    for user in range(1, COLD_USER):           # the cold user has no interactions
+        ids = (range(100, 100 + N_ITEMS) if user == LONG_USER
+               else rng.choice(range(101, 100 + N_ITEMS), size=int(rng.integers(4, 12)), replace=False))
+        events += [(user, int(i), start + dt.timedelta(hours=k), float(rng.integers(1, 6))) for k, i in enumerate(ids)]
+    events.append((UNKNOWN_ITEM_USER, UNKNOWN_ITEM, start + dt.timedelta(days=30), 5.0))
+    overwrite(spark.createDataFrame(users, "user_id bigint, age int, gender string, occupation string, zip_code string"),
+              "st.users")
+    overwrite(spark.createDataFrame([(i["item_id"], i["title"], i["release_year"], i["genres"]) for i in items],
+                                    "item_id bigint, title string, release_year int, genres array<string>"), "st.items")
+    overwrite(spark.createDataFrame(events, "user_id bigint, item_id bigint, event_time timestamp, rating float"),
+              "st.interactions")
+    textualize.run(spark, conf, DATE)
+    return {"conf": conf, "root": root, "events": events, "items": items}
+
+
+def _recs(spark):
+    return spark.table("st.recs").where(f"run_date = '{DATE}'").toPandas()
+
+
+def _score(spark, conf, **kwargs):
+    from jobs import score
+    return score.run(spark, conf, DATE, **kwargs)
+
+
+def test_score_contract_and_rerun(spark, setup):
+    conf = setup["conf"]
+    run = _score(spark, conf)
+    recs = _recs(spark)
+    scored_users = set(range(1, 13)) - {LONG_USER}
+    assert set(recs["user_id"]) == scored_users
+    per_user = recs.groupby("user_id")["rank"].apply(sorted)
+    assert all(ranks == list(range(1, TOP_K + 1)) for ranks in per_user)     # exactly K rows, dense ranks
+    seen = {}
+    for user, item, *_ in setup["events"]:
+        seen.setdefault(user, set()).add(item)
+    assert not any(item in seen.get(user, set()) for user, item in zip(recs["user_id"], recs["item_id"]))
+    catalogue_now = {it["item_id"] for it in setup["items"]}
+    assert set(recs["item_id"]) <= catalogue_now and REMOVED_ITEM not in set(recs["item_id"])
+    assert UNKNOWN_ITEM not in set(recs["item_id"])                           # the model cannot score it
+    assert recs.loc[recs["rank"] == 1, "explanation"].notna().all()
+    assert recs.loc[recs["rank"] > 1, "explanation"].isna().all()
+    assert (recs.sort_values(["user_id", "rank"]).groupby("user_id")["score"].apply(
+        lambda s: bool(np.all(np.diff(s.to_numpy()) <= 0)))).all()
+    assert set(recs["variant"]) == {"default"} and set(recs["model_version"]) == {"v0001"}
+    assert recs["input_table_version"].notna().all() and recs["item_title"].notna().all()
+
+    # the over-long prompt is quarantined with its reason, not truncated silently
+    bad = spark.table("st.quarantine").where("job = 'score:default'").toPandas()
+    assert len(bad) == 1 and json.loads(bad["row_json"][0])["user_id"] == LONG_USER
+    assert bad["reason"][0].startswith("prompt_too_long") and "512" in bad["reason"][0]
+
+    # one model load per Python worker, recorded with the provider
+    assert run.metrics["model_loads"] == run.metrics["workers"] >= 1
+    assert run.metrics["providers"] == ["CPUExecutionProvider"]
+    assert run.rows_out == len(recs) and run.rows_quarantined == 1
+
+    # a re-run replaces the slice: same rows, no duplicates; the table keeps its change feed
+    _score(spark, conf)
+    again = _recs(spark)
+    assert len(again) == len(recs) and set(again["run_id"]) != set(recs["run_id"])
+    props = {r.key: r.value for r in spark.sql("SHOW TBLPROPERTIES st.recs").collect()}
+    assert props.get("delta.enableChangeDataFeed") == "true"
+    changes = spark.sql("SELECT _change_type, count(*) AS n FROM table_changes('st.recs', 1) GROUP BY 1").collect()
+    assert {r._change_type for r in changes} <= {"insert", "delete"} and changes
+    latest = spark.table("st.latest_recs").toPandas()
+    assert len(latest) == len(recs)
+
+
+def test_older_date_backfill_keeps_latest_view_on_newest(spark, setup):
+    from jobs import textualize
+    conf = setup["conf"]
+    older = DATE - dt.timedelta(days=300)       # only the first interactions existed then
+    textualize.run(spark, conf, older)
+    from jobs import score
+    score.run(spark, conf, older)
+    dates = {str(r.run_date) for r in spark.sql("SELECT DISTINCT run_date FROM st.recs").collect()}
+    assert {str(DATE), str(older)} <= dates
+    assert {str(r.run_date) for r in spark.sql("SELECT DISTINCT run_date FROM st.latest_recs").collect()} == {str(DATE)}
+
+
+def test_missing_bundle_file_stops_before_writing(spark, setup):
+    from lakerec.tables import delta_version
+    from rec_udf.errors import BundleError
+    root = setup["root"]
+    broken = root / "broken_bundles"
+    shutil.copytree(root / "bundles", broken)
+    (broken / "v0001" / "fp32" / "generator.onnx").unlink()
+    conf = setup["conf"].with_overrides({"models.bundles_dir": str(broken)})
+    _score(spark, setup["conf"])
+    before = delta_version(spark, "st.recs")
+    with pytest.raises(BundleError, match="generator.onnx"):
+        _score(spark, conf)
+    assert delta_version(spark, "st.recs") == before
+
+
+def test_no_prompts_for_the_date_stops_with_a_message(spark, setup):
+    from jobs import score
+    from lakerec.errors import StructuralError
+    with pytest.raises(StructuralError, match="no prompts for run_date 2020-01-01"):
+        score.run(spark, setup["conf"], dt.date(2020, 1, 1))
+
+
+def test_cuda_requested_without_gpu_fails_unless_fallback_allowed(spark, setup):
+    from lakerec.tables import delta_version
+    conf = setup["conf"].with_overrides({"score.device": "cuda"})
+    before = delta_version(spark, "st.recs")
+    with pytest.raises(Exception, match="CUDA execution provider"):
+        _score(spark, conf)
+    assert delta_version(spark, "st.recs") == before
+    run = _score(spark, conf.with_overrides({"score.allow_cpu_fallback": True}))
+    assert run.metrics["providers"] == ["CPUExecutionProvider"]
+
+
+def test_score_frames_row_errors_do_not_stop_the_batch(setup):
+    from rec_udf.bundle import MANIFEST, sha256
+    from rec_udf.scoring_udf import BundleRef, ScoringSpec, score_frames
+    bundle = setup["root"] / "bundles" / "v0001" / "fp32"
+    spec = ScoringSpec(BundleRef(sha256(bundle / MANIFEST), path=str(bundle)), top_k=3, explain_k=0)
+    good = "User 5 is a 30-year-old woman. They watched Night River 1 (1990; Drama), rated 4."
+    frame = pd.DataFrame({
+        "user_id": [1, 2, 3, 4, 5],
+        "prompt": [good, None, good, "word " * 900, good],
+        "entity_spans": [[], [], [{"item_id": 101, "start": 70, "end": 9999}], [], []],
+        "sequence_item_ids": [[101, 555], [], [101], [], None],
+        "seen_item_ids": [[101], [], [101], [], []],
+    })
+    out = pd.concat(list(score_frames(iter([frame, frame.iloc[:0]]), spec)))
+    errors = out.dropna(subset=["error"]).set_index("user_id")["error"]
+    assert errors[2] == "missing_prompt"
+    assert errors[3].startswith("bad_entity_span")
+    assert errors[4].startswith("prompt_too_long")
+    assert errors[5].startswith("missing_sequence_item_ids")
+    ok = out[out["error"].isna()]
+    assert list(ok["user_id"]) == [1, 1, 1] and 101 not in set(ok["item_id"])    # unknown 555 ignored
