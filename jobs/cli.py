@@ -53,6 +53,13 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--holdout", action="store_true",
                    help="score the holdout prompts into tables.holdout_recommendations (offline evaluation)")
     jobs.add_parser("demo", parents=[common], help="run the whole local pipeline and show results")
+    p = jobs.add_parser("check", parents=[common], help="data-quality checks on --run-date's recommendations")
+    p.add_argument("--variant", default="default")
+    p = jobs.add_parser("stream", parents=[common], help="re-score users with new interactions into the live table")
+    p.add_argument("--trigger", default="available-now",
+                   help="available-now (catch up, then stop) or processing-time=<interval>, e.g. 'processing-time=1 minute'")
+    p = jobs.add_parser("ab", parents=[common], help="offline A/B: assign users to variants, evaluate variants")
+    p.add_argument("action", choices=["assign", "evaluate"])
     p = jobs.add_parser("train", parents=[common], help="train, evaluate and register a model")
     p.add_argument("--profile", help="training profile from conf train.profiles (default: train.profile)")
     p.add_argument("--from", dest="warm_from", metavar="VERSION",
@@ -60,8 +67,10 @@ def parser() -> argparse.ArgumentParser:
     p = jobs.add_parser("models", parents=[common], help="registered model versions and the champion")
     p.add_argument("--json", action="store_true", help="JSON list")
     p.add_argument("--promote", metavar="VERSION", help="make VERSION the champion (a deliberate override)")
+    p.add_argument("--promote-if-better", metavar="VERSION",
+                   help="make VERSION (or 'latest') champion if its validation NDCG@10 beats the champion's")
     p = jobs.add_parser("export", parents=[common], help="export a model version to verified ONNX bundles")
-    p.add_argument("--model", default="champion", help="registered version or 'champion' (default)")
+    p.add_argument("--model", default="champion", help="registered version, 'latest' or 'champion' (default)")
     p.add_argument("--precision", help="comma-separated: fp32,fp16,int8 (default: conf export.precisions)")
     p.add_argument("--force", action="store_true", help="re-export even if a verified bundle exists")
     p = jobs.add_parser("info", parents=[common], help="warehouse, tables, locations, versions")
@@ -88,6 +97,15 @@ def dispatch(args, spark, conf) -> None:
     elif args.job == "score":
         from jobs import score
         score.run(spark, conf, args.run_date, model=args.model, variant=args.variant, holdout=args.holdout)
+    elif args.job == "check":
+        from jobs import check
+        check.run(spark, conf, args.run_date, variant=args.variant)
+    elif args.job == "stream":
+        from jobs import stream
+        stream.run(spark, conf, args.run_date, trigger=args.trigger)
+    elif args.job == "ab":
+        from jobs import ab
+        (ab.assign if args.action == "assign" else ab.evaluate)(spark, conf, args.run_date)
     elif args.job == "train":
         from jobs import train
         train.run(spark, conf, args.run_date, profile_name=args.profile, warm_from=args.warm_from)
@@ -107,7 +125,7 @@ def main(argv: list[str] | None = None) -> int:
         conf = load_conf(args.conf, args.set)
         if args.job == "models":             # reads the registry only: no Spark session
             from jobs import models
-            models.run(conf, as_json=args.json, promote=args.promote)
+            models.run(conf, as_json=args.json, promote=args.promote, promote_if_better=args.promote_if_better)
             return 0
         if args.job == "export":             # registry -> bundles: no Spark session either
             from jobs import export

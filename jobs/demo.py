@@ -1,9 +1,10 @@
 """`lakerec demo`: the whole local pipeline in one session, then sample rows through SQL.
-Today: ingest -> validate + textualize -> train (quick profile) and register the model -> export the
-champion to ONNX bundles. A later issue adds scoring."""
+ingest -> validate + textualize -> train (quick profile) and register the model -> export the champion
+to ONNX bundles -> score every user with it into recs.user_recommendations, then a few users' top-5
+with explanations and the SQL to query them."""
 from __future__ import annotations
 
-from jobs import export, ingest, models, textualize, train
+from jobs import export, ingest, models, score, textualize, train
 
 
 def run(spark, conf, run_date) -> None:
@@ -11,6 +12,7 @@ def run(spark, conf, run_date) -> None:
     textualize.run(spark, conf, run_date)
     trained = train.run(spark, conf, run_date)
     exported = export.run(conf, "champion")
+    scored = score.run(spark, conf, run_date)
     prompts = conf.require("tables.prompts")
     query = (f"SELECT user_id, n_history_total, n_history_kept, prompt_tokens, prompt "
              f"FROM {prompts} WHERE run_date = DATE'{run_date.isoformat()}' ORDER BY user_id LIMIT 3")
@@ -32,3 +34,22 @@ def run(spark, conf, run_date) -> None:
     print(f"\n-- the champion {exported['version']} as ONNX bundles (lakerec export; docs/bundle.md):")
     for precision, path in exported["bundles"].items():
         print(f"  {precision:5} {path}")
+    show_recommendations(spark, conf, run_date, scored)
+
+
+def show_recommendations(spark, conf, run_date, scored) -> None:
+    recs = conf.require("tables.recommendations")
+    query = (f"SELECT user_id, rank, item_title, round(score, 3) AS score, explanation\n"
+             f"FROM {recs}\nWHERE run_date = DATE'{run_date.isoformat()}' AND variant = 'default' AND rank <= 5\n"
+             f"  AND user_id IN (1, 2, 3)\nORDER BY user_id, rank")
+    print(f"\n-- top-5 of three users by {scored.metrics['model_version']} "
+          f"({scored.metrics['users']} users scored, {scored.metrics['users_per_s']} users/s):\n{query};")
+    user = None
+    for row in spark.sql(query).collect():
+        if row.user_id != user:
+            user = row.user_id
+            print(f"\nuser {user}:")
+        why = f"  -- {row.explanation}" if row.explanation else ""
+        print(f"  {row.rank}. {row.item_title} ({row.score}){why}")
+    print(f"\nmore queries (docs/sql.md):  lakerec sql \"SELECT * FROM {conf.require('tables.latest_recommendations')} "
+          "WHERE user_id = 1 ORDER BY rank\"")

@@ -23,9 +23,11 @@ def rows(conf) -> list[dict]:
     return out
 
 
-def run(conf, as_json: bool = False, promote: str | None = None) -> None:
+def run(conf, as_json: bool = False, promote: str | None = None, promote_if_better: str | None = None) -> None:
     if promote:
         print(Registry.from_conf(conf).promote(promote))
+    if promote_if_better:
+        print(Registry.from_conf(conf).promote_if_better_than_champion(promote_if_better)[1])
     listing = rows(conf)
     if as_json:
         print(json.dumps(listing, indent=2))

@@ -4,13 +4,17 @@ prompts of D with an exported bundle on the executors and replace the (D, varian
 prompts, for offline evaluation). See lakerec/scoring.py and docs/tables.md."""
 from __future__ import annotations
 
+from lakerec.ab import variant_users
 from lakerec.progress import spark_progress
 from lakerec.runs import recorded_run
 from lakerec.scoring import score
 
 
 def run(spark, conf, run_date, model=None, variant=None, holdout=False, users=None):
+    """variant: an A/B variant of conf ab.variants; scores only its assigned users."""
     with recorded_run(spark, conf, "score", run_date) as run:
+        if variant and users is None:
+            users = variant_users(spark, conf, variant)
         with spark_progress(spark, "score"):
             score(spark, conf, run, model=model, variant=variant, holdout=holdout, users=users)
         m = run.metrics

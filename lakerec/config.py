@@ -87,9 +87,7 @@ def parse_overrides(items: Iterable[str]) -> dict[str, Any]:
     return out
 
 
-def load_conf(path: str | os.PathLike | None = None, overrides: Iterable[str] = ()) -> Conf:
-    """Load a YAML configuration (conf/local.yaml when no path is given) and apply overrides."""
-    file = Path(path) if path else LOCAL_DEFAULT
+def _read(file: Path) -> dict:
     if not file.is_file():
         raise ConfigError(f"configuration file not found: {file}")
     try:
@@ -98,5 +96,23 @@ def load_conf(path: str | os.PathLike | None = None, overrides: Iterable[str] = 
         raise ConfigError(f"{file}: not valid YAML: {exc}") from exc
     if not isinstance(tree, dict):
         raise ConfigError(f"{file}: top level must be a mapping")
+    return tree
+
+
+def _merge(base: dict, over: dict) -> dict:
+    """`over` on top of `base`, section by section (mappings merge, anything else replaces)."""
+    out = dict(base)
+    for key, value in over.items():
+        out[key] = _merge(base[key], value) if isinstance(value, dict) and isinstance(base.get(key), dict) else value
+    return out
+
+
+def load_conf(path: str | os.PathLike | None = None, overrides: Iterable[str] = ()) -> Conf:
+    """Load a YAML configuration and apply overrides. A file of your own is read on top of
+    conf/local.yaml, so it only needs the keys it changes."""
+    file = Path(path) if path else LOCAL_DEFAULT
+    tree = _read(file)
+    if file.resolve() != LOCAL_DEFAULT.resolve():
+        tree = _merge(_read(LOCAL_DEFAULT), tree)
     conf = Conf(_expand(tree), str(file))
     return conf.with_overrides(parse_overrides(overrides))

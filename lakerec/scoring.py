@@ -10,6 +10,7 @@ from __future__ import annotations
 import datetime as dt
 import functools
 import tarfile
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -182,15 +183,36 @@ def quarantine_rows(scored: DataFrame, prompts_table: str, job: str, run_id: str
         F.to_json(F.struct("user_id", "prompt_tokens")).alias("row_json"), F.current_timestamp().alias("detected_at"))
 
 
-def score(spark, conf: Conf, run, *, model: str | None = None, variant: str | None = None,
-          holdout: bool = False, users: DataFrame | None = None) -> dict:
-    """Score the prompts of run.run_date and replace the (run_date, variant) slice of the output.
-    users: restrict to these user ids (A/B variants, streaming). Returns the job's metrics."""
-    run_date = run.run_date
+@dataclass
+class ScoredBatch:
+    """Every user of a prompts DataFrame scored by one model (persisted until `release`)."""
+    rows: DataFrame               # SCORED_SCHEMA
+    items: DataFrame              # item_id, title of the items that may be recommended
+    version: str
+    bundle_dir: Path
+    manifest: dict
+    ref: BundleRef
+    loads: dict                   # {"pid:provider": loads}
+    stats: dict
+    seconds: float
+
+    def release(self) -> None:
+        self.rows.unpersist()
+
+    def metrics(self) -> dict:
+        users = self.stats["users"] or 0
+        return dict(model_version=self.version, bundle=str(self.bundle_dir), bundle_sha256=self.ref.sha256,
+                    precision=self.manifest["precision"], users=users,
+                    users_per_s=round(users / max(self.seconds, 1e-9), 2),
+                    prompt_tokens_per_s=round((self.stats["tokens"] or 0) / max(self.seconds, 1e-9), 1),
+                    model_loads=sum(self.loads.values()), workers=len({k.split(":")[0] for k in self.loads}),
+                    loads_per_worker=self.loads, providers=sorted({k.split(":", 1)[1] for k in self.loads}))
+
+
+def score_prompts(spark, conf: Conf, prompts: DataFrame, model: str) -> ScoredBatch:
+    """Run the model over prompts-table rows on the executors; nothing is written."""
     require_worker_reuse(spark)
-    t = target(conf, variant, holdout)
-    version, bundle_dir, manifest = bundle_for(conf, model_for(conf, variant, model))
-    prompts, input_version = read_prompts(spark, t, run_date, users)
+    version, bundle_dir, manifest = bundle_for(conf, model)
     items = read_source(spark, conf, "items").df.where(F.col("item_id").isNotNull()).select("item_id", "title")
     allowed = [int(r.item_id) for r in items.select("item_id").distinct().collect()]
     ref = ship(spark, conf, bundle_dir)
@@ -199,44 +221,53 @@ def score(spark, conf: Conf, run, *, model: str | None = None, variant: str | No
     spark.conf.set("spark.sql.execution.arrow.maxRecordsPerBatch", str(conf.get("score.arrow_max_records_per_batch", 1024)))
     partitions = int(conf.get("score.partitions") or spark.sparkContext.defaultParallelism)
     columns = ["user_id", "prompt", "entity_spans", "sequence_item_ids", "seen_item_ids"]
+    start = time.perf_counter()
+    rows = (prompts.select(*columns).repartition(partitions, "user_id")
+            .mapInPandas(functools.partial(score_frames, spec=spec), SCORED_SCHEMA)
+            .persist(StorageLevel.MEMORY_AND_DISK))
+    stats = rows.agg(F.countDistinct("user_id").alias("users"),
+                     F.count(F.when(F.col("error").isNull(), 1)).alias("rows"),
+                     F.countDistinct(F.when(F.col("error").isNotNull(), F.col("user_id"))).alias("bad"),
+                     F.sum(F.when(F.col("rank") == 1, F.col("prompt_tokens"))).alias("tokens")).first().asDict()
+    return ScoredBatch(rows, items, version, bundle_dir, manifest, ref, dict(loads.value), stats,
+                       time.perf_counter() - start)
+
+
+def score(spark, conf: Conf, run, *, model: str | None = None, variant: str | None = None,
+          holdout: bool = False, users: DataFrame | None = None) -> dict:
+    """Score the prompts of run.run_date and replace the (run_date, variant) slice of the output.
+    users: restrict to these user ids (A/B variants). Returns the job's metrics."""
+    run_date = run.run_date
+    t = target(conf, variant, holdout)
+    prompts, input_version = read_prompts(spark, t, run_date, users)
     with run.timed("score_s"):
-        scored = (prompts.select(*columns).repartition(partitions, "user_id")
-                  .mapInPandas(functools.partial(score_frames, spec=spec), SCORED_SCHEMA)
-                  .persist(StorageLevel.MEMORY_AND_DISK))
-        stats = scored.agg(F.countDistinct("user_id").alias("users"),
-                           F.count(F.when(F.col("error").isNull(), 1)).alias("rows"),
-                           F.countDistinct(F.when(F.col("error").isNotNull(), F.col("user_id"))).alias("bad"),
-                           F.sum(F.when(F.col("rank") == 1, F.col("prompt_tokens"))).alias("tokens")).first()
+        scored = score_prompts(spark, conf, prompts, model_for(conf, variant, model))
     try:
         job = f"score:{t.variant}" + (":holdout" if holdout else "")
         slice_ = f"run_date = '{run_date.isoformat()}' AND variant = '{t.variant}'"
-        recs = recommendation_rows(scored, items, prompts, version=version, variant=t.variant,
+        recs = recommendation_rows(scored.rows, scored.items, prompts, version=scored.version, variant=t.variant,
                                    input_version=input_version, run_id=run.run_id, run_date=run_date, holdout=holdout)
         with run.timed("write_s"):
-            create_table_if_missing(spark, t.output_table, recs.schema, ["run_date"],
-                                    HOLDOUT_RECS_COLUMNS_DOC if holdout else RECS_COLUMNS_DOC,
-                                    {"delta.enableChangeDataFeed": "true"})
+            create_recommendations_table(spark, t.output_table, recs.schema, holdout)
             replace_slice(recs, t.output_table, slice_, ["run_date"])
-            bad = quarantine_rows(scored, t.prompts_table, job, run.run_id, run_date)
+            bad = quarantine_rows(scored.rows, t.prompts_table, job, run.run_id, run_date)
             replace_slice(bad, conf.require("tables.quarantine"),
                           f"run_date = '{run_date.isoformat()}' AND job = '{job}'", ["run_date"], QUARANTINE_COLUMNS_DOC)
         if not holdout:
             latest_view(spark, conf)
     finally:
-        scored.unpersist()
-    per_worker = loads.value
-    seconds = run.metrics["score_s"] or 1e-9
-    run.rows_in = int(stats["users"])
-    run.rows_out = int(stats["rows"])
-    run.rows_quarantined = int(stats["bad"])
-    run.metrics.update(
-        model_version=version, variant=t.variant, holdout=holdout, bundle=str(bundle_dir),
-        bundle_sha256=ref.sha256, precision=manifest["precision"],
-        input_table_version=input_version, output_table=t.output_table, users=int(stats["users"]),
-        users_per_s=round(stats["users"] / seconds, 2), prompt_tokens_per_s=round((stats["tokens"] or 0) / seconds, 1),
-        model_loads=sum(per_worker.values()), workers=len({k.split(":")[0] for k in per_worker}),
-        loads_per_worker=per_worker, providers=sorted({k.split(":", 1)[1] for k in per_worker}))
+        scored.release()
+    run.rows_in = int(scored.stats["users"])
+    run.rows_out = int(scored.stats["rows"])
+    run.rows_quarantined = int(scored.stats["bad"])
+    run.metrics.update(variant=t.variant, holdout=holdout, input_table_version=input_version,
+                       output_table=t.output_table, **scored.metrics())
     return run.metrics
+
+
+def create_recommendations_table(spark, name: str, schema, holdout: bool = False) -> None:
+    create_table_if_missing(spark, name, schema, ["run_date"], HOLDOUT_RECS_COLUMNS_DOC if holdout else RECS_COLUMNS_DOC,
+                            {"delta.enableChangeDataFeed": "true"})
 
 
 LATEST_VIEW_SQL = """CREATE OR REPLACE VIEW {view} AS

@@ -221,8 +221,11 @@ def run_training(spark, conf: Conf, good: dict, versions: dict, run, profile: Pr
         created_at=dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"))
     save_model(tmp, model, id_model, split.item_ids, text.items, info)
     registry.commit(version, tmp)
-    promoted, message = registry.promote_if_better(version, {"valid_ndcg@10": valid_ndcg,
-                                                             "valid_users": valid_users})
+    if conf.get("train.promote", True):
+        promoted, message = registry.promote_if_better(version, {"valid_ndcg@10": valid_ndcg,
+                                                                 "valid_users": valid_users})
+    else:       # the weekly DAG exports first, then promotes (`lakerec models --promote-if-better`)
+        promoted, message = False, f"{version} registered, not promoted (train.promote is false)"
     log(f"[train] registered {version}: {message}")
     results.update(version=version, promoted=promoted, message=message, valid_ndcg=valid_ndcg,
                    n_users=len(split.test), n_items=split.n_items)

@@ -7,6 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 from deltalake import DeltaTable
 
@@ -17,8 +18,9 @@ TINY_TRAINING = [
     "train.profiles.quick.sasrec_train.epochs=2", "train.profiles.quick.sasrec_train.eval_every=1",
     "train.profiles.quick.baselines.als_iterations=2", "train.profiles.quick.llm_train.max_users=12",
     "train.profiles.quick.llm_train.rank_users=24", "train.profiles.quick.llm_train.eval_users=3",
-    "train.profiles.quick.llm_train.max_new_tokens=3",
+    "train.profiles.quick.llm_train.max_new_tokens=3", "score.max_new_tokens=4",
 ]
+TOP_K = 10
 
 
 @pytest.fixture(scope="module")
@@ -65,7 +67,7 @@ def test_demo_twice_and_independent_reader(lakerec):
     assert counts["warehouse.users"] == 943
     assert counts["lakerec.prompts"] == 943
     assert counts["lakerec.quarantine"] == 0
-    assert counts["lakerec.runs"] == 6          # ingest + textualize + train, twice
+    assert counts["lakerec.runs"] == 8          # ingest + textualize + train + score, twice
     listing = json.loads(lakerec("models", "--json").stdout)
     assert [r["version"] for r in listing] == ["v0001", "v0002"]
     assert sum(r["champion"] for r in listing) == 1
@@ -73,6 +75,8 @@ def test_demo_twice_and_independent_reader(lakerec):
     from rec_udf.bundle import verify
     bundle_root = Path(info["warehouse"]).parent / "bundles"
     assert verify(bundle_root / champion / "fp32")["model_version"] == champion
+    assert "top-5 of three users" in second.stdout and "FROM recs.user_recommendations" in second.stdout
+    _check_recommendations(info, champion)
     assert counts["lakerec.model_metrics"] > 0
     prompts = DeltaTable(info["tables"]["spark_catalog.lakerec.prompts"]).to_pandas()
     assert prompts["user_id"].is_unique and set(prompts["run_date"].astype(str)) == {RUN_DATE}
@@ -91,3 +95,59 @@ def test_structural_error_exits_2_naming_the_table(lakerec):
                    check=False)
     assert proc.returncode == 2
     assert "warehouse.nope" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def _table(info, name):
+    return DeltaTable(info["tables"][f"spark_catalog.{name}"]).to_pandas()
+
+
+def _check_recommendations(info, champion):
+    """Read by an independent Delta reader (deltalake, no Spark): exactly K rows per user for the date
+    after two runs, only items of the items table, none from the user's history; one model load
+    per Python worker."""
+    recs = _table(info, "recs.user_recommendations")
+    assert set(recs["run_date"].astype(str)) == {RUN_DATE} and set(recs["model_version"]) == {champion}
+    assert recs.groupby("user_id").size().eq(TOP_K).all() and recs["user_id"].nunique() == 943
+    assert recs.groupby("user_id")["rank"].apply(lambda r: sorted(r) == list(range(1, TOP_K + 1))).all()
+    assert set(recs["item_id"]) <= set(_table(info, "warehouse.items")["item_id"])
+    history = _table(info, "warehouse.interactions")[["user_id", "item_id"]]
+    assert recs.merge(history, on=["user_id", "item_id"]).empty
+    assert recs.loc[recs["rank"] == 1, "explanation"].notna().all()
+    runs = _table(info, "lakerec.runs")
+    scores = runs[(runs["job"] == "score") & (runs["status"] == "succeeded")]
+    assert len(scores) == 2
+    for metrics in scores["metrics"].map(json.loads):
+        assert metrics["model_loads"] == metrics["workers"] >= 1, metrics
+
+
+def test_score_on_a_local_cluster(lakerec):
+    """Executors in their own JVMs and Python workers (local-cluster: a master and 2 workers on this
+    machine): the bundle travels as an archive and is loaded once in each executor's Python worker."""
+    proc = lakerec("score", "--run-date", RUN_DATE, "--set", "spark.master=local-cluster[2,1,1536]",
+                   "--set", "spark.config.spark.executor.memory=1g")
+    assert "2 model loads in 2 Python workers" in proc.stdout, proc.stdout[-2000:]
+    info = json.loads(lakerec("info", "--json").stdout)
+    recs = _table(info, "recs.user_recommendations")
+    assert len(recs) == 943 * TOP_K and recs.groupby("user_id").size().eq(TOP_K).all()
+
+
+def test_holdout_scoring_reproduces_the_offline_evaluation(lakerec):
+    """Leave-one-out prompts scored over the whole catalogue: the metrics recomputed from the scored
+    table equal the test metrics recorded at training for the same model version and users."""
+    lakerec("textualize", "--holdout", "--run-date", RUN_DATE)
+    lakerec("score", "--holdout", "--run-date", RUN_DATE, "--set", "score.top_k=2000", "--set", "score.explain_top_k=0")
+    info = json.loads(lakerec("info", "--json").stdout)
+    listing = json.loads(lakerec("models", "--json").stdout)
+    champion = next(r["version"] for r in listing if r["champion"])
+    recorded = json.loads((Path(info["warehouse"]).parent / "models" / "versions" / champion / "model.json")
+                          .read_text())["metrics"]["test"]
+    recs = _table(info, "recs.holdout_recommendations")
+    assert set(recs["model_version"]) == {champion}
+    users = sorted(recs["user_id"].unique())[:recorded["users"]]
+    hits = recs[(recs["item_id"] == recs["heldout_item_id"]) & recs["user_id"].isin(users)].set_index("user_id")["rank"]
+    ranks = np.array([hits.get(u, np.inf) for u in users], dtype=float)
+    assert np.isfinite(ranks).all()          # the whole catalogue was ranked: every held-out item is found
+    ndcg10 = np.where(ranks <= 10, 1 / np.log2(ranks + 1), 0).mean()
+    assert ndcg10 == pytest.approx(recorded["ndcg@10"], abs=1e-9)
+    assert (ranks <= 10).mean() == pytest.approx(recorded["hr@10"], abs=1e-9)
+    assert (1 / ranks).mean() == pytest.approx(recorded["mrr"], rel=1e-3)

@@ -24,3 +24,17 @@ def test_bad_override_and_missing_file_are_clear():
         parse_overrides(["no-equals-sign"])
     with pytest.raises(ConfigError, match="not found"):
         load_conf("/nonexistent/conf.yaml")
+
+
+def test_own_file_merges_over_the_defaults_and_gpu_example_loads():
+    from pathlib import Path
+    from lakerec.config import load_conf
+    from lakerec.spark import session_config
+    conf = load_conf(Path(__file__).resolve().parent.parent / "conf" / "cluster-gpu.yaml")
+    assert conf.get("score.device") == "cuda" and conf.get("score.allow_cpu_fallback") is False
+    assert conf.get("score.top_k") == 10                       # from conf/local.yaml
+    assert conf.get("tables.recommendations") == "recs.user_recommendations"
+    settings = session_config(conf)
+    assert settings["spark.task.resource.gpu.amount"] == "1"
+    assert settings["spark.executor.resource.gpu.discoveryScript"].endswith("gpu_discovery.sh")
+    assert settings["spark.python.worker.reuse"] == "true"

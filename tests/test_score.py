@@ -177,3 +177,103 @@ def test_score_frames_row_errors_do_not_stop_the_batch(setup):
     assert errors[5].startswith("missing_sequence_item_ids")
     ok = out[out["error"].isna()]
     assert list(ok["user_id"]) == [1, 1, 1] and 101 not in set(ok["item_id"])    # unknown 555 ignored
+
+
+def test_ab_assign_score_variant_and_evaluate(spark, setup):
+    from jobs import ab, score, textualize
+    conf = setup["conf"].with_overrides({"tables.ab_assignments": "st.ab_assignments", "tables.ab_metrics": "st.ab_metrics",
+                                         "ab.bootstrap": 200})
+    ab.assign(spark, conf, DATE)
+    first = spark.table("st.ab_assignments").toPandas().set_index("user_id")["variant"]
+    ab.assign(spark, conf, DATE)
+    again = spark.table("st.ab_assignments").toPandas().set_index("user_id")["variant"]
+    assert len(first) == 12 and first.index.is_unique and first.sort_index().equals(again.sort_index())
+    assert set(first) == {"control", "treatment"}
+    other = ab_assignments_with_salt(spark, conf, "another-salt")
+    assert not other.sort_index().equals(first.sort_index())
+
+    score.run(spark, conf, DATE, variant="treatment")
+    recs = spark.table("st.recs").where(f"run_date = '{DATE}'").toPandas()
+    treated = recs[recs["variant"] == "treatment"]
+    assert set(treated["user_id"]) == set(first[first == "treatment"].index) - {LONG_USER}
+    assert set(recs.loc[recs["variant"] == "default", "user_id"]) == set(range(1, 13)) - {LONG_USER}  # untouched
+
+    textualize.run(spark, conf, DATE, holdout=True)
+    ab.evaluate(spark, conf, DATE)
+    metrics = spark.table("st.ab_metrics").toPandas()
+    assert sorted(zip(metrics["variant"], metrics["metric"])) == [
+        ("control", "hr@10"), ("control", "ndcg@10"), ("treatment", "hr@10"), ("treatment", "ndcg@10")]
+    assert ((metrics["ci_low"] <= metrics["value"] + 1e-12) & (metrics["value"] <= metrics["ci_high"] + 1e-12)).all()
+    control = metrics[metrics["variant"] == "control"]
+    assert (control["diff"] == 0).all()
+    holdout_users = spark.table("st.holdout_prompts").where(f"run_date = '{DATE}'").count()
+    assert metrics.groupby("variant")["users"].first().sum() == holdout_users - 1    # the over-long prompt
+
+
+def ab_assignments_with_salt(spark, conf, salt):
+    from lakerec import ab
+    return ab.assignments(spark, conf.with_overrides({"ab.salt": salt}), "x").toPandas().set_index("user_id")["variant"]
+
+
+def test_stream_restarted_mid_way_has_no_duplicates_and_no_gaps(spark, setup, monkeypatch, tmp_path):
+    from lakerec import streaming
+    from lakerec.tables import append
+    conf = setup["conf"].with_overrides({"tables.live_recommendations": "st.live", "score.explain_top_k": 0,
+                                         "stream.checkpoint_dir": str(tmp_path / "checkpoint"),
+                                         "stream.max_files_per_trigger": 1})
+    streaming.start(spark, conf).awaitTermination()          # catch up on everything so far
+    live = spark.table("st.live").toPandas()
+    assert set(live["user_id"]) == set(range(2, COLD_USER))  # the cold user has no interactions yet
+
+    later = dt.datetime(2026, 11, 1)
+    batches = [[(2, 150, later, 4.0), (4, 151, later, 3.0)], [(5, 152, later, 5.0), (COLD_USER, 153, later, 4.0)]]
+    for rows in batches:                                     # two commits, one file each: two micro-batches
+        append(spark.createDataFrame(rows, "user_id bigint, item_id bigint, event_time timestamp, rating float")
+               .coalesce(1), "st.interactions")
+
+    real_merge, merges = streaming.merge_live, []
+
+    def crash_after_commit(*args, **kwargs):     # the MERGE commits, the checkpoint never hears of it
+        real_merge(*args, **kwargs)
+        merges.append(args[-1])
+        raise RuntimeError("simulated crash")
+
+    monkeypatch.setattr(streaming, "merge_live", crash_after_commit)
+    with pytest.raises(Exception, match="simulated crash"):
+        streaming.start(spark, conf).awaitTermination()
+    monkeypatch.undo()
+    history = lambda: spark.sql("DESCRIBE HISTORY st.live").where("operation = 'MERGE'").count()  # noqa: E731
+    merges_after_crash = history()
+    streaming.start(spark, conf).awaitTermination()          # restart from the checkpoint
+    assert history() == merges_after_crash + 1               # the replayed batch was skipped (txnAppId/txnVersion)
+
+    live = spark.table("st.live").toPandas()
+    assert not live.duplicated(["user_id", "rank"]).any()
+    assert live.groupby("user_id").size().eq(TOP_K).all()
+    assert set(live["user_id"]) == set(range(2, COLD_USER)) | {COLD_USER}     # no gap: the second commit arrived
+    for user, item, *_ in batches[0] + batches[1]:           # fresh history is excluded from the fresh lists
+        assert item not in set(live.loc[live["user_id"] == user, "item_id"])
+    run_of = lambda user: live.loc[live["user_id"] == user, "run_id"].iloc[0]  # noqa: E731
+    assert run_of(2) == run_of(4) != run_of(3)               # only touched users were re-scored
+
+
+def test_docs_sql_examples_run(spark, setup):
+    """Each ```sql block of docs/sql.md runs against the tables scored above (test order: after the
+    scoring and A/B tests of this module) and returns rows; names map to this module's tables."""
+    import re
+    from pathlib import Path
+    conf = setup["conf"].with_overrides({"tables.ab_metrics": "st.ab_metrics"})
+    names = {"recs.latest_recommendations": conf.require("tables.latest_recommendations"),
+             "recs.user_recommendations": conf.require("tables.recommendations"),
+             "recs.ab_metrics": conf.require("tables.ab_metrics"), "warehouse.items": conf.require("source.items.table"),
+             "lakerec.runs": conf.require("tables.runs")}
+    text = (Path(__file__).resolve().parent.parent / "docs" / "sql.md").read_text()
+    blocks = re.findall(r"```sql\n(.*?)```", text, re.S)
+    assert len(blocks) == 7
+    for block in blocks:
+        for name, actual in names.items():
+            block = block.replace(name, actual)
+        rows = spark.sql(block).collect()
+        assert rows, block
+    top = spark.sql(blocks[0].replace("recs.latest_recommendations", names["recs.latest_recommendations"])).collect()
+    assert [r["rank"] for r in top] == list(range(1, TOP_K + 1))

@@ -69,7 +69,12 @@ class Registry:
         return json.loads(pointer.read_text()) if pointer.exists() else None
 
     def resolve(self, version: str) -> Path:
-        """'champion' or a version name -> its directory; a clear error when absent."""
+        """'champion', 'latest' (the newest registered) or a version name -> its directory; a clear
+        error when absent."""
+        if version == "latest":
+            if not self.versions():
+                raise ConfigError(f"no model registered in {self.versions_dir}; run `lakerec train` first")
+            version = self.versions()[-1]
         if version == "champion":
             champ = self.champion()
             if champ is None:
@@ -112,6 +117,13 @@ class Registry:
                            f"{champ['version']} {float(champ[PROMOTION_METRIC]):.4f}")
         self._point_to(version, score, metrics.get("valid_users"), champ)
         return True, f"{version} is champion ({PROMOTION_METRIC} {score:.4f})"
+
+    def promote_if_better_than_champion(self, version: str) -> tuple[bool, str]:
+        """promote_if_better with the metrics recorded at training (`lakerec models --promote-if-better`)."""
+        path = self.resolve(version)
+        metrics = self.describe(path.name).get("metrics", {})
+        return self.promote_if_better(path.name, {PROMOTION_METRIC: metrics.get(PROMOTION_METRIC, 0.0),
+                                                  "valid_users": metrics.get("valid_users")})
 
     def promote(self, version: str) -> str:
         """Make a registered version champion regardless of metrics (a deliberate human decision)."""
