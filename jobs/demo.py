@@ -10,7 +10,7 @@ from jobs import export, ingest, models, score, textualize, train
 def run(spark, conf, run_date) -> None:
     ingest.run(spark, conf, run_date)
     textualize.run(spark, conf, run_date)
-    trained = train.run(spark, conf, run_date)
+    trained = train.run_unless_current(spark, conf, run_date)
     exported = export.run(conf, "champion")
     scored = score.run(spark, conf, run_date)
     prompts = conf.require("tables.prompts")
@@ -29,7 +29,7 @@ def run(spark, conf, run_date) -> None:
           f"prompts for {run_date}: {counts.prompts}")
     print("query them yourself:  lakerec sql \"SELECT * FROM lakerec.prompts LIMIT 5\"   "
           "(or any Spark session on this warehouse: see `lakerec info`)")
-    print(f"\n-- registered models (lakerec models); the report of this run: {trained.metrics['report']}")
+    print(f"\n-- registered models (lakerec models); the report of the champion's training: {trained}")
     models.run(conf)
     print(f"\n-- the champion {exported['version']} as ONNX bundles (lakerec export; docs/bundle.md):")
     for precision, path in exported["bundles"].items():

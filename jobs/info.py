@@ -17,9 +17,11 @@ def configured_tables(conf) -> list[str]:
 
 
 def collect(spark, conf) -> dict:
-    tables, missing, versions = {}, [], {}
+    tables, missing, versions, views = {}, [], {}, []
     for name in configured_tables(conf):
-        if table_exists(spark, name):
+        if table_exists(spark, name) and spark.catalog.getTable(name).tableType == "VIEW":
+            views.append(f"spark_catalog.{name}")
+        elif table_exists(spark, name):
             fq = f"spark_catalog.{name}"
             tables[fq] = location(spark, name)
             versions[fq] = delta_version(spark, name)
@@ -33,6 +35,7 @@ def collect(spark, conf) -> dict:
         "conf": conf.source,
         "tables": tables,
         "table_versions": versions,
+        "views": views,
         "missing_tables": missing,
         "versions": {
             "spark": spark.version,
@@ -53,6 +56,8 @@ def render(info: dict) -> str:
     lines.append("tables:")
     for name, loc in info["tables"].items():
         lines.append(f"  {name:45s} v{info['table_versions'][name]}  {loc}")
+    for name in info["views"]:
+        lines.append(f"  {name:45s} (view)")
     for name in info["missing_tables"]:
         lines.append(f"  {name:45s} (not created yet)")
     lines.append("versions: " + ", ".join(f"{k} {v}" for k, v in info["versions"].items()))

@@ -4,7 +4,8 @@ write `model_metrics` and a report, register the model, promote it if it beats t
 from __future__ import annotations
 
 from lakerec.eval.report import write_model_metrics, write_report
-from lakerec.model.registry import Registry
+from lakerec.model.registry import Registry, training_conf_hash
+from lakerec.sources.schema import read_sources
 from lakerec.progress import spark_progress
 from lakerec.runs import recorded_run
 from lakerec.training import device, load_profile, run_training
@@ -39,3 +40,18 @@ def run(spark, conf, run_date, profile_name: str | None = None, warm_from: str |
                            lm_examples_per_s={s: round(v["examples_per_s"], 2) for s, v in results["seeds"].items()})
         print(f"model {results['version']}: {results['message']}; report: {report}")
         return run
+
+
+def run_unless_current(spark, conf, run_date) -> str:
+    """The demo's training step: skipped when the champion was trained for this run date on the same
+    table versions with the same settings (a second `make demo` does not repeat minutes of identical
+    training). Returns the path of the champion's report."""
+    profile = load_profile(conf, None)
+    registry = Registry.from_conf(conf)
+    versions = {s.table: s.version for s in read_sources(spark, conf).values()}
+    current = registry.champion_trained_on(run_date.isoformat(), versions, training_conf_hash(conf, profile.name))
+    if current:
+        print(f"lakerec train skipped: champion {current} was trained for {run_date} on these table versions "
+              f"with profile {profile.name} (`lakerec train` trains anyway)")
+        return str(registry.resolve(current) / "report" / "report.md")
+    return run(spark, conf, run_date).metrics["report"]

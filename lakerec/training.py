@@ -19,7 +19,7 @@ from lakerec.eval.split import TEST, VALID, leave_one_out
 from lakerec.eval.metrics import candidate_metrics
 from lakerec.model.examples import ExampleBuilder, TextData, collect_text_data
 from lakerec.model.recllm import RecLLMConfig
-from lakerec.model.registry import Registry, git_commit
+from lakerec.model.registry import Registry, git_commit, training_conf_hash
 from lakerec.model.sasrec import SASRec, SASRecConfig
 from lakerec.model.store import attach_id_model, build_model, load_model, model_info, save_model
 from lakerec.model.train_llm import Evaluator, LLMTrainConfig, Trainer
@@ -215,7 +215,8 @@ def run_training(spark, conf: Conf, good: dict, versions: dict, run, profile: Pr
                   "max_history_items": int(conf.get("textualize.max_history_items", 200))},
         llm_train=profile.llm_train.to_dict(), lineage={
             "run_id": run.run_id, "run_date": run.run_date.isoformat(), "input_table_versions": versions,
-            "git_commit": git_commit(), "warm_start_from": warm_from},
+            "git_commit": git_commit(), "warm_start_from": warm_from,
+            "conf_hash": training_conf_hash(conf, profile.name)},
         metrics={"valid_ndcg@10": valid_ndcg, "valid_users": valid_users, "test": report["ranking"],
                  "test_candidates": report["direct"], "test_rating": report["rating"]},
         created_at=dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"))

@@ -12,7 +12,7 @@ EXPECTED = {
     "lakerec_weekly": ["train", "export", "promote_if_better"],
 }
 
-bag = DagBag(dag_folder=sys.argv[1], include_examples=False)
+bag = DagBag(dag_folder=sys.argv[1])            # examples are off: AIRFLOW__CORE__LOAD_EXAMPLES
 problems = [f"import error in {path}: {error}" for path, error in bag.import_errors.items()]
 for dag_id, chain in EXPECTED.items():
     dag = bag.dags.get(dag_id)

@@ -13,6 +13,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 import json
 import os
 import shutil
@@ -22,6 +23,12 @@ from pathlib import Path
 from lakerec.errors import ConfigError
 
 PROMOTION_METRIC = "valid_ndcg@10"
+
+
+def training_conf_hash(conf, profile: str) -> str:
+    """Identity of what a training run was asked to do: the profile's settings and the prompt settings."""
+    spec = {"profile": profile, "settings": conf.get(f"train.profiles.{profile}"), "textualize": conf.get("textualize")}
+    return hashlib.sha256(json.dumps(spec, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
 def bundle_path(bundles_root: str | Path, version: str, precision: str) -> Path:
@@ -117,6 +124,17 @@ class Registry:
                            f"{champ['version']} {float(champ[PROMOTION_METRIC]):.4f}")
         self._point_to(version, score, metrics.get("valid_users"), champ)
         return True, f"{version} is champion ({PROMOTION_METRIC} {score:.4f})"
+
+    def champion_trained_on(self, run_date: str, input_versions: dict, conf_hash: str) -> str | None:
+        """The champion's version when it was trained for this run date on these table versions with
+        these settings (re-training would repeat the same work), else None."""
+        champ = self.champion()
+        if champ is None:
+            return None
+        lineage = self.describe(champ["version"]).get("lineage", {})
+        same = (lineage.get("run_date") == run_date and lineage.get("conf_hash") == conf_hash
+                and lineage.get("input_table_versions") == input_versions)
+        return champ["version"] if same else None
 
     def promote_if_better_than_champion(self, version: str) -> tuple[bool, str]:
         """promote_if_better with the metrics recorded at training (`lakerec models --promote-if-better`)."""
