@@ -213,7 +213,9 @@ def score_prompts(spark, conf: Conf, prompts: DataFrame, model: str) -> ScoredBa
     """Run the model over prompts-table rows on the executors; nothing is written."""
     require_worker_reuse(spark)
     version, bundle_dir, manifest = bundle_for(conf, model)
-    items = read_source(spark, conf, "items").df.where(F.col("item_id").isNotNull()).select("item_id", "title")
+    # one row per item id (validation quarantines duplicates; scoring must not multiply rows by them)
+    items = (read_source(spark, conf, "items").df.where(F.col("item_id").isNotNull()).select("item_id", "title")
+             .dropDuplicates(["item_id"]))
     allowed = [int(r.item_id) for r in items.select("item_id").distinct().collect()]
     ref = ship(spark, conf, bundle_dir)
     loads = spark.sparkContext.accumulator({}, _CountsParam())

@@ -11,6 +11,7 @@ idempotent on its own (the same users' rows are replaced by the same key), so no
 """
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import json
 import sys
@@ -47,7 +48,7 @@ def sources_for(spark, conf: Conf, users: DataFrame) -> dict:
     sources = read_sources(spark, conf)
     for role in ("users", "interactions"):
         read = sources[role]
-        sources[role] = type(read)(read.role, read.table, read.version, read.df.join(users, "user_id", "left_semi"))
+        sources[role] = dataclasses.replace(read, df=read.df.join(users, "user_id", "left_semi"))
     return sources
 
 

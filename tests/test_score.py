@@ -219,9 +219,9 @@ def test_stream_restarted_mid_way_has_no_duplicates_and_no_gaps(spark, setup, mo
     from lakerec import streaming
     from lakerec.tables import append
     conf = setup["conf"].with_overrides({"tables.live_recommendations": "st.live", "score.explain_top_k": 0,
-                                         "stream.checkpoint_dir": str(tmp_path / "checkpoint"),
-                                         "stream.max_files_per_trigger": 1})
+                                         "stream.checkpoint_dir": str(tmp_path / "checkpoint")})
     streaming.start(spark, conf).awaitTermination()          # catch up on everything so far
+    conf = conf.with_overrides({"stream.max_files_per_trigger": 1})
     live = spark.table("st.live").toPandas()
     assert set(live["user_id"]) == set(range(2, COLD_USER))  # the cold user has no interactions yet
 
