@@ -265,11 +265,12 @@ def test_docs_sql_examples_run(spark, setup):
     conf = setup["conf"].with_overrides({"tables.ab_metrics": "st.ab_metrics"})
     names = {"recs.latest_recommendations": conf.require("tables.latest_recommendations"),
              "recs.user_recommendations": conf.require("tables.recommendations"),
-             "recs.ab_metrics": conf.require("tables.ab_metrics"), "warehouse.items": conf.require("source.items.table"),
+             "recs.ab_metrics": conf.require("tables.ab_metrics"),
+             "recs.holdout_recommendations": conf.require("tables.holdout_recommendations"), "warehouse.items": conf.require("source.items.table"),
              "lakerec.runs": conf.require("tables.runs")}
     text = (Path(__file__).resolve().parent.parent / "docs" / "sql.md").read_text()
     blocks = re.findall(r"```sql\n(.*?)```", text, re.S)
-    assert len(blocks) == 7
+    assert len(blocks) == 8
     for block in blocks:
         for name, actual in names.items():
             block = block.replace(name, actual)
