@@ -11,6 +11,7 @@ idempotent on its own (the same users' rows are replaced by the same key), so no
 """
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import datetime as dt
 import json
@@ -22,12 +23,13 @@ from pyspark.sql import DataFrame, functions as F
 
 from lakerec.config import Conf
 from lakerec.prompts import build_prompts
-from lakerec.scoring import create_recommendations_table, recommendation_rows, score_prompts
+from lakerec.scoring import create_recommendations_table, quarantine_rows, recommendation_rows, score_prompts
 from lakerec.sources.schema import mapping, read_sources
-from lakerec.tables import sql_string
-from lakerec.validate import validate
+from lakerec.tables import append, sql_string, table_exists
+from lakerec.validate import QUARANTINE_COLUMNS_DOC, validate
 
 LIVE_VARIANT = "live"
+STREAM_JOB = "stream"
 TXN_APP_ID = "spark.databricks.delta.write.txnAppId"
 TXN_VERSION = "spark.databricks.delta.write.txnVersion"
 
@@ -52,9 +54,10 @@ def sources_for(spark, conf: Conf, users: DataFrame) -> dict:
     return sources
 
 
-def live_rows(spark, conf: Conf, users: DataFrame, run_date: dt.date, run_id: str) -> tuple[DataFrame, dict]:
+def live_rows(spark, conf: Conf, users: DataFrame, run_date: dt.date,
+              run_id: str) -> tuple[DataFrame, DataFrame, dict]:
     """(rows to MERGE: every (user, rank) of the touched users, item_id NULL where the rank is now
-    empty, metrics)."""
+    empty; quarantine rows (validation and scoring); metrics), both persisted."""
     sources = sources_for(spark, conf, users)
     checked = validate(sources, conf)
     try:
@@ -67,28 +70,54 @@ def live_rows(spark, conf: Conf, users: DataFrame, run_date: dt.date, run_id: st
         grid = users.crossJoin(spark.range(1, top_k + 1).select(F.col("id").cast("int").alias("rank")))
         rows = grid.join(recs, ["user_id", "rank"], "left").select(*recs.columns).persist()
         rows.count()
+        bad = checked.quarantine_rows().select(
+            F.lit(run_date).cast("date").alias("run_date"), F.lit(STREAM_JOB).alias("job"),
+            F.lit(run_id).alias("run_id"), "source_table", "reason", "row_json", F.current_timestamp().alias("detected_at"))
+        bad = bad.unionByName(quarantine_rows(scored.rows, conf.require("source.interactions.table"), STREAM_JOB,
+                                              run_id, run_date)).persist()
+        bad.count()
         metrics = scored.metrics()
         scored.release()
         prompts.unpersist()
-        return rows, metrics
+        return rows, bad, metrics
     finally:
         checked.release()
 
 
-def merge_live(spark, table: str, rows: DataFrame, app_id: str, batch_id: int) -> None:
-    from delta.tables import DeltaTable
+@contextlib.contextmanager
+def idempotent(spark, app_id: str, batch_id: int):
+    """Delta writes inside carry (txnAppId, txnVersion): a replayed batch's write is skipped."""
     spark.conf.set(TXN_APP_ID, app_id)
     spark.conf.set(TXN_VERSION, str(batch_id))
     try:
+        yield
+    finally:
+        spark.conf.unset(TXN_APP_ID)
+        spark.conf.unset(TXN_VERSION)
+
+
+def merge_live(spark, table: str, rows: DataFrame, app_id: str, batch_id: int) -> None:
+    from delta.tables import DeltaTable
+    with idempotent(spark, app_id, batch_id):
         (DeltaTable.forName(spark, table).alias("t")
          .merge(rows.alias("s"), "t.user_id = s.user_id AND t.rank = s.rank")
          .whenMatchedDelete(condition="s.item_id IS NULL")
          .whenMatchedUpdateAll()
          .whenNotMatchedInsertAll(condition="s.item_id IS NOT NULL")
          .execute())
-    finally:
-        spark.conf.unset(TXN_APP_ID)
-        spark.conf.unset(TXN_VERSION)
+
+
+def merge_quarantine(spark, table: str, bad: DataFrame, app_id: str, batch_id: int) -> None:
+    """Insert the quarantine rows not already there (a bad row seen by many batches is kept once)."""
+    from delta.tables import DeltaTable
+    if not table_exists(spark, table):
+        append(bad.limit(0), table, QUARANTINE_COLUMNS_DOC)
+    with idempotent(spark, app_id, batch_id):
+        (DeltaTable.forName(spark, table).alias("t")
+         .merge(bad.alias("s"), "t.job = s.job AND t.source_table = s.source_table AND t.reason = s.reason "
+                                "AND t.row_json = s.row_json")
+         .whenNotMatchedInsertAll()
+         .execute())
 
 
 def process_batch(conf: Conf, batch: DataFrame, batch_id: int, app_id: str) -> None:
@@ -100,11 +129,13 @@ def process_batch(conf: Conf, batch: DataFrame, batch_id: int, app_id: str) -> N
             return
         run_date = dt.datetime.now(dt.timezone.utc).date()
         run_id = f"stream-{batch_id}-{uuid.uuid4().hex[:8]}"
-        rows, metrics = live_rows(spark, conf, users, run_date, run_id)
+        rows, bad, metrics = live_rows(spark, conf, users, run_date, run_id)
         table = conf.require("tables.live_recommendations")
         create_recommendations_table(spark, table, rows.schema)
         merge_live(spark, table, rows, app_id, batch_id)
+        merge_quarantine(spark, conf.require("tables.quarantine"), bad, app_id, batch_id)
         rows.unpersist()
+        bad.unpersist()
         print(f"[stream] batch {batch_id}: {n_users} users re-scored with {metrics['model_version']} -> {table} "
               f"({metrics['users_per_s']} users/s)", file=sys.stderr, flush=True)
     finally:
