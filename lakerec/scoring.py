@@ -25,6 +25,7 @@ from lakerec.sources.schema import read_source
 from lakerec.tables import create_table_if_missing, delta_version, read_at_version, replace_slice, table_exists
 from lakerec.validate import QUARANTINE_COLUMNS_DOC
 from rec_udf import bundle as bundle_format
+from rec_udf.errors import BundleError
 from rec_udf.scoring_udf import SCORED_SCHEMA, BundleRef, ScoringSpec, score_frames
 
 DEFAULT_VARIANT = "default"
@@ -129,6 +130,16 @@ def ship(spark, conf: Conf, bundle_dir: Path) -> BundleRef:
     return BundleRef(sha, archive=path.name)
 
 
+def worker_bundle_error(exc: Exception) -> BundleError | None:
+    """A BundleError raised in an executor's Python worker arrives wrapped in Spark's exception with
+    the worker's traceback; give the user its one-line message instead (the CLI exits 2 on it)."""
+    marker = "rec_udf.errors.BundleError: "
+    text = str(exc)
+    if marker not in text:
+        return None
+    return BundleError(text.split(marker, 1)[1].splitlines()[0] + " (raised on an executor)")
+
+
 def require_worker_reuse(spark) -> None:
     if spark.sparkContext.getConf().get("spark.python.worker.reuse", "true").lower() != "true":
         raise ConfigError("spark.python.worker.reuse is false: every task would start a Python worker and "
@@ -227,10 +238,14 @@ def score_prompts(spark, conf: Conf, prompts: DataFrame, model: str) -> ScoredBa
     rows = (prompts.select(*columns).repartition(partitions, "user_id")
             .mapInPandas(functools.partial(score_frames, spec=spec), SCORED_SCHEMA)
             .persist(StorageLevel.MEMORY_AND_DISK))
-    stats = rows.agg(F.countDistinct("user_id").alias("users"),
-                     F.count(F.when(F.col("error").isNull(), 1)).alias("rows"),
-                     F.countDistinct(F.when(F.col("error").isNotNull(), F.col("user_id"))).alias("bad"),
-                     F.sum(F.when(F.col("rank") == 1, F.col("prompt_tokens"))).alias("tokens")).first().asDict()
+    try:
+        stats = rows.agg(F.countDistinct("user_id").alias("users"),
+                         F.count(F.when(F.col("error").isNull(), 1)).alias("rows"),
+                         F.countDistinct(F.when(F.col("error").isNotNull(), F.col("user_id"))).alias("bad"),
+                         F.sum(F.when(F.col("rank") == 1, F.col("prompt_tokens"))).alias("tokens")).first().asDict()
+    except Exception as exc:
+        rows.unpersist()
+        raise worker_bundle_error(exc) or exc
     return ScoredBatch(rows, items, version, bundle_dir, manifest, ref, dict(loads.value), stats,
                        time.perf_counter() - start)
 

@@ -149,7 +149,8 @@ def test_cuda_requested_without_gpu_fails_unless_fallback_allowed(spark, setup):
     from lakerec.tables import delta_version
     conf = setup["conf"].with_overrides({"score.device": "cuda"})
     before = delta_version(spark, "st.recs")
-    with pytest.raises(Exception, match="CUDA execution provider"):
+    from rec_udf.errors import BundleError
+    with pytest.raises(BundleError, match="CUDA execution provider.*raised on an executor"):
         _score(spark, conf)
     assert delta_version(spark, "st.recs") == before
     run = _score(spark, conf.with_overrides({"score.allow_cpu_fallback": True}))
