@@ -29,7 +29,7 @@ def run(spark, conf, run_date) -> None:
           f"prompts for {run_date}: {counts.prompts}")
     print("query them yourself:  lakerec sql \"SELECT * FROM lakerec.prompts LIMIT 5\"   "
           "(or any Spark session on this warehouse: see `lakerec info`)")
-    print(f"\n-- registered models (lakerec models); the report of the champion's training: {trained}")
+    print(f"\n-- registered models (lakerec models); training report: {trained}")
     models.run(conf)
     print(f"\n-- the champion {exported['version']} as ONNX bundles (lakerec export; docs/bundle.md):")
     for precision, path in exported["bundles"].items():

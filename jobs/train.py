@@ -45,7 +45,7 @@ def run(spark, conf, run_date, profile_name: str | None = None, warm_from: str |
 def run_unless_current(spark, conf, run_date) -> str:
     """The demo's training step: skipped when the champion was trained for this run date on the same
     table versions with the same settings (a second `make demo` does not repeat minutes of identical
-    training). Returns the path of the champion's report."""
+    training). Returns the path of the training report (this run's, or the champion's when skipped)."""
     profile = load_profile(conf, None)
     registry = Registry.from_conf(conf)
     versions = {s.table: s.version for s in read_sources(spark, conf).values()}
