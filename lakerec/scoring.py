@@ -14,10 +14,12 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 from pyspark import StorageLevel
 from pyspark.accumulators import AccumulatorParam
 from pyspark.sql import DataFrame, functions as F
 
+from lakerec import ab
 from lakerec.config import Conf
 from lakerec.errors import ConfigError, StructuralError
 from lakerec.model.registry import Registry
@@ -81,10 +83,10 @@ def model_for(conf: Conf, variant: str | None, model: str | None) -> str:
     if model:
         return model
     if variant and variant != DEFAULT_VARIANT:
-        variants = conf.get("ab.variants") or {}
-        if variant not in variants:
-            raise ConfigError(f"variant {variant!r} is not in conf ab.variants ({', '.join(variants) or 'none'})")
-        return str(variants[variant].get("model", "champion"))
+        models = {v.name: v.model for v in ab.variants(conf)}
+        if variant not in models:
+            raise ConfigError(f"variant {variant!r} is not in conf ab.variants ({', '.join(models)})")
+        return models[variant]
     return str(conf.get("score.model", "champion"))
 
 
@@ -163,12 +165,12 @@ def read_prompts(spark, t: Target, run_date: dt.date, users: DataFrame | None) -
     return prompts, version
 
 
-def scoring_spec(conf: Conf, ref: BundleRef, allowed_item_ids, loads) -> ScoringSpec:
+def scoring_spec(conf: Conf, ref: BundleRef, blocked, loads) -> ScoringSpec:
     return ScoringSpec(
         ref, top_k=int(conf.get("score.top_k", 10)), explain_k=int(conf.get("score.explain_top_k", 1)),
         max_new_tokens=int(conf.get("score.max_new_tokens", 16)), batch_size=int(conf.get("score.batch_size", 32)),
         device=str(conf.get("score.device", "auto")), allow_cpu_fallback=bool(conf.get("score.allow_cpu_fallback", False)),
-        allowed_item_ids=allowed_item_ids, loads=loads)
+        blocked=blocked, loads=loads)
 
 
 def recommendation_rows(scored: DataFrame, items: DataFrame, prompts: DataFrame, *, version: str, variant: str,
@@ -227,10 +229,12 @@ def score_prompts(spark, conf: Conf, prompts: DataFrame, model: str) -> ScoredBa
     # one row per item id (validation quarantines duplicates; scoring must not multiply rows by them)
     items = (read_source(spark, conf, "items").df.where(F.col("item_id").isNotNull()).select("item_id", "title")
              .dropDuplicates(["item_id"]))
-    allowed = [int(r.item_id) for r in items.select("item_id").distinct().collect()]
+    # Catalogue items no longer in the items table: one mask for the whole job, in the bundle's order.
+    allowed = np.array([r.item_id for r in items.select("item_id").collect()], dtype=np.int64)
+    blocked = ~np.isin(np.load(bundle_dir / manifest["items"]["ids"]), allowed)
     ref = ship(spark, conf, bundle_dir)
     loads = spark.sparkContext.accumulator({}, _CountsParam())
-    spec = scoring_spec(conf, ref, allowed, loads)
+    spec = scoring_spec(conf, ref, blocked, loads)
     spark.conf.set("spark.sql.execution.arrow.maxRecordsPerBatch", str(conf.get("score.arrow_max_records_per_batch", 1024)))
     partitions = int(conf.get("score.partitions") or spark.sparkContext.defaultParallelism)
     columns = ["user_id", "prompt", "entity_spans", "sequence_item_ids", "seen_item_ids"]

@@ -26,7 +26,7 @@ from lakerec.prompts import build_prompts
 from lakerec.scoring import create_recommendations_table, quarantine_rows, recommendation_rows, score_prompts
 from lakerec.sources.schema import mapping, read_sources
 from lakerec.tables import append, sql_string, table_exists
-from lakerec.validate import QUARANTINE_COLUMNS_DOC, validate
+from lakerec.validate import QUARANTINE_COLUMNS_DOC, quarantine_records, validate
 
 LIVE_VARIANT = "live"
 STREAM_JOB = "stream"
@@ -70,9 +70,7 @@ def live_rows(spark, conf: Conf, users: DataFrame, run_date: dt.date,
         grid = users.crossJoin(spark.range(1, top_k + 1).select(F.col("id").cast("int").alias("rank")))
         rows = grid.join(recs, ["user_id", "rank"], "left").select(*recs.columns).persist()
         rows.count()
-        bad = checked.quarantine_rows().select(
-            F.lit(run_date).cast("date").alias("run_date"), F.lit(STREAM_JOB).alias("job"),
-            F.lit(run_id).alias("run_id"), "source_table", "reason", "row_json", F.current_timestamp().alias("detected_at"))
+        bad = quarantine_records(checked, STREAM_JOB, run_id, run_date)
         bad = bad.unionByName(quarantine_rows(scored.rows, conf.require("source.interactions.table"), STREAM_JOB,
                                               run_id, run_date)).persist()
         bad.count()

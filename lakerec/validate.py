@@ -126,12 +126,17 @@ def validate(sources: dict[str, SourceRead], conf: Conf, now: dt.datetime | None
     )
 
 
-def write_quarantine(validated: Validated, conf: Conf, job: str, run_id: str, run_date: dt.date) -> int:
-    """Replace this (run_date, job) slice of the quarantine table; return the number of rows."""
-    rows = validated.quarantine_rows().select(
+def quarantine_records(validated: Validated, job: str, run_id: str, run_date: dt.date) -> DataFrame:
+    """The quarantine table's rows for what validation flagged."""
+    return validated.quarantine_rows().select(
         F.lit(run_date).cast("date").alias("run_date"), F.lit(job).alias("job"),
         F.lit(run_id).alias("run_id"), "source_table", "reason", "row_json",
-        F.current_timestamp().alias("detected_at")).persist(StorageLevel.MEMORY_AND_DISK)
+        F.current_timestamp().alias("detected_at"))
+
+
+def write_quarantine(validated: Validated, conf: Conf, job: str, run_id: str, run_date: dt.date) -> int:
+    """Replace this (run_date, job) slice of the quarantine table; return the number of rows."""
+    rows = quarantine_records(validated, job, run_id, run_date).persist(StorageLevel.MEMORY_AND_DISK)
     count = rows.count()
     replace_slice(rows, conf.require("tables.quarantine"),
                   f"run_date = '{run_date.isoformat()}' AND job = '{job}'", ["run_date"],

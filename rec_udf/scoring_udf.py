@@ -51,7 +51,7 @@ class ScoringSpec:
     batch_size: int = 32
     device: str = "auto"                  # auto | cuda | cpu
     allow_cpu_fallback: bool = False
-    allowed_item_ids: Optional[np.ndarray] = None   # items that may be recommended (None: the bundle's)
+    blocked: Optional[np.ndarray] = None  # catalogue-order bool mask of items nobody may get (None: none)
     loads: object = None                  # Spark accumulator of {"pid:provider": loads}
 
 
@@ -72,30 +72,21 @@ def scorer_for(spec: ScoringSpec) -> Scorer:
     return _SCORERS[key]
 
 
-def _blocked(scorer: Scorer, allowed: Optional[np.ndarray]) -> Optional[np.ndarray]:
-    if allowed is None:
-        return None
-    return ~np.isin(scorer.bundle.item_ids, allowed)
-
-
 def _ids(values) -> list[int]:
     return [] if values is None else [int(v) for v in values]
 
 
 def score_frames(frames: Iterator[pd.DataFrame], spec: ScoringSpec) -> Iterator[pd.DataFrame]:
     scorer = None
-    blocked = None
     for frame in frames:
         if frame.empty:
             continue
-        if scorer is None:
-            scorer = scorer_for(spec)
-            blocked = _blocked(scorer, spec.allowed_item_ids)
+        scorer = scorer or scorer_for(spec)
         for start in range(0, len(frame), spec.batch_size):
-            yield _score_batch(scorer, frame.iloc[start:start + spec.batch_size], spec, blocked)
+            yield _score_batch(scorer, frame.iloc[start:start + spec.batch_size], spec)
 
 
-def _score_batch(scorer: Scorer, frame: pd.DataFrame, spec: ScoringSpec, blocked) -> pd.DataFrame:
+def _score_batch(scorer: Scorer, frame: pd.DataFrame, spec: ScoringSpec) -> pd.DataFrame:
     rows: list[tuple] = []
     users, prompts, examples, sequences, seen = [], [], [], [], []
     for user, text, spans, sequence, history in zip(frame["user_id"], frame["prompt"], frame["entity_spans"],
@@ -111,7 +102,7 @@ def _score_batch(scorer: Scorer, frame: pd.DataFrame, spec: ScoringSpec, blocked
         seen.append(_ids(history))
     if users:
         vectors, slots = scorer.encode(examples, sequences)
-        top, scores = scorer.top_k(vectors, spec.top_k, exclude=seen, blocked=blocked)
+        top, scores = scorer.top_k(vectors, spec.top_k, exclude=seen, blocked=spec.blocked)
         explanations = _explanations(scorer, spec, prompts, sequences, slots, top, scores)
         item_ids = scorer.bundle.item_ids
         for row, user in enumerate(users):
