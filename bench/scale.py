@@ -50,10 +50,14 @@ def step(name: str, args: list[str], common: list[str]) -> dict:
 
 def markdown(r: dict, command: str) -> str:
     lines = [f"\n## {r['date']} -- {r['machine']}, explanations per user {r['explain_top_k']}\n", f"`{command}`\n",
-             "| users | step | wall s | ms per user | peak RSS MiB |", "|---|---|---|---|---|"]
+             "| users | step | wall s | ms per user | marginal ms per user | peak RSS MiB |", "|---|---|---|---|---|---|"]
     for size, steps in r["sizes"].items():
         for name, v in steps.items():
-            lines.append(f"| {int(size):,} | {name} | {v['wall_s']:.0f} | {v['ms_per_user']:.1f} | {v['peak_rss_mib']} |")
+            marginal = "-" if v.get("marginal_ms_per_user") is None else f"{v['marginal_ms_per_user']:.1f}"
+            lines.append(f"| {int(size):,} | {name} | {v['wall_s']:.0f} | {v['ms_per_user']:.1f} | {marginal} | "
+                         f"{v['peak_rss_mib']} |")
+    lines.append("\nms per user = wall / users, start-up included; marginal = the extra wall time per extra user "
+                 "since the previous size (start-up cancels out).")
     return "\n".join(lines) + "\n"
 
 
@@ -76,11 +80,12 @@ def plot(r: dict, path: Path) -> None:
 
 def main() -> None:
     args = parse_args()
-    sizes = [int(s) for s in args.sizes.split(",")]
+    sizes = sorted(int(s) for s in args.sizes.split(","))
     steps = args.steps.split(",")
     home = Path(os.environ.get("LAKEREC_HOME", Path.home() / ".cache" / "lakerec"))
     r = {"date": dt.date.today().isoformat(), "machine": f"{platform.machine()}, {os.cpu_count()} cores, no GPU",
          "explain_top_k": args.explain_top_k, "sizes": {}}
+    previous = None
     for users in sizes:
         root = home / f"bench-warehouse-{users}"
         shutil.rmtree(root, ignore_errors=True)
@@ -92,9 +97,13 @@ def main() -> None:
                      if name == "generate" else [])
             out[name] = step(name, extra, common)
             out[name]["ms_per_user"] = round(1000 * out[name]["wall_s"] / users, 2)
+            if previous:
+                before = r["sizes"][str(previous)][name]["wall_s"]
+                out[name]["marginal_ms_per_user"] = round(1000 * (out[name]["wall_s"] - before) / (users - previous), 2)
             print(users, name, out[name], file=sys.stderr, flush=True)
         if not args.keep:
             shutil.rmtree(root, ignore_errors=True)
+        previous = users
     RESULTS.mkdir(exist_ok=True)
     (RESULTS / "scale.json").write_text(json.dumps(r, indent=2))
     text = markdown(r, "python bench/scale.py " + " ".join(sys.argv[1:]))

@@ -5,9 +5,10 @@
   lakerec         the scoring job's Spark stage (lakerec.scoring.score_prompts: mapInPandas, Arrow,
                   worker-cached bundle), then writing the recommendation rows to a Delta table
   first_attempt   what a user writes first: a pandas UDF that loads the torch model inside the UDF
-                  and scores one prompt at a time with torch eager (full argsort for top-k)
+                  and scores one prompt at a time with torch eager (torch's default threads, full
+                  argsort for top-k)
   predict_batch   pyspark.ml.functions.predict_batch_udf with the torch model (loaded once per
-                  worker by Spark's cache), torch eager, batches of --batch-size
+                  worker by Spark's cache), torch eager on one thread per task, batches of --batch-size
 
 plus: a batch-size sweep of the bare encoder, explanation tokens/s with and without the KV cache,
 and peak RSS of the driver and of each Python worker.
@@ -166,6 +167,8 @@ def run_predict_batch(spark, prompts, model_dir: str, item_matrix: str, k: int, 
     from pyspark.sql.types import ArrayType, LongType
 
     def make_predict_fn():
+        import torch
+        torch.set_num_threads(1)     # one thread per Spark task, as LakeRec's ONNX sessions (no oversubscription)
         score = torch_scorer(model_dir, item_matrix, k)
 
         def predict(text, spans, sequence, seen):
