@@ -212,7 +212,6 @@ def kv_cache(frame: pd.DataFrame, spec, max_new_tokens: int) -> dict:
     for cached in (True, False):
         texts, seconds = timed(lambda: scorer.explain(prompts, sequences, list(range(len(prompts))), max_new_tokens,
                                                       use_cache=cached))
-        tokens = sum(len(scorer.tokenizer.encode(t, add_special_tokens=False).ids) for t in texts)
         out["cached" if cached else "uncached"] = {"seconds": round(seconds, 2), "texts": texts}
         out[f"{'cached' if cached else 'uncached'}_steps_per_s"] = round(len(prompts) * max_new_tokens / seconds, 2)
     out["same_text"] = out["cached"]["texts"] == out["uncached"]["texts"]
