@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
-import json
 import os
 import platform
 import re
@@ -22,8 +21,9 @@ import subprocess
 import sys
 from pathlib import Path
 
+import results_io
+
 ROOT = Path(__file__).resolve().parent.parent
-RESULTS = ROOT / "bench" / "results"
 RUN_DATE = "2026-01-01"
 
 
@@ -104,13 +104,7 @@ def main() -> None:
         if not args.keep:
             shutil.rmtree(root, ignore_errors=True)
         previous = users
-    RESULTS.mkdir(exist_ok=True)
-    (RESULTS / "scale.json").write_text(json.dumps(r, indent=2))
-    text = markdown(r, "python bench/scale.py " + " ".join(sys.argv[1:]))
-    with open(RESULTS / "scale.md", "a") as f:
-        f.write(text)
-    plot(r, RESULTS / "scale.png")
-    print(text)
+    print(results_io.save("scale", r, markdown, plot))
 
 
 if __name__ == "__main__":

@@ -44,7 +44,8 @@ from rec_udf import bundle as bundle_format
 from rec_udf.scorer import as_prompt
 from rec_udf.scoring_udf import BundleRef, score_frames, scorer_for
 
-RESULTS = Path(__file__).parent / "results"
+import results_io   # bench/, first on sys.path when run as a script
+
 
 
 def parse_args():
@@ -332,13 +333,7 @@ def main() -> None:
         r["kv_cache"] = kv_cache(frame.head(args.kv_users), spec, spec.max_new_tokens)
     r["rss"]["driver_mib"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     r["rss"]["workers_end_mib"] = spark_processes()
-    RESULTS.mkdir(exist_ok=True)
-    (RESULTS / "scoring.json").write_text(json.dumps(r, indent=2, default=str))
-    text = markdown(r, "python bench/scoring.py " + " ".join(sys.argv[1:]))
-    with open(RESULTS / "scoring.md", "a") as f:
-        f.write(text)
-    plot(r, RESULTS / "scoring.png")
-    print(text)
+    print(results_io.save("scoring", r, markdown, plot))
 
 
 if __name__ == "__main__":
