@@ -67,6 +67,8 @@ class Scorer:
                                   f"this runtime's template is {template_name!r} {text!r}")
         self.tokenizer, self.special = bundle.tokenizer, bundle.special
         self.item_index = {int(item): i for i, item in enumerate(bundle.item_ids)}
+        self._by_id = np.argsort(bundle.item_ids, kind="stable")     # for vectorised id -> index lookups
+        self._sorted_ids = bundle.item_ids[self._by_id]
         self.unified = manifest["prompt_form"] == "unified"
         self.noun = manifest["template"]["spec"].get("item_noun_plural", "items").removesuffix("s")
         generator = manifest["graphs"]["generator"]
@@ -108,15 +110,33 @@ class Scorer:
         np.minimum(grids["intra"], MAX_INTRA - 1, out=grids["intra"])
         return PromptBatch(input_ids, blank=np.array([e.blank for e in examples], dtype=np.int64), **grids)
 
+    def catalogue_index(self, item_ids) -> np.ndarray:
+        """Catalogue index of each item id (any int array), -1 for ids the model does not know."""
+        ids = np.asarray(item_ids, dtype=np.int64)
+        if not len(self._sorted_ids):
+            return np.full(ids.shape, -1, dtype=np.int64)
+        at = np.minimum(np.searchsorted(self._sorted_ids, ids), len(self._sorted_ids) - 1)
+        return np.where(self._sorted_ids[at] == ids, self._by_id[at], -1)
+
+    @staticmethod
+    def _ragged(lists: Sequence[Sequence[int]]) -> tuple[np.ndarray, np.ndarray]:
+        """(row of each value, values) of a list of int lists, flattened."""
+        lengths = np.fromiter((0 if v is None else len(v) for v in lists), dtype=np.int64, count=len(lists))
+        values = [np.asarray(v, dtype=np.int64) for v in lists if v is not None and len(v)]
+        flat = np.concatenate(values) if values else np.zeros(0, dtype=np.int64)
+        return np.repeat(np.arange(len(lists)), lengths), flat
+
     def id_sequences(self, sequences: Sequence[Sequence[int]]) -> np.ndarray:
         """Item ids oldest first -> (B, id_max_len) catalogue index + 1, newest last, left-padded with 0.
         Items the model does not know are skipped."""
         out = np.zeros((len(sequences), self.bundle.id_max_len), dtype=np.int64)
-        for row, items in enumerate(sequences):
-            known = [self.item_index[int(i)] + 1 for i in items if int(i) in self.item_index]
-            known = known[-self.bundle.id_max_len:]
-            if known:
-                out[row, -len(known):] = known
+        rows, ids = self._ragged(sequences)
+        index = self.catalogue_index(ids)
+        rows, index = rows[index >= 0], index[index >= 0]
+        # position from the right end of its row: the newest known item lands in the last column
+        from_end = np.bincount(rows, minlength=len(sequences))[rows] - (np.arange(len(rows)) - np.searchsorted(rows, rows))
+        keep = from_end <= out.shape[1]
+        out[rows[keep], out.shape[1] - from_end[keep]] = index[keep] + 1
         return out
 
     # --- scoring -------------------------------------------------------------------------------
@@ -142,9 +162,10 @@ class Scorer:
         scores = user_vectors @ self.bundle.item_matrix.T
         if blocked is not None:
             scores[:, blocked] = -np.inf
-        for row, items in enumerate(exclude):
-            seen = [self.item_index[int(i)] for i in items if int(i) in self.item_index]
-            scores[row, seen] = -np.inf
+        if len(exclude):
+            rows, ids = self._ragged(exclude)
+            index = self.catalogue_index(ids)
+            scores[rows[index >= 0], index[index >= 0]] = -np.inf
         k = min(k, scores.shape[1])
         part = np.argpartition(-scores, k - 1, axis=1)[:, :k]
         part_scores = np.take_along_axis(scores, part, axis=1)

@@ -72,8 +72,18 @@ def scorer_for(spec: ScoringSpec) -> Scorer:
     return _SCORERS[key]
 
 
-def _ids(values) -> list[int]:
-    return [] if values is None else [int(v) for v in values]
+def _ids(values) -> np.ndarray:
+    return np.zeros(0, dtype=np.int64) if values is None else np.asarray(values, dtype=np.int64)
+
+
+@dataclass
+class _Ready:
+    """A row that passed the checks, tokenized: what the scoring pass needs of it."""
+    user: int
+    prompt: object
+    example: object
+    sequence: np.ndarray
+    seen: np.ndarray
 
 
 def score_frames(frames: Iterator[pd.DataFrame], spec: ScoringSpec) -> Iterator[pd.DataFrame]:
@@ -82,37 +92,49 @@ def score_frames(frames: Iterator[pd.DataFrame], spec: ScoringSpec) -> Iterator[
         if frame.empty:
             continue
         scorer = scorer or scorer_for(spec)
-        for start in range(0, len(frame), spec.batch_size):
-            yield _score_batch(scorer, frame.iloc[start:start + spec.batch_size], spec)
+        rejected, ready = _prepare_frame(scorer, frame)
+        if rejected:
+            yield pd.DataFrame(rejected, columns=SCORED_COLUMNS)
+        # batches of similar prompt lengths: a batch is padded to its longest prompt
+        ready.sort(key=lambda r: r.example.part_a)
+        for start in range(0, len(ready), spec.batch_size):
+            yield _score_batch(scorer, ready[start:start + spec.batch_size], spec)
 
 
-def _score_batch(scorer: Scorer, frame: pd.DataFrame, spec: ScoringSpec) -> pd.DataFrame:
-    rows: list[tuple] = []
-    users, prompts, examples, sequences, seen = [], [], [], [], []
+def _prepare_frame(scorer: Scorer, frame: pd.DataFrame) -> tuple[list[tuple], list[_Ready]]:
+    """(rejected rows with their reason, rows ready to score)."""
+    rejected, ready = [], []
     for user, text, spans, sequence, history in zip(frame["user_id"], frame["prompt"], frame["entity_spans"],
                                                     frame["sequence_item_ids"], frame["seen_item_ids"]):
         reason, prompt, example = _prepare(scorer, text, spans, sequence)
         if reason:
-            rows.append((int(user), None, None, None, None, None if example is None else example.part_a, reason))
-            continue
-        users.append(int(user))
-        prompts.append(prompt)
-        examples.append(example)
-        sequences.append(_ids(sequence))
-        seen.append(_ids(history))
-    if users:
-        vectors, slots = scorer.encode(examples, sequences)
-        top, scores = scorer.top_k(vectors, spec.top_k, exclude=seen, blocked=spec.blocked)
-        explanations = _explanations(scorer, spec, prompts, sequences, slots, top, scores)
-        item_ids = scorer.bundle.item_ids
-        for row, user in enumerate(users):
-            for rank in range(top.shape[1]):
-                score = float(scores[row, rank])
-                if not np.isfinite(score):      # fewer than top_k items left for this user
-                    break
-                rows.append((user, rank + 1, int(item_ids[top[row, rank]]), score,
-                             explanations.get((row, rank)), examples[row].part_a, None))
-    return pd.DataFrame(rows, columns=SCORED_COLUMNS)
+            rejected.append((int(user), None, None, None, None, None if example is None else example.part_a, reason))
+        else:
+            ready.append(_Ready(int(user), prompt, example, _ids(sequence), _ids(history)))
+    return rejected, ready
+
+
+def _score_batch(scorer: Scorer, batch: list[_Ready], spec: ScoringSpec) -> pd.DataFrame:
+    sequences = [r.sequence for r in batch]
+    vectors, slots = scorer.encode([r.example for r in batch], sequences)
+    top, scores = scorer.top_k(vectors, spec.top_k, exclude=[r.seen for r in batch], blocked=spec.blocked)
+    explanations = _explanations(scorer, spec, [r.prompt for r in batch], sequences, slots, top, scores)
+    return _ranked_rows(scorer, [r.user for r in batch], [r.example.part_a for r in batch], top, scores, explanations)
+
+
+def _ranked_rows(scorer: Scorer, users: list[int], tokens: list[int], top: np.ndarray, scores: np.ndarray,
+                 explanations: dict) -> pd.DataFrame:
+    """One row per (user, rank) with a finite score (-inf: the user had fewer than top_k items left)."""
+    row, rank = np.nonzero(np.isfinite(scores))          # row-major: each user's ranks in order
+    texts = np.full(top.shape, None, dtype=object)
+    for (r, k), text in explanations.items():
+        texts[r, k] = text
+    return pd.DataFrame({"user_id": np.asarray(users, dtype=np.int64)[row], "rank": rank + 1,
+                         "item_id": scorer.bundle.item_ids[top[row, rank]].astype(np.int64),
+                         "score": scores[row, rank].astype(np.float64), "explanation": texts[row, rank],
+                         "prompt_tokens": np.asarray(tokens, dtype=np.int64)[row],
+                         "error": np.full(len(row), None, dtype=object)},
+                        columns=SCORED_COLUMNS)
 
 
 def _prepare(scorer: Scorer, text, spans, sequence):

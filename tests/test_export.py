@@ -78,6 +78,19 @@ def test_top_k_excludes_history_and_is_sorted(exported, reference):
         assert np.allclose(sorted(full[row, best]), sorted(scores[row]))
 
 
+def test_id_sequences_keep_the_newest_known_items_left_padded(exported):
+    _, bundles = exported
+    scorer = Scorer.open(bundles["fp32"], prefer="cpu")
+    ids, width = [int(i) for i in scorer.bundle.item_ids], scorer.bundle.id_max_len
+    unknown = max(ids) + 1
+    assert scorer.catalogue_index([ids[5], unknown, ids[0]]).tolist() == [5, -1, 0]
+    got = scorer.id_sequences([[ids[3], unknown, ids[7]], [], ids[:width + 5], [unknown], None])
+    assert got.shape == (5, width)
+    assert got[0].tolist() == [0] * (width - 2) + [4, 8]          # catalogue index + 1, newest last
+    assert not got[1].any() and not got[3].any() and not got[4].any()
+    assert got[2].tolist() == list(range(6, width + 6))           # only the newest `width` are kept
+
+
 def test_generation_with_cache_equals_without_and_equals_torch(exported, reference):
     _, bundles = exported
     model, id_model, tokenizer, special, item_ids, prompts, sequences = reference
