@@ -7,7 +7,7 @@ from importlib import metadata
 
 from lakerec import __version__
 from lakerec.sources.schema import ROLES, mapping
-from lakerec.tables import delta_version, location, table_exists
+from lakerec.tables import describe, local_path, table_exists
 
 
 def configured_tables(conf) -> list[str]:
@@ -19,14 +19,16 @@ def configured_tables(conf) -> list[str]:
 def collect(spark, conf) -> dict:
     tables, missing, versions, views = {}, [], {}, []
     for name in configured_tables(conf):
-        if table_exists(spark, name) and spark.catalog.getTable(name).tableType == "VIEW":
-            views.append(f"spark_catalog.{name}")
-        elif table_exists(spark, name):
-            fq = f"spark_catalog.{name}"
-            tables[fq] = location(spark, name)
-            versions[fq] = delta_version(spark, name)
-        else:
+        if not table_exists(spark, name):
             missing.append(name)
+            continue
+        facts, fq = describe(spark, name), f"spark_catalog.{name}"
+        if facts.get("Type") == "VIEW":
+            views.append(fq)
+            continue
+        tables[fq] = local_path(facts["Location"])
+        versions[fq] = (int(spark.sql(f"DESCRIBE HISTORY {name} LIMIT 1").first()["version"])
+                        if (facts.get("Provider") or "").lower() == "delta" else None)
     jars = spark.sparkContext.getConf().get("spark.jars", "")
     return {
         "lakerec_version": __version__,

@@ -216,9 +216,11 @@ class Evaluator:
             out.append(self.model.user_vectors(self.model.hidden(batch, states), batch))
         return torch.cat(out)
 
-    def ranking(self, on: str, unified: bool, template: str = "") -> dict:
+    def ranking(self, on: str, unified: bool, template: str = "", items: torch.Tensor | None = None) -> dict:
+        """`items`: the item matrix when the caller already has it (it depends on the model only)."""
         users = self._users(on)
-        scores = (self.user_matrix(users, on, unified, template) @ self.item_matrix(unified).T).cpu().numpy()
+        items = self.item_matrix(unified) if items is None else items
+        scores = (self.user_matrix(users, on, unified, template) @ items.T).cpu().numpy()
         ranks = [target_rank(scores[row], self.data.target(u, on), seen_before(self.data.split, u, on))
                  for row, u in enumerate(users)]
         return ranking_metrics(np.array(ranks))
@@ -276,10 +278,11 @@ class Evaluator:
 
     def full_report(self, on: str, unified: bool) -> dict:
         """Headline metrics (trained templates) plus zero-shot results on the held-out templates."""
-        report = {"ranking": self.ranking(on, unified)}
+        items = self.item_matrix(unified)
+        report = {"ranking": self.ranking(on, unified, items=items)}
         for family, fn in (("direct", self.candidates), ("rating", self.ratings), ("explanation", self.explanations)):
             report[family] = fn(on, unified, tasks.trained_templates(family)[0][1])
             report[f"{family}_heldout"] = fn(on, unified, tasks.heldout_template(family)[1])
-        report["ranking_heldout"] = self.ranking(on, unified, tasks.heldout_template("sequential")[1])
+        report["ranking_heldout"] = self.ranking(on, unified, tasks.heldout_template("sequential")[1], items=items)
         return report
 
