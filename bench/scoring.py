@@ -44,7 +44,8 @@ from rec_udf import bundle as bundle_format
 from rec_udf.scorer import as_prompt
 from rec_udf.scoring_udf import BundleRef, score_frames, scorer_for
 
-import results_io   # bench/, first on sys.path when run as a script
+import ceiling      # bench/, first on sys.path when run as a script
+import results_io
 
 
 
@@ -256,6 +257,14 @@ def markdown(r: dict, command: str) -> str:
     if r["ratios"]:
         lines.append("\nRatios (goal): " + ", ".join(f"{k} {v}" for k, v in r["ratios"].items())
                      + " (goals: >= 0.9, >= 5, >= 1.5)")
+    if r.get("ceiling"):
+        c = r["ceiling"]
+        lines.append(f"\nArithmetic: {c['gflop_per_user']} GFLOP per user ({c['mean_prompt_tokens']} prompt tokens); this "
+                     f"machine's fp32 rate on one 2048x2048 matmul, all cores: {c['gemm_gflops_all_cores']} GFLOP/s. "
+                     + ", ".join(f"{n} {v['gflops']} GFLOP/s ({v['share_of_gemm']:.0%})" for n, v in c["approaches"].items()))
+        if "five_x_first_attempt_needs" in c:
+            need = c["five_x_first_attempt_needs"]
+            lines.append(f"5x the first attempt would need {need['gflops']} GFLOP/s, {need['share_of_gemm']:.0%} of that rate.")
     if "lakerec" in a:
         lines.append(f"\nLakeRec write of the recommendation rows to Delta: {a['lakerec']['write_seconds']:.1f} s; "
                      f"model loads {a['lakerec']['model_loads']} ({a['lakerec']['loads_per_worker']}).")
@@ -325,6 +334,8 @@ def main() -> None:
         if name == "lakerec":
             r["rss"]["lakerec_workers_mib"] = r["approaches"][name].pop("worker_peak_rss_mib")
     r["ratios"] = ratios(r["approaches"])
+    if any("tokens" in v for v in r["approaches"].values()):
+        r["ceiling"] = ceiling.report(r["approaches"], bundle_dir / manifest["graphs"]["user_encoder"]["file"], manifest)
     if args.sweep_users:
         r["sweep_users"] = min(args.sweep_users, len(frame))
         r["batch_sweep"] = batch_sweep(frame.head(args.sweep_users), spec)

@@ -44,8 +44,8 @@ HOLDOUT_COLUMNS_DOC = {
 def build_prompts(good: dict[str, DataFrame], conf: Conf, run_date: dt.date, run_id: str,
                   input_versions: dict[str, int | None], holdout: bool = False) -> DataFrame:
     """One prompt per user. holdout: the leave-one-out protocol of the offline evaluation
-    (lakerec.eval.split): users with 3+ interactions, each prompt without the user's last one, which
-    is kept in `heldout_item_id`."""
+    (lakerec.eval.split): users with 3+ interactions (the `textualize.holdout_users` lowest ids when
+    set), each prompt without the user's last one, which is kept in `heldout_item_id`."""
     cutoff = dt.datetime.combine(run_date + dt.timedelta(days=1), dt.time())
     max_items = int(conf.get("textualize.max_history_items", 200))
     events = (good["interactions"].where(F.col("event_time") < F.lit(cutoff))
@@ -59,6 +59,9 @@ def build_prompts(good: dict[str, DataFrame], conf: Conf, run_date: dt.date, run
         history = history.where(F.size("all_history") >= 3).select(
             "user_id", F.element_at("all_history", -1).alias("heldout"),
             F.slice("all_history", 1, F.size("all_history") - 1).alias("all_history"))
+        sample = conf.get("textualize.holdout_users")
+        if sample:      # the lowest user ids: the users a training report ranks (llm_train.rank_users)
+            history = history.orderBy("user_id").limit(int(sample))
         heldout = [F.col("heldout.item_id").alias("heldout_item_id"),
                    F.col("heldout.event_time").alias("heldout_event_time")]
     history = history.select(

@@ -70,8 +70,9 @@ def _bias(attention_mask, dtype):
 class UserEncoder(_PromptInputs):
     def forward(self, input_ids, slot, item, positions, inter, intra, attention_mask, blank, user_slot):
         x = self.embed(input_ids, slot, item, inter, intra, user_slot)
-        hidden, _ = self.model.backbone(x, self.positions(positions), _bias(attention_mask, x.dtype))
-        at_blank = hidden[torch.arange(hidden.shape[0]), blank]
+        # the last layer computes the blank's position only: its output is all the user head reads
+        hidden, _ = self.model.backbone(x, self.positions(positions), _bias(attention_mask, x.dtype), only=blank)
+        at_blank = hidden[:, 0]
         return F.normalize(self.model.user_head(at_blank), dim=-1)
 
 
@@ -80,7 +81,7 @@ class Generator(_PromptInputs):
         x = self.embed(input_ids, slot, item, inter, intra, user_slot)
         past = [(past_flat[2 * i], past_flat[2 * i + 1]) for i in range(len(past_flat) // 2)]
         hidden, presents = self.model.backbone(x, self.positions(positions), _bias(attention_mask, x.dtype),
-                                               past)
+                                               past, only="last")      # logits of the last position only
         logits = self.model.backbone.lm_logits(hidden[:, -1])
         return (logits, *[t for pair in presents for t in pair])
 

@@ -119,3 +119,27 @@ def test_a_tiny_random_llama_plugs_in_as_backbone(tokenizer, tmp_path):
     users = model.user_vectors(model.hidden(prompt_only, torch.zeros(1, llm_config.id_dim)), prompt_only)
     assert users.shape == (1, llm_config.dim)
     assert torch.allclose(users.norm(dim=-1), torch.ones(1))
+
+
+def test_backbone_computing_one_position_in_the_last_layer_equals_the_full_pass_there():
+    """Inference graphs ask the BERT backbone for one position per sequence (the blank, or the last
+    token); the pruned last layer must give the same hidden state and the same key/value cache."""
+    from lakerec.model.backbone import BertConfig, BertGLM
+    torch.manual_seed(0)
+    model = BertGLM(BertConfig(vocab_size=50, hidden_size=32, num_hidden_layers=3, num_attention_heads=4,
+                               intermediate_size=64, max_position_embeddings=32)).eval()
+    b, t = 3, 9
+    x, positions = torch.randn(b, t, 32), torch.arange(t).expand(b, t)
+    key_mask = torch.ones(b, t)
+    key_mask[1, 6:] = 0
+    causal = torch.tril(torch.ones(t, t)).expand(b, t, t)
+    blank = torch.tensor([2, 5, 8])
+    with torch.no_grad():
+        for bias in (((1 - key_mask) * -1e4)[:, None, None, :], ((1 - causal) * -1e4)[:, None]):
+            full, full_cache = model(x, positions, bias)
+            at_blank, _ = model(x, positions, bias, only=blank)
+            last, last_cache = model(x, positions, bias, only="last")
+            assert at_blank.shape == (b, 1, 32)
+            assert torch.allclose(at_blank[:, 0], full[torch.arange(b), blank], atol=1e-5)
+            assert torch.allclose(last[:, 0], full[:, -1], atol=1e-5)
+            assert all(torch.equal(k1, k2) and torch.equal(v1, v2) for (k1, v1), (k2, v2) in zip(full_cache, last_cache))

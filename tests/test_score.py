@@ -170,7 +170,7 @@ def test_score_frames_row_errors_do_not_stop_the_batch(setup):
         "sequence_item_ids": [[101, 555], [], [101], [], None],
         "seen_item_ids": [[101], [], [101], [], []],
     })
-    out = pd.concat(list(score_frames(iter([frame, frame.iloc[:0]]), spec)))
+    out = pd.concat([f.astype(object) for f in score_frames(iter([frame, frame.iloc[:0]]), spec)])
     errors = out.dropna(subset=["error"]).set_index("user_id")["error"]
     assert errors[2] == "missing_prompt"
     assert errors[3].startswith("bad_entity_span")

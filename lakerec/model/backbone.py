@@ -65,8 +65,10 @@ class BertSelfAttention(nn.Module):
         b, t, _ = x.shape
         return x.view(b, t, self.heads, self.head_dim).transpose(1, 2)
 
-    def forward(self, x, attn_bias, past=None):
-        q, k, v = self._split(self.query(x)), self._split(self.key(x)), self._split(self.value(x))
+    def forward(self, x, attn_bias, past=None, queries=None):
+        """queries: the positions that ask (default: all of x); keys and values always come from x."""
+        q = self._split(self.query(x if queries is None else queries))
+        k, v = self._split(self.key(x)), self._split(self.value(x))
         if past is not None:
             k, v = torch.cat([past[0], k], dim=2), torch.cat([past[1], v], dim=2)
         out = F.scaled_dot_product_attention(q, k, v, attn_mask=attn_bias)
@@ -88,8 +90,11 @@ class BertLayer(nn.Module):
         self.ffn_norm = nn.LayerNorm(cfg.hidden_size, eps=cfg.layer_norm_eps)
         self.dropout = nn.Dropout(cfg.hidden_dropout_prob)
 
-    def forward(self, x, attn_bias, past=None):
-        attended, present = self.attention(x, attn_bias, past)
+    def forward(self, x, attn_bias, past=None, queries=None):
+        """queries: compute the block's output at these positions only (B, T', H), attending to all of
+        x; every step after attention is per position, so the result equals forward(x) at them."""
+        attended, present = self.attention(x, attn_bias, past, queries)
+        x = x if queries is None else queries
         x = self.attn_norm(x + self.dropout(self.attn_out(attended)))
         x = self.ffn_norm(x + self.dropout(self.ffn_out(F.gelu(self.ffn_in(x)))))
         return x, present
@@ -119,6 +124,18 @@ def _our_key(hf_key: str) -> str | None:
             if rest.startswith(prefix + "."):
                 return f"layers.{index}.{ours}{rest[len(prefix):]}"
     return None  # pooler and anything else unused
+
+
+def _at(x, attn_bias, only):
+    """(queries (B, 1, H), their additive bias (B, 1, 1, S)) at one position per sequence."""
+    if isinstance(only, str):
+        if only != "last":
+            raise ValueError(f"only must be 'last' or a tensor of positions, not {only!r}")
+        return x[:, -1:], attn_bias[:, :, -1:]
+    rows = torch.arange(x.shape[0])
+    # a key-only mask (B, 1, 1, S) is the same for every query; a full mask has one row per query
+    bias = attn_bias if attn_bias.shape[2] == 1 else attn_bias[rows, :, only][:, :, None, :]
+    return x[rows, only][:, None, :], bias
 
 
 class BertGLM(nn.Module):
@@ -160,12 +177,19 @@ class BertGLM(nn.Module):
     def embed_tokens(self, ids: torch.Tensor) -> torch.Tensor:
         return self.word_embeddings(ids)
 
-    def forward(self, embeds, position_ids, attn_bias, past=None):
+    def forward(self, embeds, position_ids, attn_bias, past=None, only=None):
+        """only: the one position per sequence whose final hidden state is wanted -- "last", or a (B,)
+        tensor of positions. The last layer then computes that position alone and returns (B, 1, H);
+        the keys and values it returns still cover every position. Saves the last layer's per-token
+        work in inference graphs; training uses every position."""
         x = embeds + self.position_embeddings(position_ids) + self.token_type_embeddings.weight[0]
         x = self.dropout(self.embedding_norm(x))
         presents = []
         for i, layer in enumerate(self.layers):
-            x, present = layer(x, attn_bias, None if past is None else past[i])
+            queries, bias = None, attn_bias
+            if only is not None and i == len(self.layers) - 1:
+                queries, bias = _at(x, attn_bias, only)
+            x, present = layer(x, bias, None if past is None else past[i], queries)
             presents.append(present)
         return x, presents
 
