@@ -259,7 +259,9 @@ def markdown(r: dict, command: str) -> str:
                      + " (goals: >= 0.9, >= 5, >= 1.5)")
     if r.get("ceiling"):
         c = r["ceiling"]
-        lines.append(f"\nArithmetic: {c['gflop_per_user']} GFLOP per user ({c['mean_prompt_tokens']} prompt tokens); this "
+        lines.append(f"\nArithmetic of the full pass (the exported graphs skip the last layer's per-token work, ~1/8 of "
+                     f"it, so ONNX rates are overstated by that): {c['gflop_per_user']} GFLOP per user "
+                     f"({c['mean_prompt_tokens']} prompt tokens); this "
                      f"machine's fp32 rate on one 2048x2048 matmul, all cores: {c['gemm_gflops_all_cores']} GFLOP/s. "
                      + ", ".join(f"{n} {v['gflops']} GFLOP/s ({v['share_of_gemm']:.0%})" for n, v in c["approaches"].items()))
         if "five_x_first_attempt_needs" in c:
