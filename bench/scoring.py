@@ -188,12 +188,14 @@ def run_predict_batch(spark, prompts, model_dir: str, item_matrix: str, k: int, 
 
 def batch_sweep(frame: pd.DataFrame, spec, sizes=(1, 4, 8, 16, 32, 64)) -> dict:
     """Encoder + top-k users/s per batch size with ONE intra-op thread, as each Spark task runs it
-    (spark.task.cpus = 1); explanations off."""
+    (spark.task.cpus = 1), batches of similar lengths as the job makes them; explanations off."""
     from rec_udf.scorer import Scorer
     scorer = Scorer.open(spec.bundle.directory(), prefer="cpu", threads=1)
     examples = [scorer.example(as_prompt(t, s)) for t, s in zip(frame["prompt"], frame["entity_spans"])]
-    sequences = [list(map(int, s)) for s in frame["sequence_item_ids"]]
-    seen = [list(map(int, s)) for s in frame["seen_item_ids"]]
+    order = np.argsort([e.part_a for e in examples], kind="stable")    # length-sorted, as the job batches
+    examples = [examples[i] for i in order]
+    sequences = [list(map(int, frame["sequence_item_ids"].iloc[i])) for i in order]
+    seen = [list(map(int, frame["seen_item_ids"].iloc[i])) for i in order]
     out = {}
     for size in sizes:
         def run():
@@ -327,7 +329,7 @@ def main() -> None:
            "predict_batch": lambda: run_predict_batch(spark, prompts, model_dir, item_matrix, spec.top_k,
                                                       spec.batch_size)}
     for name in run:
-        if name.split("_batch")[0] in skip or (name != "bare" and name.startswith("bare") and
+        if name in skip or name.split("_batch")[0] in skip or (name != "bare" and name.startswith("bare") and
                                                 args.bare_batch_size == spec.batch_size):
             continue
         print(f"running {name} ...", file=sys.stderr)
