@@ -133,8 +133,9 @@ class Scorer:
         rows, ids = self._ragged(sequences)
         index = self.catalogue_index(ids)
         rows, index = rows[index >= 0], index[index >= 0]
-        # position from the right end of its row: the newest known item lands in the last column
-        from_end = np.bincount(rows, minlength=len(sequences))[rows] - (np.arange(len(rows)) - np.searchsorted(rows, rows))
+        # rows are ascending: an item's place in its row, then its distance from the row's end (newest = 1)
+        place = np.arange(len(rows)) - np.searchsorted(rows, rows)
+        from_end = np.bincount(rows, minlength=len(sequences))[rows] - place
         keep = from_end <= out.shape[1]
         out[rows[keep], out.shape[1] - from_end[keep]] = index[keep] + 1
         return out

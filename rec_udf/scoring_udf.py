@@ -20,7 +20,9 @@ import numpy as np
 import pandas as pd
 
 from rec_udf.errors import BundleError
+from rec_udf.glm_input import GLMExample
 from rec_udf.scorer import Scorer, as_prompt
+from rec_udf.textualizer import Prompt
 
 SCORED_SCHEMA = ("user_id bigint, rank int, item_id bigint, score double, explanation string, "
                  "prompt_tokens int, error string")
@@ -80,8 +82,8 @@ def _ids(values) -> np.ndarray:
 class _Ready:
     """A row that passed the checks, tokenized: what the scoring pass needs of it."""
     user: int
-    prompt: object
-    example: object
+    prompt: Prompt
+    example: GLMExample
     sequence: np.ndarray
     seen: np.ndarray
 
