@@ -18,9 +18,10 @@ import numpy as np
 from deltalake import DeltaTable
 
 from lakerec.config import load_conf
-from rec_udf.scorer import Scorer, as_prompt
+from rec_udf.scorer import Scorer
 
-import results_io   # bench/, first on sys.path when run as a script
+import length_sorted  # bench/, first on sys.path when run as a script
+import results_io
 
 
 def prompts_frame(users: int):
@@ -29,16 +30,6 @@ def prompts_frame(users: int):
     db, table = conf.require("tables.prompts").split(".")
     frame = DeltaTable(str(conf.warehouse_root / "tables" / f"{db}.db" / table)).to_pandas()
     return frame[frame["run_date"] == frame["run_date"].max()].head(users)
-
-
-def encode_all(scorer: Scorer, examples, sequences, seen, batch_size: int):
-    order = np.argsort([e.part_a for e in examples], kind="stable")
-    tops = np.zeros((len(examples), 10), dtype=np.int64)
-    for b in range(0, len(order), batch_size):
-        rows = order[b:b + batch_size]
-        vectors, _ = scorer.encode([examples[r] for r in rows], [sequences[r] for r in rows])
-        tops[rows], _ = scorer.top_k(vectors, 10, exclude=[seen[r] for r in rows])
-    return tops
 
 
 def main() -> None:
@@ -51,17 +42,13 @@ def main() -> None:
     args = p.parse_args()
     frame = prompts_frame(args.users)
     scorers = {name: Scorer.open(path, prefer="cpu", threads=1) for name, path in (("old", args.old), ("new", args.new))}
-    inputs = {}
-    for name, scorer in scorers.items():
-        examples = [scorer.example(as_prompt(t, s)) for t, s in zip(frame["prompt"], frame["entity_spans"])]
-        inputs[name] = (examples, [np.asarray(s, dtype=np.int64) for s in frame["sequence_item_ids"]],
-                        [np.asarray(s, dtype=np.int64) for s in frame["seen_item_ids"]])
+    inputs = {name: length_sorted.prepare(scorer, frame) for name, scorer in scorers.items()}
     seconds = {name: [] for name in scorers}
     tops = {}
     for _ in range(args.rounds):
         for name, scorer in scorers.items():
             start = time.perf_counter()
-            tops[name] = encode_all(scorer, *inputs[name], args.batch_size)
+            tops[name] = length_sorted.encode_top_k(scorer, inputs[name], args.batch_size)
             seconds[name].append(time.perf_counter() - start)
     speed = {name: round(len(frame) / min(s), 2) for name, s in seconds.items()}
     r = {"date": dt.date.today().isoformat(), "machine": f"{platform.machine()}, {os.cpu_count()} cores",

@@ -45,6 +45,7 @@ from rec_udf.scorer import as_prompt
 from rec_udf.scoring_udf import BundleRef, score_frames, scorer_for
 
 import ceiling      # bench/, first on sys.path when run as a script
+import length_sorted
 import results_io
 
 
@@ -191,18 +192,10 @@ def batch_sweep(frame: pd.DataFrame, spec, sizes=(1, 4, 8, 16, 32, 64)) -> dict:
     (spark.task.cpus = 1), batches of similar lengths as the job makes them; explanations off."""
     from rec_udf.scorer import Scorer
     scorer = Scorer.open(spec.bundle.directory(), prefer="cpu", threads=1)
-    examples = [scorer.example(as_prompt(t, s)) for t, s in zip(frame["prompt"], frame["entity_spans"])]
-    order = np.argsort([e.part_a for e in examples], kind="stable")    # length-sorted, as the job batches
-    examples = [examples[i] for i in order]
-    sequences = [list(map(int, frame["sequence_item_ids"].iloc[i])) for i in order]
-    seen = [list(map(int, frame["seen_item_ids"].iloc[i])) for i in order]
+    prepared = length_sorted.prepare(scorer, frame)
     out = {}
     for size in sizes:
-        def run():
-            for b in range(0, len(examples), size):
-                vectors, _ = scorer.encode(examples[b:b + size], sequences[b:b + size])
-                scorer.top_k(vectors, spec.top_k, exclude=seen[b:b + size])
-        _, seconds = timed(run)
+        _, seconds = timed(lambda: length_sorted.encode_top_k(scorer, prepared, size, spec.top_k))
         out[size] = round(len(frame) / seconds, 2)
     return out
 

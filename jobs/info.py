@@ -7,7 +7,7 @@ from importlib import metadata
 
 from lakerec import __version__
 from lakerec.sources.schema import ROLES, mapping
-from lakerec.tables import describe, local_path, table_exists
+from lakerec.tables import describe, latest_version, local_path, table_exists
 
 
 def configured_tables(conf) -> list[str]:
@@ -27,8 +27,7 @@ def collect(spark, conf) -> dict:
             views.append(fq)
             continue
         tables[fq] = local_path(facts["Location"])
-        versions[fq] = (int(spark.sql(f"DESCRIBE HISTORY {name} LIMIT 1").first()["version"])
-                        if (facts.get("Provider") or "").lower() == "delta" else None)
+        versions[fq] = latest_version(spark, name) if (facts.get("Provider") or "").lower() == "delta" else None
     jars = spark.sparkContext.getConf().get("spark.jars", "")
     return {
         "lakerec_version": __version__,

@@ -46,11 +46,14 @@ def is_delta(spark, name: str) -> bool:
         return False
 
 
+def latest_version(spark, name: str) -> int:
+    """The latest committed version of a table known to be Delta."""
+    return int(spark.sql(f"DESCRIBE HISTORY {name} LIMIT 1").first()["version"])
+
+
 def delta_version(spark, name: str) -> Optional[int]:
     """The latest committed version of a Delta table, None for other formats."""
-    if not is_delta(spark, name):
-        return None
-    return int(spark.sql(f"DESCRIBE HISTORY {name} LIMIT 1").first()["version"])
+    return latest_version(spark, name) if is_delta(spark, name) else None
 
 
 def local_path(uri: str) -> str:
