@@ -15,6 +15,8 @@ from pyspark.sql import DataFrame, functions as F
 
 from lakerec.config import Conf
 from lakerec.errors import ConfigError, StructuralError
+from lakerec.eval.groups import bootstrap_means
+from lakerec.eval.metrics import ndcg_at
 from lakerec.runs import Run
 from lakerec.sources.schema import read_source
 from lakerec.tables import replace_slice, sql_string, table_exists
@@ -129,13 +131,7 @@ def per_user_metrics(spark, conf: Conf, run_date: dt.date, variant: str, k: int)
     if not rows:
         raise StructuralError(f"no holdout recommendations for variant {variant!r} on {run_date}")
     rank = np.array([np.inf if r["rank"] is None else r["rank"] for r in rows], dtype=np.float64)
-    return np.stack([np.where(rank <= k, 1.0 / np.log2(rank + 1.0), 0.0), (rank <= k).astype(np.float64)], axis=1)
-
-
-def bootstrap_means(values: np.ndarray, n: int, rng: np.random.Generator) -> np.ndarray:
-    """(n, columns) means of n resamples of the rows with replacement."""
-    picks = rng.integers(0, len(values), size=(n, len(values)))
-    return values[picks].mean(axis=1)
+    return np.stack([ndcg_at(rank, k), (rank <= k).astype(np.float64)], axis=1)
 
 
 def metric_rows(per_variant: dict[str, np.ndarray], models: dict[str, str], k: int, n_boot: int,

@@ -14,16 +14,18 @@ from pyspark.sql import functions as F
 from lakerec.config import Conf
 from lakerec.errors import ConfigError
 from lakerec.eval.baselines import als, most_popular
-from lakerec.eval.protocol import SplitData, candidate_lists, collect_split, evaluate
+from lakerec.eval.groups import grouped_ranking_metrics, ndcg_at, paired_bootstrap, popularity_groups
+from lakerec.eval.metrics import candidate_metrics, ranking_metrics
+from lakerec.eval.protocol import Scorer, SplitData, candidate_lists, collect_split, ranks
 from lakerec.eval.split import TEST, VALID, leave_one_out
-from lakerec.eval.metrics import candidate_metrics
+from lakerec.model import hybrid
 from lakerec.model.examples import ExampleBuilder, TextData, collect_text_data
 from lakerec.model.recllm import RecLLMConfig
 from lakerec.model.registry import Registry, git_commit, training_conf_hash
 from lakerec.model.sasrec import SASRec, SASRecConfig
 from lakerec.model.store import attach_id_model, build_model, load_model, model_info, save_model
 from lakerec.model.train_llm import Evaluator, LLMTrainConfig, Trainer
-from lakerec.model.train_sasrec import TrainConfig, fit, scorer
+from lakerec.model.train_sasrec import TrainConfig, fit, scorer as sasrec_scorer
 from lakerec.prompts import template_spec
 from rec_udf import textualizer
 
@@ -80,15 +82,31 @@ def builder_for(conf: Conf, text: TextData, tokenizer, special) -> ExampleBuilde
                           max_items=int(conf.get("textualize.max_history_items", 200)), spec=template_spec(conf))
 
 
-def random_candidates_baseline(scores_fn, split: SplitData, on: str) -> dict:
-    """The 20-candidate protocol for score-based models: the top-scored candidate is the answer
-    (always valid). Same candidate lists as the LM's (`candidate_lists`)."""
+def scored_candidates(scores: np.ndarray, users: np.ndarray, split: SplitData, on: str) -> dict:
+    """The 20-candidate protocol by candidate scoring: the model's own user-item score restricted
+    to the 20 candidates picks the answer (valid by construction). `scores`: rows of `users`. Same
+    candidate lists as the free-generation rows (`candidate_lists`, fixed seed)."""
     targets = split.test if on == TEST else split.valid
-    users = sorted(targets)
-    lists = candidate_lists(split, users, on)
-    scores = scores_fn(np.array(users))
-    answers = [lists[u][int(np.argmax(scores[row][lists[u]]))] for row, u in enumerate(users)]
-    return candidate_metrics(answers, [lists[u] for u in users], [targets[u] for u in users])
+    lists = candidate_lists(split, [int(u) for u in users], on)
+    answers = [lists[int(u)][int(np.argmax(scores[row][lists[int(u)]]))] for row, u in enumerate(users)]
+    return candidate_metrics(answers, [lists[int(u)] for u in users], [targets[int(u)] for u in users])
+
+
+@dataclass
+class Evaluated:
+    """One model's scores on the evaluated users of one split, and what the report needs of them."""
+    users: np.ndarray
+    scores: np.ndarray
+    ranks: np.ndarray
+
+
+def evaluated(scores: np.ndarray, users: np.ndarray, split: SplitData, on: str) -> Evaluated:
+    return Evaluated(users, scores, ranks(hybrid.rows_of(scores, users), split, on, users=users)[1])
+
+
+def score_matrix(scorer: Scorer, users: np.ndarray, batch: int = 512) -> np.ndarray:
+    return np.concatenate([np.asarray(scorer(users[b:b + batch]), dtype=np.float32)
+                           for b in range(0, len(users), batch)])
 
 
 def train_id_model(split: SplitData, profile: Profile, seed: int, warm: SASRec | None, warm_items: np.ndarray | None):
@@ -115,13 +133,48 @@ def warm_start_state(old: SASRec, old_items: np.ndarray, new_items: np.ndarray, 
     return state
 
 
+class Recorder:
+    """The run's long-format metric rows (`lakerec.model_metrics`) and the per-user ranks that the
+    paired comparisons and the quality summary are computed from. Every ranking row of a split is
+    computed on the same users (`users` is recorded beside each row)."""
+
+    def __init__(self, split: SplitData):
+        self.split, self.rows, self.ranks = split, [], {}
+        self.groups = popularity_groups(split)
+
+    def add(self, model: str, seed, split_name: str, metrics: dict, template: str = "trained",
+            family: str = "ranking") -> None:
+        for metric, value in metrics.items():
+            if isinstance(value, (int, float)) and not isinstance(value, bool):
+                self.rows.append({"model": model, "seed": seed, "split": split_name, "family": family,
+                                  "template": template, "metric": metric, "value": float(value)})
+
+    def ranking(self, model: str, seed, on: str, result: Evaluated) -> dict:
+        """Full-ranking rows, and on test the head / tail / cold rows and candidate scoring."""
+        metrics = ranking_metrics(result.ranks)
+        self.add(model, seed, on, metrics)
+        if on == TEST:
+            self.ranks[(model, seed)] = result.ranks
+            targets = np.array([self.split.test[int(u)] for u in result.users])
+            for group, values in grouped_ranking_metrics(result.ranks, targets, self.groups).items():
+                self.add(model, seed, on, values, family=f"ranking_{group}")
+            self.add(model, seed, on, scored_candidates(result.scores, result.users, self.split, on), family="direct")
+        return metrics
+
+    def paired(self, model: str, baseline: str, seed) -> dict:
+        return paired_bootstrap(ndcg_at(self.ranks[(model, seed)]), ndcg_at(self.ranks[(baseline, seed)]))
+
+
 def run_training(spark, conf: Conf, good: dict, versions: dict, run, profile: Profile,
                  warm_from: str | None = None) -> dict:
     """Everything `lakerec train` does after validation. Returns the run's results."""
     torch.set_num_threads(max(1, int(conf.get("train.threads", os.cpu_count() or 1))))
     split, text, split_df = prepare_data(spark, conf, good, run.run_date)
-    log(f"[train] {len(split.test)} users evaluated, {split.n_items} items, profile {profile.name}, "
-        f"device {device()}")
+    limit = profile.llm_train.rank_users or None
+    test_users = np.array(sorted(split.test)[:limit], dtype=np.int64)
+    valid_users = np.array(sorted(split.valid)[:limit], dtype=np.int64)
+    log(f"[train] {len(split.test)} users, {split.n_items} items, profile {profile.name}, device {device()}; "
+        f"every model ranked on the same {len(test_users)} test and {len(valid_users)} validation users")
     registry = Registry.from_conf(conf)
     warm = warm_items = None
     warm_model = None
@@ -133,23 +186,16 @@ def run_training(spark, conf: Conf, good: dict, versions: dict, run, profile: Pr
                               f"{warm_info['template']['version']}, the textualizer is "
                               f"{textualizer.TEMPLATE_VERSION}; train from scratch (without --from)")
         log(f"[train] warm start from {path.name}")
-    results: dict = {"rows": [], "seeds": {}}
-
-    def record(model_name, seed, split_name, metrics, template="trained", family="ranking"):
-        for metric, value in metrics.items():
-            if isinstance(value, (int, float)) and not isinstance(value, bool):
-                results["rows"].append({"model": model_name, "seed": seed, "split": split_name, "family": family,
-                                        "template": template, "metric": metric, "value": float(value)})
+    rec = Recorder(split)
+    results: dict = {"rows": rec.rows, "seeds": {}, "paired": {}}
 
     with run.timed("baselines_s"):
         if profile.baselines.get("most_popular", True):
-            pop = most_popular(split)
-            record("most_popular", None, TEST, evaluate(pop, split, TEST))
-            record("most_popular", None, TEST, random_candidates_baseline(pop, split, TEST), family="direct")
+            rec.ranking("most_popular", None, TEST, evaluated(score_matrix(most_popular(split), test_users),
+                                                              test_users, split, TEST))
         if profile.baselines.get("als", True):
             als_scores = als(spark, split, max_iter=int(profile.baselines.get("als_iterations", 15)))
-            record("als", None, TEST, evaluate(als_scores, split, TEST))
-            record("als", None, TEST, random_candidates_baseline(als_scores, split, TEST), family="direct")
+            rec.ranking("als", None, TEST, evaluated(score_matrix(als_scores, test_users), test_users, split, TEST))
     split_df.unpersist()
 
     best = None
@@ -160,11 +206,12 @@ def run_training(spark, conf: Conf, good: dict, versions: dict, run, profile: Pr
         id_model = fitted.model.eval()
         for p in id_model.parameters():
             p.requires_grad_(False)
-        sas = scorer(id_model, split, TEST, device())
-        sasrec_test = evaluate(sas, split, TEST)
-        record("sasrec", seed, TEST, sasrec_test)
-        record("sasrec", seed, VALID, fitted.best_valid)
-        record("sasrec", seed, TEST, random_candidates_baseline(sas, split, TEST), family="direct")
+        sas_valid = evaluated(score_matrix(sasrec_scorer(id_model, split, VALID, device()), valid_users),
+                              valid_users, split, VALID)
+        sas_test = evaluated(score_matrix(sasrec_scorer(id_model, split, TEST, device()), test_users),
+                             test_users, split, TEST)
+        sasrec_valid = rec.ranking("sasrec", seed, VALID, sas_valid)
+        sasrec_test = rec.ranking("sasrec", seed, TEST, sas_test)
 
         model, tokenizer, special, _ = build_model(profile.llm, split.n_items, id_model)
         if warm_model is not None:
@@ -175,34 +222,54 @@ def run_training(spark, conf: Conf, good: dict, versions: dict, run, profile: Pr
         trainer = Trainer(model, builder, id_model, profile.llm_train.__class__(
             **{**profile.llm_train.to_dict(), "seed": seed}), device())
         evaluator = Evaluator(trainer)
-
-        def stage(name: str, model_name: str, epochs: int, unified: bool) -> dict:
-            """Train one stage, then its full test report; both timed, all metrics recorded."""
-            with run.timed(f"seed{seed}_{name}_s"):
-                fitted_stage = trainer.fit_stage(name, epochs, unified=unified)
-            with run.timed(f"seed{seed}_eval_{model_name}_s"):
-                fitted_stage["report"] = evaluator.full_report(TEST, unified=unified)
-            record_report(record, model_name, seed, fitted_stage["report"])
-            record(model_name, seed, VALID, fitted_stage["best_valid"])
-            return fitted_stage
-
-        stage1 = None
+        stages = {}
+        # Stage 1 (text only, LLaRA's curriculum start): its LM alone is the `lm_text` row.
         if warm_model is None and profile.llm_train.stage1_epochs > 0:
-            stage1 = stage("stage1", "lm_text", profile.llm_train.stage1_epochs, unified=False)
-        stage2 = stage("stage2", "hybrid", profile.llm_train.stage2_epochs, unified=True)
-        report = stage2["report"]
-        throughput = trainer.examples_seen / trainer.train_seconds if trainer.train_seconds else 0.0
-        results["seeds"][seed] = {"examples_per_s": throughput, "sasrec_examples_per_s": fitted.examples_per_s,
-                                  "explanation_example": report["explanation"]["example"],
-                                  "stage1": stage1 and stage1["history"], "stage2": stage2["history"]}
-        log(f"[train] seed {seed}: hybrid test ndcg@10 {report['ranking']['ndcg@10']:.4f}, "
-            f"SASRec {sasrec_test['ndcg@10']:.4f}, {throughput:.2f} LM examples/s")
-        valid_ndcg = stage2["best_valid"]["ndcg@10"]
-        if best is None or valid_ndcg > best[0]:
-            best = (valid_ndcg, seed, model, id_model, report)
+            with run.timed(f"seed{seed}_stage1_s"):
+                stages["stage1"] = trainer.fit_stage("stage1", profile.llm_train.stage1_epochs, unified=False,
+                                                     id_valid=sas_valid.scores, select="lm")
+            with run.timed(f"seed{seed}_eval_lm_text_s"):
+                rec.add("lm_text", seed, VALID, stages["stage1"]["best_valid"])
+                rec.ranking("lm_text", seed, TEST, evaluated(evaluator.lm_scores(test_users, TEST, False),
+                                                             test_users, split, TEST))
+        # Stage 2 (unified prompts): the hybrid = SASRec + lm_weight * this LM, weight fitted on validation.
+        with run.timed(f"seed{seed}_stage2_s"):
+            stage2 = stages["stage2"] = trainer.fit_stage("stage2", profile.llm_train.stage2_epochs, unified=True,
+                                                          id_valid=sas_valid.scores, select="hybrid")
+        weight = stage2["lm_weight"]
+        with run.timed(f"seed{seed}_eval_hybrid_s"):
+            lm_test = evaluated(evaluator.lm_scores(test_users, TEST, True), test_users, split, TEST)
+            rec.ranking("lm_unified", seed, TEST, lm_test)
+            rec.add("lm_unified", seed, VALID, stage2["best_valid"])
+            hybrid_valid = stage2["best_hybrid_valid"]
+            rec.add("hybrid", seed, VALID, hybrid_valid)
+            hybrid_test = rec.ranking("hybrid", seed, TEST, evaluated(
+                hybrid.mix(sas_test.scores, lm_test.scores, weight), test_users, split, TEST))
+            rec.add("hybrid", seed, VALID, {"lm_weight": weight}, family="mix")
+            generation = evaluator.generation_report(TEST, unified=True)
+            for family, values in generation.items():
+                rec.add("hybrid", seed, TEST, values, template="heldout" if family.endswith("_heldout") else "trained",
+                        family=family.removesuffix("_heldout"))
+        results["paired"][seed] = rec.paired("hybrid", "sasrec", seed)
+        results["seeds"][seed] = {
+            "examples_per_s": trainer.examples_seen / trainer.train_seconds if trainer.train_seconds else 0.0,
+            "useful_tokens_per_s": trainer.tokens_real / trainer.train_seconds if trainer.train_seconds else 0.0,
+            "padding_share": 1 - trainer.tokens_real / max(trainer.tokens_padded, 1),
+            "sasrec_examples_per_s": fitted.examples_per_s, "lm_weight": weight,
+            "weight_table": stage2["weight_table"],
+            "explanation_example": generation["explanation"]["example"],
+            "stages": {name: stage["history"] for name, stage in stages.items()}}
+        log(f"[train] seed {seed}: test ndcg@10 hybrid {hybrid_test['ndcg@10']:.4f} (lm_weight {weight}), "
+            f"SASRec {sasrec_test['ndcg@10']:.4f}; validation hybrid {hybrid_valid['ndcg@10']:.4f}, "
+            f"SASRec {sasrec_valid['ndcg@10']:.4f}")
+        if best is None or hybrid_valid["ndcg@10"] > best[0]:
+            best = (hybrid_valid["ndcg@10"], seed, model, id_model, hybrid_test, sasrec_valid, sasrec_test, weight)
 
-    valid_ndcg, seed, model, id_model, report = best
-    valid_users = min(profile.llm_train.rank_users or len(split.valid), len(split.valid))
+    valid_ndcg, seed, model, id_model, test_metrics, sasrec_valid, sasrec_test, weight = best
+    serving = "hybrid" if weight > 0 else "id_model"
+    message_mix = (f"LM term weight {weight} (chosen on validation)" if weight > 0 else
+                   "the LM term did not help on validation: serving the ID model (SASRec) alone, lm_weight 0")
+    log(f"[train] {message_mix}")
     version, tmp = registry.staging()
     spec = template_spec(conf)
     info = model_info(
@@ -213,31 +280,27 @@ def run_training(spark, conf: Conf, good: dict, versions: dict, run, profile: Pr
                   "hash": textualizer.template_hash(spec), "spec": spec,
                   "max_prompt_tokens": int(conf.get("textualize.max_prompt_tokens", 384)),
                   "max_history_items": int(conf.get("textualize.max_history_items", 200))},
+        hybrid={"lm_weight": weight, "serving": serving, "temperature": profile.llm.temperature,
+                "weight_grid": list(hybrid.WEIGHT_GRID)},
         llm_train=profile.llm_train.to_dict(), lineage={
             "run_id": run.run_id, "run_date": run.run_date.isoformat(), "input_table_versions": versions,
             "git_commit": git_commit(), "warm_start_from": warm_from,
             "conf_hash": training_conf_hash(conf, profile.name)},
-        metrics={"valid_ndcg@10": valid_ndcg, "valid_users": valid_users, "test": report["ranking"],
-                 "test_candidates": report["direct"], "test_rating": report["rating"]},
+        metrics={"valid_ndcg@10": valid_ndcg, "valid_users": len(valid_users),
+                 "sasrec_valid_ndcg@10": sasrec_valid["ndcg@10"], "test": test_metrics, "test_sasrec": sasrec_test},
         created_at=dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"))
     save_model(tmp, model, id_model, split.item_ids, text.items, info)
     registry.commit(version, tmp)
+    promotion = {"valid_ndcg@10": valid_ndcg, "valid_users": len(valid_users),
+                 "sasrec_valid_ndcg@10": sasrec_valid["ndcg@10"]}
     if conf.get("train.promote", True):
-        promoted, message = registry.promote_if_better(version, {"valid_ndcg@10": valid_ndcg,
-                                                                 "valid_users": valid_users})
+        promoted, message = registry.promote_if_better(version, promotion)
     else:       # the weekly DAG exports first, then promotes (`lakerec models --promote-if-better`)
         promoted, message = False, f"{version} registered, not promoted (train.promote is false)"
     log(f"[train] registered {version}: {message}")
     results.update(version=version, promoted=promoted, message=message, valid_ndcg=valid_ndcg,
-                   n_users=len(split.test), n_items=split.n_items)
+                   n_users=len(split.test), n_items=split.n_items, test_users=len(test_users),
+                   lm_weight=weight, serving=serving, serving_message=message_mix)
     return results
-
-
-def record_report(record, model_name: str, seed: int, report: dict) -> None:
-    record(model_name, seed, TEST, report["ranking"])
-    record(model_name, seed, TEST, report["ranking_heldout"], template="heldout")
-    for family in ("direct", "rating", "explanation"):
-        record(model_name, seed, TEST, report[family], family=family)
-        record(model_name, seed, TEST, report[f"{family}_heldout"], template="heldout", family=family)
 
 

@@ -5,7 +5,8 @@
                             graph inputs/outputs, item count, sha256 + size of every file,
                             training metrics, torch-vs-ONNX parity on fixed prompts
     sequence_encoder.onnx   user_encoder.onnx   generator.onnx      (see graphs.py)
-    item_matrix.npy         (n_items, dim) float32 item vectors, computed once with the torch model
+    item_matrix.npy         (n_items, id_dim + lm_dim) float32 [SASRec item embedding ; item text vector],
+                            computed once with the torch model (lakerec.model.hybrid)
     item_ids.npy            catalogue order of those rows
     items.parquet           item fields (explanations name items by title)
     tokenizer.json          the tokenizer, special tokens resolved
@@ -28,6 +29,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from lakerec.model import hybrid
 from lakerec.model.examples import item_examples
 from lakerec.model.registry import bundle_path
 from lakerec.model.store import load_catalogue, load_model, model_fingerprint
@@ -59,8 +61,8 @@ def export_bundles(model_dir: Path, bundles_dir: Path, precisions=("fp32",), par
     special = SpecialTokens.resolve(tokenizer)
     reference = copy.deepcopy(model).eval()          # unmerged: parity also checks the LoRA merge
     with torch.no_grad():
-        item_matrix = reference.item_matrix(item_examples(tokenizer, special, items, unified=True), special.pad)
-    item_matrix = item_matrix.numpy().astype(np.float32)
+        text_items = reference.item_matrix(item_examples(tokenizer, special, items, unified=False), special.pad)
+    item_matrix = hybrid.item_matrix(id_model.item_embeddings().numpy(), text_items.numpy())
     prompts, sequences = parity.parity_users(items, info["template"], n=parity_users)
     expected = parity.torch_user_vectors(reference, id_model, tokenizer, special, item_ids, prompts, sequences)
     log(f"[export] {model_dir.name}: item matrix {item_matrix.shape}, torch reference on {len(prompts)} prompts "
@@ -120,6 +122,9 @@ def _manifest(info: dict, precision: str, specs: dict, model, id_model, special:
                  "targets": llm["lora_targets"] or list(backbone.lora_targets), "merged": True},
         "template": info["template"],
         "prompt_form": "unified",
+        "hybrid": {"lm_weight": float(model.lm_weight), "temperature": float(model.config.temperature),
+                   "id_dim": int(id_model.config.dim), "lm_dim": int(model.config.dim),
+                   "serving": "hybrid" if model.lm_weight > 0 else "id_model"},
         "tasks": {"scoring": {"name": SCORING_TEMPLATE[0], "text": SCORING_TEMPLATE[1]},
                   "explanation": {"name": EXPLANATION_TEMPLATE[0], "text": EXPLANATION_TEMPLATE[1]}},
         "tokenizer": {"file": bundle_format.TOKENIZER, "special_tokens": {

@@ -1,11 +1,14 @@
 """The three ONNX graphs of a bundle, as torch modules over a LoRA-merged RecLLM, and their export.
 
-  sequence_encoder  id_sequence (B, S) -> user_slot (B, H)
-      SASRec over the user's item indices (catalogue index + 1, left-padded with 0), through the
-      user projector: the USER slot's input embedding. Run once per user; both LM graphs take it.
-  user_encoder      prompt tensors + user_slot -> user_vector (B, D)
-      Part A of the scoring prompt (bidirectional, padding masked), the hidden state at the blank
-      through user_head, L2-normalised. Scores are user_vector . item_matrix.
+  sequence_encoder  id_sequence (B, S) -> user_slot (B, H), id_state (B, d)
+      SASRec over the user's item indices (catalogue index + 1, left-padded with 0): its user state
+      (the ID model's half of the hybrid score) and, through the user projector, the USER slot's
+      input embedding. Run once per user; both LM graphs take the slot.
+  user_encoder      prompt tensors + user_slot + id_state -> user_vector (B, d + D)
+      Part A of the scoring prompt (bidirectional, padding masked), its mean-pooled hidden states
+      through user_head, L2-normalised, scaled by lm_weight / temperature and put after SASRec's
+      state (`lakerec.model.hybrid.user_vector`). Scores are user_vector . item_matrix, the item
+      matrix being [SASRec item embedding ; item text vector]: the hybrid score in one dot product.
   generator         prompt or step tensors + attention_mask (B, T, past + T) + past K/V
       -> logits of the last position (B, V) + present K/V. The same graph runs the prompt pass
       (past of length 0) and every decoding step (one token, past = everything before), and
@@ -24,6 +27,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from lakerec.model import hybrid
 from lakerec.model.backbone import BertGLM
 from lakerec.model.recllm import RecLLM
 from lakerec.model.sasrec import SASRec
@@ -38,7 +42,8 @@ class SequenceEncoder(nn.Module):
         self.id_model, self.user_projector = id_model, model.user_projector
 
     def forward(self, id_sequence):
-        return self.user_projector(self.id_model.hidden(id_sequence)[:, -1, :])
+        state = self.id_model.hidden(id_sequence)[:, -1, :]
+        return self.user_projector(state), state
 
 
 class _PromptInputs(nn.Module):
@@ -68,12 +73,13 @@ def _bias(attention_mask, dtype):
 
 
 class UserEncoder(_PromptInputs):
-    def forward(self, input_ids, slot, item, positions, inter, intra, attention_mask, blank, user_slot):
+    def forward(self, input_ids, slot, item, positions, inter, intra, attention_mask, user_slot, id_state):
         x = self.embed(input_ids, slot, item, inter, intra, user_slot)
-        # the last layer computes the blank's position only: its output is all the user head reads
-        hidden, _ = self.model.backbone(x, self.positions(positions), _bias(attention_mask, x.dtype), only=blank)
-        at_blank = hidden[:, 0]
-        return F.normalize(self.model.user_head(at_blank), dim=-1)
+        hidden, _ = self.model.backbone(x, self.positions(positions), _bias(attention_mask, x.dtype))
+        mask = attention_mask.unsqueeze(-1).to(hidden.dtype)
+        pooled = (hidden * mask).sum(1) / mask.sum(1).clamp(min=1.0)      # RecLLM.pooled over part A
+        lm_user = F.normalize(self.model.user_head(pooled), dim=-1)
+        return hybrid.user_vector(id_state, lm_user, self.model.lm_weight, self.model.config.temperature)
 
 
 class Generator(_PromptInputs):
@@ -124,20 +130,24 @@ def export_graphs(model: RecLLM, id_model: SASRec, directory: Path) -> dict[str,
     zeros = torch.zeros(b, t, dtype=torch.long)
     pos = torch.arange(t).expand(b, t).contiguous()
     user_slot = torch.zeros(b, bb.hidden_size)
+    id_dim = id_model.config.dim
+    id_state = torch.zeros(b, id_dim)
     specs = {}
 
     seq = torch.randint(0, id_model.config.n_items + 1, (b, seq_len))
     specs["sequence_encoder"] = _export(SequenceEncoder(model, id_model).eval(), (seq,), directory / "sequence_encoder.onnx",
                                         [_io("id_sequence", "int64", ["batch", seq_len])],
-                                        [_io("user_slot", "float32", ["batch", bb.hidden_size])])
+                                        [_io("user_slot", "float32", ["batch", bb.hidden_size]),
+                                         _io("id_state", "float32", ["batch", id_dim])])
     prompt_io = [_io(n, "int64", ["batch", "tokens"]) for n in PROMPT_INPUTS]
     specs["user_encoder"] = _export(
         UserEncoder(model).eval(), (ids, zeros, zeros, pos, zeros, zeros, torch.ones(b, t, dtype=torch.long),
-                                    torch.tensor([t - 2, t - 3]), user_slot),
+                                    user_slot, id_state),
         directory / "user_encoder.onnx",
-        prompt_io + [_io("attention_mask", "int64", ["batch", "tokens"]), _io("blank", "int64", ["batch"]),
-                     _io("user_slot", "float32", ["batch", bb.hidden_size])],
-        [_io("user_vector", "float32", ["batch", model.config.dim])])
+        prompt_io + [_io("attention_mask", "int64", ["batch", "tokens"]),
+                     _io("user_slot", "float32", ["batch", bb.hidden_size]),
+                     _io("id_state", "float32", ["batch", id_dim])],
+        [_io("user_vector", "float32", ["batch", id_dim + model.config.dim])])
     kv_shape = ["batch", heads, "past", head_dim]
     past_io = [_io(f"past_{kind}_{i}", "float32", kv_shape) for i in range(layers) for kind in ("key", "value")]
     present_io = [_io(f"present_{kind}_{i}", "float32", ["batch", heads, "total", head_dim])

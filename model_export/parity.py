@@ -6,6 +6,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from lakerec.model import hybrid
 from lakerec.model.glm import build_example, collate, tokenize_prompt
 from lakerec.model.recllm import RecLLM
 from lakerec.model.sasrec import SASRec
@@ -32,7 +33,8 @@ def parity_users(items: list[dict], template: dict, n: int = 64, seed: int = 7) 
 @torch.no_grad()
 def torch_user_vectors(model: RecLLM, id_model: SASRec, tokenizer, special, item_ids, prompts, sequences,
                        batch_size: int = 32) -> np.ndarray:
-    """The training code path (RecLLM.hidden + user_vectors), unified prompts."""
+    """The training code path (RecLLM.hidden + user_vectors, unified prompts, SASRec's user state),
+    as the hybrid user vector (`lakerec.model.hybrid.user_vector`)."""
     model.eval()
     id_model.eval()
     index = {int(item): i for i, item in enumerate(item_ids)}
@@ -44,7 +46,8 @@ def torch_user_vectors(model: RecLLM, id_model: SASRec, tokenizer, special, item
         seqs = np.stack([left_pad(np.array([index[i] for i in s if i in index], dtype=np.int64),
                                   id_model.config.max_len) for s in sequences[b:b + batch_size]])
         states = id_model.user_embedding(torch.from_numpy(seqs))
-        out.append(model.user_vectors(model.hidden(batch, states), batch).numpy())
+        lm_user = model.user_vectors(model.hidden(batch, states), batch)
+        out.append(hybrid.user_vector(states, lm_user, model.lm_weight, model.config.temperature).numpy())
     return np.concatenate(out)
 
 

@@ -22,7 +22,7 @@ from rec_udf.errors import BundleError
 from rec_udf.glm_input import SpecialTokens, load_tokenizer
 
 FORMAT = "lakerec-bundle"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2          # 2: the hybrid score (SASRec state ; weighted LM vector), see model_export/graphs.py
 MANIFEST = "manifest.json"
 GRAPHS = ("sequence_encoder", "user_encoder", "generator")
 TOKENIZER = "tokenizer.json"

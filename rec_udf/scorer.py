@@ -71,6 +71,8 @@ class Scorer:
         self._sorted_ids = bundle.item_ids[self._by_id]
         self.unified = manifest["prompt_form"] == "unified"
         self.noun = manifest["template"]["spec"].get("item_noun_plural", "items").removesuffix("s")
+        self.lm_weight = float(manifest["hybrid"]["lm_weight"])
+        self.lm_dim = int(manifest["hybrid"]["lm_dim"])
         generator = manifest["graphs"]["generator"]
         self.layers, self.heads, self.head_dim = (generator["layers"], generator["heads"], generator["head_dim"])
 
@@ -141,17 +143,27 @@ class Scorer:
         return out
 
     # --- scoring -------------------------------------------------------------------------------
+    def id_model(self, sequences: Sequence[Sequence[int]]) -> tuple[np.ndarray, np.ndarray]:
+        """(user slots, SASRec user states) of the users' item sequences (the sequence encoder)."""
+        slots, states = self.sessions["sequence_encoder"].run(None, {"id_sequence": self.id_sequences(sequences)})
+        return slots, states
+
     def user_slots(self, sequences: Sequence[Sequence[int]]) -> np.ndarray:
-        return self.sessions["sequence_encoder"].run(None, {"id_sequence": self.id_sequences(sequences)})[0]
+        return self.id_model(sequences)[0]
 
     def user_vectors(self, prompts: Sequence[Prompt], sequences: Sequence[Sequence[int]]) -> np.ndarray:
         return self.encode([self.example(p) for p in prompts], sequences)[0]
 
     def encode(self, examples: Sequence[GLMExample], sequences: Sequence[Sequence[int]]) -> tuple[np.ndarray, np.ndarray]:
-        """(user vectors, user slots): the slots are the sequence encoder's output, reusable by `explain`."""
+        """(hybrid user vectors, user slots): the slots are the sequence encoder's output, reusable by
+        `explain`. A bundle that serves the ID model alone (lm_weight 0) skips the LM pass: its user
+        vector is [SASRec state ; 0], exactly what the user encoder would return."""
+        slots, states = self.id_model(sequences)
+        if self.lm_weight == 0:
+            return np.concatenate([states, np.zeros((len(states), self.lm_dim), dtype=states.dtype)], axis=1), slots
         batch = self.batch(examples)
-        feeds = batch.feeds("input_ids", "slot", "item", "positions", "inter", "intra", "attention_mask", "blank")
-        feeds["user_slot"] = slots = self.user_slots(sequences)
+        feeds = batch.feeds("input_ids", "slot", "item", "positions", "inter", "intra", "attention_mask")
+        feeds.update(user_slot=slots, id_state=states)
         return self.sessions["user_encoder"].run(None, feeds)[0], slots
 
     def top_k(self, user_vectors: np.ndarray, k: int, exclude: Sequence[Sequence[int]] = (),

@@ -27,7 +27,9 @@ def catalogue(n_items: int, seed: int = 0) -> list[dict]:
             for i in range(n_items)]
 
 
-def random_model_version(directory: Path, n_items: int = 80, version: str = "v0001", seed: int = 0) -> Path:
+def random_model_version(directory: Path, n_items: int = 80, version: str = "v0001", seed: int = 0,
+                         lm_weight: float = 0.7) -> Path:
+    """lm_weight: the hybrid's LM weight (non-zero by default, so the user encoder graph is exercised)."""
     torch.manual_seed(seed)
     items = catalogue(n_items, seed)
     id_model = SASRec(SASRecConfig(n_items=n_items, max_len=20, dim=32, layers=1, heads=2, dropout=0.0)).eval()
@@ -43,6 +45,7 @@ def random_model_version(directory: Path, n_items: int = 80, version: str = "v00
                       template={"name": textualizer.TEMPLATE_NAME, "version": textualizer.TEMPLATE_VERSION,
                                 "hash": textualizer.template_hash(spec), "spec": spec, "max_prompt_tokens": 120,
                                 "max_history_items": 50},
+                      hybrid={"lm_weight": lm_weight, "serving": "hybrid" if lm_weight else "id_model"},
                       metrics={"valid_ndcg@10": 0.0}, lineage={"run_id": "test"})
     directory = Path(directory) / version
     directory.mkdir(parents=True)

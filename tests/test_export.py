@@ -279,3 +279,51 @@ def test_a_bundle_from_other_model_files_under_the_same_version_is_not_kept(expo
     _edit_manifest(tmp_path / "v0001" / "int8", lambda m: m.update(model_fingerprint="another model"))
     assert main(["export", "--model", "v0001", "--precision", "int8", *sets]) == 0
     assert "exported from other model files" in capsys.readouterr().out
+
+
+def _two_term_scores(model, id_model, tokenizer, special, item_ids, prompts, sequences, weight):
+    """SASRec's full-sort scores + weight * the LM's scores, computed by the training code path."""
+    from lakerec.model import hybrid as hybrid_score
+    from lakerec.model.examples import item_examples
+    index = {int(item): i for i, item in enumerate(item_ids)}
+    catalogue = [{k: v for k, v in it.items()} for it in load_catalogue_for(item_ids)]
+    with torch.no_grad():
+        text_items = model.item_matrix(item_examples(tokenizer, special, catalogue, unified=False), special.pad)
+        batch = collate([build_example(tokenize_prompt(tokenizer, special, p, index, True), special)
+                         for p in prompts], special.pad)
+        seqs = torch.from_numpy(np.stack([left_pad(np.array([index[i] for i in s], dtype=np.int64),
+                                                   id_model.config.max_len) for s in sequences]))
+        states = id_model.user_embedding(seqs)
+        lm_user = model.user_vectors(model.hidden(batch, states), batch)
+        return (id_model.full_sort_scores(seqs) + weight * model.lm_scores(lm_user, text_items)).numpy()
+
+
+def load_catalogue_for(item_ids):
+    from tests.model_fixtures import catalogue
+    items = catalogue(len(item_ids))
+    assert [it["item_id"] for it in items] == [int(i) for i in item_ids]
+    return items
+
+
+def test_exported_score_is_one_dot_product_equal_to_sasrec_plus_weighted_lm_term(exported, reference):
+    """[SASRec state ; (w / temperature) LM vector] . [SASRec item ; item text vector] equals the two
+    terms computed separately by the torch training code."""
+    _, bundles = exported
+    model, id_model, tokenizer, special, item_ids, prompts, sequences = reference
+    assert model.lm_weight == 0.7
+    scorer = Scorer.open(bundles["fp32"], prefer="cpu")
+    got = scorer.user_vectors(prompts[:24], sequences[:24]) @ scorer.bundle.item_matrix.T
+    want = _two_term_scores(model, id_model, tokenizer, special, item_ids, prompts[:24], sequences[:24], 0.7)
+    assert np.abs(got - want).max() < 1e-3 * max(1.0, np.abs(want).max())
+    assert scorer.bundle.manifest["hybrid"]["serving"] == "hybrid"
+
+
+def test_a_bundle_serving_the_id_model_scores_exactly_as_sasrec_without_the_lm_pass(exported, reference):
+    _, bundles = exported
+    model, id_model, tokenizer, special, item_ids, prompts, sequences = reference
+    scorer = Scorer.open(bundles["fp32"], prefer="cpu")
+    scorer.lm_weight = 0.0                       # what a bundle exported with lm_weight 0 holds
+    scorer.sessions["user_encoder"] = None       # the LM graph must not run
+    got = scorer.user_vectors(prompts[:24], sequences[:24]) @ scorer.bundle.item_matrix.T
+    want = _two_term_scores(model, id_model, tokenizer, special, item_ids, prompts[:24], sequences[:24], 0.0)
+    assert np.abs(got - want).max() < 1e-4

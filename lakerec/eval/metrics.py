@@ -22,8 +22,18 @@ def target_rank(scores: np.ndarray, target: int, excluded: Iterable[int] = ()) -
     return int(np.count_nonzero(scores[candidates] >= scores[target]))
 
 
+def ndcg_at(ranks: Sequence[float] | np.ndarray, k: int = 10) -> np.ndarray:
+    """Per-user NDCG@k with one relevant item: 1/log2(rank+1) when the 1-based rank is <= k, else 0.
+    The one definition of the formula (ranking_metrics and the A/B metrics use it); a rank of
+    np.inf stands for a held-out item that was not in the list at all."""
+    ranks = np.asarray(ranks, dtype=np.float64)
+    if np.any(ranks < 1):
+        raise ValueError("ranks are 1-based")
+    return np.where(ranks <= k, 1.0 / np.log2(ranks + 1.0), 0.0)
+
+
 def ranking_metrics(ranks: Sequence[int] | np.ndarray, ks: Sequence[int] = DEFAULT_KS) -> dict[str, float]:
-    """HR@k, NDCG@k (one relevant item: 1/log2(rank+1) when rank <= k) and MRR, averaged over users."""
+    """HR@k, NDCG@k (one relevant item, see ndcg_at) and MRR, averaged over users."""
     ranks = np.asarray(ranks, dtype=np.float64)
     if ranks.size == 0:
         raise ValueError("no users to evaluate")
@@ -31,9 +41,8 @@ def ranking_metrics(ranks: Sequence[int] | np.ndarray, ks: Sequence[int] = DEFAU
         raise ValueError("ranks are 1-based")
     out = {}
     for k in ks:
-        hit = ranks <= k
-        out[f"hr@{k}"] = float(hit.mean())
-        out[f"ndcg@{k}"] = float(np.where(hit, 1.0 / np.log2(ranks + 1.0), 0.0).mean())
+        out[f"hr@{k}"] = float((ranks <= k).mean())
+        out[f"ndcg@{k}"] = float(ndcg_at(ranks, k).mean())
     out["mrr"] = float((1.0 / ranks).mean())
     out["users"] = int(ranks.size)
     return out

@@ -61,17 +61,25 @@ def seen_before(data: SplitData, user: int, on: str) -> np.ndarray:
     return items
 
 
-def evaluate(scores: Scorer, data: SplitData, on: str = TEST, batch_size: int = 1024,
-             ks=(1, 5, 10)) -> dict[str, float]:
+def ranks(scores: Scorer, data: SplitData, on: str = TEST, batch_size: int = 1024,
+          users=None) -> tuple[np.ndarray, np.ndarray]:
+    """(users, 1-based rank of each user's held-out `on` item among the items the user has not
+    seen): what every ranking metric, group split and paired comparison is computed from.
+    `users`: the users to rank (default: every user with an `on` item, sorted by id)."""
     targets = data.test if on == TEST else data.valid
-    users = np.array(sorted(targets), dtype=np.int64)
-    ranks = np.empty(len(users), dtype=np.int64)
+    users = np.array(sorted(targets) if users is None else list(users), dtype=np.int64)
+    out = np.empty(len(users), dtype=np.int64)
     for start in range(0, len(users), batch_size):
         batch = users[start:start + batch_size]
         matrix = np.asarray(scores(batch), dtype=np.float64)
         for row, user in enumerate(batch):
-            ranks[start + row] = target_rank(matrix[row], targets[int(user)], seen_before(data, int(user), on))
-    return ranking_metrics(ranks, ks)
+            out[start + row] = target_rank(matrix[row], targets[int(user)], seen_before(data, int(user), on))
+    return users, out
+
+
+def evaluate(scores: Scorer, data: SplitData, on: str = TEST, batch_size: int = 1024,
+             ks=(1, 5, 10)) -> dict[str, float]:
+    return ranking_metrics(ranks(scores, data, on, batch_size)[1], ks)
 
 
 def candidate_lists(data: SplitData, users, on: str, seed: int = 2024, k: int = 20) -> dict[int, list[int]]:

@@ -4,10 +4,22 @@
   that item) and USER_SLOT tokens (the projected ID-model sequence representation), plus the
   inter-entity and intra-entity position tables (zero-initialised, so training starts from the
   pretrained backbone's behaviour).
-- User vector: the hidden state of the answer blank, through `user_head`, L2-normalised.
-- Item vector: mean-pooled hidden states of the item's own text (+ its ITEM_SLOT when unified),
-  through `item_head`, L2-normalised. Scores are cosine similarities; the item matrix is computed
-  once per model version.
+- User vector: the mean-pooled hidden states of the prompt (part A: the history text, its ID tokens
+  and the answer blank), through `user_head`, L2-normalised. The same pooling as the item side, and
+  both heads start from the same weights: at step 0 the LM term is the backbone's own sentence
+  similarity (MiniLM is a sentence-embedding model) between the user's history text and an item's
+  text, a zero-shot content recommender that training refines.
+- Item vector: mean-pooled hidden states of the item's own text (text only: the LM term is the
+  content view, so it also reaches items the ID model knows little about), through `item_head`,
+  L2-normalised. The pooled states ("item features") are computed once per epoch without gradient
+  (E4SRec/LLM-ESR: a frozen text view of the catalogue) and only `item_head` learns on top of them,
+  so the recommendation loss is a softmax over the whole catalogue at the cost of one matrix product.
+- LM score: cosine(user vector, item vector) / temperature. The product's ranking score is the
+  hybrid of `lakerec.model.hybrid`: SASRec's logit + lm_weight * LM score, lm_weight chosen on
+  validation with 0 in its grid.
+- Alignment (RSLLM's second contrastive loss) happens where the projected ID token lives, in the
+  input-embedding space: the item projector's output against the mean input embedding of the
+  item's text tokens.
 - Text generation (task answers, explanations) infills the blank with a key/value cache; the
   position of each new token is assigned as it is generated (GLM's dynamic 2D positions).
 """
@@ -57,6 +69,9 @@ class RecLLM(nn.Module):
         self.user_projector = _mlp(config.id_dim, hidden)
         self.user_head = nn.Linear(hidden, config.dim)
         self.item_head = nn.Linear(hidden, config.dim)
+        self.item_head.load_state_dict(self.user_head.state_dict())     # one space at step 0 (see above)
+        # The hybrid's LM weight (lakerec.model.hybrid), chosen on validation after training; 0 = SASRec alone.
+        self.lm_weight = 0.0
         # Frozen ID-model item embeddings (catalogue order); zeros until the ID model is attached.
         self.register_buffer("id_items", torch.zeros(n_items, config.id_dim))
 
@@ -91,28 +106,51 @@ class RecLLM(nn.Module):
 
     # --- heads -------------------------------------------------------------------------------
     def user_vectors(self, hidden: torch.Tensor, batch: Batch) -> torch.Tensor:
-        at_blank = hidden[torch.arange(len(hidden), device=hidden.device), batch.blank]
-        return F.normalize(self.user_head(at_blank), dim=-1)
+        return F.normalize(self.user_head(self.pooled(hidden, batch)), dim=-1)
 
     @staticmethod
     def pooled(hidden: torch.Tensor, batch: Batch) -> torch.Tensor:
         mask = batch.part_a.unsqueeze(-1).to(hidden.dtype)
         return (hidden * mask).sum(1) / mask.sum(1).clamp(min=1.0)
 
-    def item_vectors(self, item_batch: Batch) -> torch.Tensor:
-        return F.normalize(self.item_head(self.pooled(self.hidden(item_batch), item_batch)), dim=-1)
+    @torch.no_grad()
+    def item_features(self, examples, pad_id: int, batch_size: int = 256) -> torch.Tensor:
+        """(n_items, hidden) mean-pooled backbone states of per-item text examples
+        (`examples.item_examples(unified=False)`), in order; no gradient (refreshed once per epoch)."""
+        device = self.id_items.device
+        out = []
+        for b in range(0, len(examples), batch_size):
+            batch = collate(examples[b:b + batch_size], pad_id).to(device)
+            out.append(self.pooled(self.hidden(batch), batch))
+        return torch.cat(out)
+
+    def item_vectors(self, features: torch.Tensor) -> torch.Tensor:
+        """Item features -> L2-normalised item vectors (the trainable item head)."""
+        return F.normalize(self.item_head(features), dim=-1)
 
     @torch.no_grad()
     def item_matrix(self, examples, pad_id: int, batch_size: int = 256) -> torch.Tensor:
-        """(n_items, dim) item vectors of per-item examples (`examples.item_examples`), in order."""
+        """(n_items, dim) item vectors of per-item text examples, in order."""
+        return self.item_vectors(self.item_features(examples, pad_id, batch_size))
+
+    def lm_scores(self, users: torch.Tensor, items: torch.Tensor) -> torch.Tensor:
+        """The LM term: cosine similarity over the temperature, (B, D) x (N, D) -> (B, N)."""
+        return users @ items.T / self.config.temperature
+
+    @torch.no_grad()
+    def text_input_vectors(self, examples, pad_id: int) -> torch.Tensor:
+        """(n_items, hidden) mean input embedding of each item's text tokens: the alignment target
+        of the projected ID embedding, in the same (input-embedding) space."""
         device = self.id_items.device
-        out = [self.item_vectors(collate(examples[b:b + batch_size], pad_id).to(device))
-               for b in range(0, len(examples), batch_size)]
+        out = []
+        for b in range(0, len(examples), 256):
+            batch = collate(examples[b:b + 256], pad_id).to(device)
+            out.append(self.pooled(self.backbone.embed_tokens(batch.ids), batch))
         return torch.cat(out)
 
-    def id_vectors(self, items: torch.Tensor) -> torch.Tensor:
-        """Projected ID embeddings of catalogue items, in the item-vector space (for alignment)."""
-        return F.normalize(self.item_head(self.item_projector(self.id_items[items])), dim=-1)
+    def id_input_vectors(self, items: torch.Tensor) -> torch.Tensor:
+        """Projected ID embeddings of catalogue items: the ITEM_SLOT tokens' input embeddings."""
+        return self.item_projector(self.id_items[items])
 
     def lm_loss(self, hidden: torch.Tensor, batch: Batch) -> torch.Tensor:
         where = batch.labels != IGNORE

@@ -110,10 +110,15 @@ class Registry:
         return final
 
     def promote_if_better(self, version: str, metrics: dict) -> tuple[bool, str]:
-        """A challenger becomes champion when its validation NDCG@10 is at least the champion's,
-        measured on the same number of validation users (a quick-profile model ranked on a slice
+        """A challenger becomes champion when its validation NDCG@10 is at least that of the SASRec
+        trained in the same run on the same users (`sasrec_valid_ndcg@10`, when given) and at least
+        the champion's, measured on the same number of validation users (a quick-profile model ranked on a slice
         is not comparable with a full-profile champion; `lakerec models --promote` decides then)."""
         score = float(metrics[PROMOTION_METRIC])
+        id_model = metrics.get("sasrec_" + PROMOTION_METRIC)
+        if id_model is not None and score < float(id_model):
+            return False, (f"{version} stays challenger: {PROMOTION_METRIC} {score:.4f} is below its own ID model's "
+                           f"(SASRec, same run, same users) {float(id_model):.4f}")
         champ = self.champion()
         if champ is not None and champ.get("valid_users") != metrics.get("valid_users"):
             return False, (f"{version} stays challenger: validated on {metrics.get('valid_users')} users, champion "
@@ -141,7 +146,8 @@ class Registry:
         path = self.resolve(version)
         metrics = self.describe(path.name).get("metrics", {})
         return self.promote_if_better(path.name, {PROMOTION_METRIC: metrics.get(PROMOTION_METRIC, 0.0),
-                                                  "valid_users": metrics.get("valid_users")})
+                                                  "valid_users": metrics.get("valid_users"),
+                                                  "sasrec_" + PROMOTION_METRIC: metrics.get("sasrec_" + PROMOTION_METRIC)})
 
     def promote(self, version: str) -> str:
         """Make a registered version champion regardless of metrics (a deliberate human decision)."""

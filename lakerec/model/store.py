@@ -60,6 +60,7 @@ def load_model(directory: Path, device: str = "cpu"):
     if missing:
         raise ValueError(f"{directory / 'trainable.safetensors'}: missing tensors {sorted(missing)[:5]}")
     model.load_state_dict(load_file(str(directory / "trainable.safetensors")), strict=False)
+    model.lm_weight = float(info.get("hybrid", {}).get("lm_weight", 0.0))
     return model.to(device), id_model.to(device), info, tokenizer, item_ids
 
 

@@ -1,28 +1,40 @@
 """Two-stage fine-tuning of the recommendation LM (RSLLM) with RecSysLLM's objectives.
 
 Stage 1: text-only prompts. Stage 2: unified prompts (projected ID tokens next to each item's text
-and the ID model's sequence token), initialised from stage 1. Each step's loss:
-  w_lm * blank-infilling LM loss (task answers + entity-aware masked history spans)
-+ w_rec * InfoNCE(user vector at the blank, next item's vector; in-batch + sampled negatives)
-+ w_align * InfoNCE(projected ID embedding, item text vector)          (stage 2 only)
-After every epoch the model is scored on the validation items (full ranking); the best epoch wins.
+and the ID model's sequence token), initialised from stage 1 (LLaRA's curriculum). Each step's loss:
+  w_lm * blank-infilling LM loss (task answers + entity-aware masked history spans, chronological)
++ w_rec * softmax over the whole catalogue (user vector at the blank vs every item's text vector)
++ w_align * InfoNCE(projected ID embedding, the item's text in the input space)   (stage 2 only)
+
+Where the compute goes (issue: most of it used to be padding and re-encoded items):
+- item text vectors: the backbone pools every item's text once per epoch (no gradient); only the
+  item head learns on top, so the catalogue softmax costs one (B, D) x (D, N) product per step;
+- examples: every user, `examples_per_user` cut points (the newest training item and earlier ones),
+  mostly the short scoring prompt; batches grouped by token length, so padding is small;
+- two learning rates: LoRA adapters at `lr`, freshly initialised heads/projectors/position tables
+  at `head_lr`, both with a linear warm-up.
+After every epoch the LM is scored on the validation items (full ranking) alone and mixed with
+SASRec (`lakerec.model.hybrid`); the best epoch wins.
 """
 from __future__ import annotations
 
+import math
 import sys
 import time
 from dataclasses import asdict, dataclass, field
 
 import numpy as np
 import torch
+from torch.nn import functional as F
 
-from lakerec.eval.metrics import candidate_metrics, ranking_metrics, rmse_mae, target_rank
-from lakerec.eval.protocol import candidate_lists, seen_before
+from lakerec.eval.candidates import generation_budget, match_answer
+from lakerec.eval.metrics import candidate_metrics, ranking_metrics, rmse_mae
+from lakerec.eval.protocol import candidate_lists, ranks
 from lakerec.eval.split import TEST, VALID
-from lakerec.model import tasks
+from lakerec.model import hybrid, tasks
 from lakerec.model.examples import ExampleBuilder
 from lakerec.model.glm import collate
-from lakerec.model.losses import alignment_loss, user_item_loss
+from lakerec.model.losses import alignment_loss
 from lakerec.model.recllm import RecLLM
 from lakerec.model.sasrec import SASRec
 from lakerec.model.train_sasrec import left_pad
@@ -33,17 +45,19 @@ class LLMTrainConfig:
     stage1_epochs: int = 1
     stage2_epochs: int = 2
     batch_size: int = 16
-    lr: float = 5e-4
+    lr: float = 5e-4                   # LoRA adapters
+    head_lr: float = 2e-3              # fresh heads, projectors, 2D position tables, the BERT LM head
+    warmup: float = 0.1                # share of a stage's steps with a linear warm-up
     weight_decay: float = 0.01
-    examples_per_user: int = 1
-    family_weights: dict = field(default_factory=lambda: {"sequential": 0.6, "direct": 0.15, "rating": 0.1,
-                                                          "explanation": 0.15})
-    mask_prob: float = 0.5
-    n_negatives: int = 64
+    examples_per_user: int = 2         # cut points per user and epoch (the newest training item first)
+    family_weights: dict = field(default_factory=lambda: {"sequential": 0.8, "direct": 0.04, "rating": 0.06,
+                                                          "explanation": 0.1})
+    mask_prob: float = 0.3
     w_lm: float = 1.0
     w_rec: float = 1.0
     w_align: float = 0.5
-    max_users: int | None = None       # train on a slice of users (quick profile)
+    align_items: int = 128             # catalogue items per step in the alignment loss
+    max_users: int | None = None       # train on a slice of users (tests)
     eval_users: int | None = None      # evaluate generation tasks on the first N evaluated users
     rank_users: int | None = None      # full-ranking evaluation on the first N users (None: all)
     max_new_tokens: int = 24
@@ -58,6 +72,27 @@ def log(msg: str) -> None:
     print(msg, file=sys.stderr, flush=True)
 
 
+def param_groups(model: RecLLM, config: LLMTrainConfig) -> list[dict]:
+    """LoRA adapters at `lr`; everything else that trains (fresh weights) at `head_lr`."""
+    lora, fresh = [], []
+    for name, p in model.named_parameters():
+        if p.requires_grad:
+            (lora if "lora_" in name else fresh).append(p)
+    return [{"params": lora, "lr": config.lr}, {"params": fresh, "lr": config.head_lr}]
+
+
+def warmup_schedule(optimizer, total_steps: int, warmup: float):
+    """Linear warm-up over the first `warmup` share of the steps, then cosine decay to 10%."""
+    ramp = max(1, int(total_steps * warmup))
+
+    def factor(step: int) -> float:
+        if step < ramp:
+            return (step + 1) / ramp
+        progress = (step - ramp) / max(1, total_steps - ramp)
+        return 0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * min(1.0, progress)))
+    return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
+
+
 class Trainer:
     def __init__(self, model: RecLLM, builder: ExampleBuilder, id_model: SASRec | None, config: LLMTrainConfig,
                  device: str = "cpu"):
@@ -69,6 +104,11 @@ class Trainer:
             self.users = self.users[:config.max_users]
         self.examples_seen = 0
         self.train_seconds = 0.0
+        self.tokens_real = 0               # non-padding tokens through the backbone in training steps
+        self.tokens_padded = 0             # every position through the backbone (real + padding)
+        pad = builder.special.pad
+        self.text_items = builder.item_examples(False)
+        self.text_inputs = model.text_input_vectors(self.text_items, pad)
 
     # --- ID-model states for USER_SLOT tokens ---------------------------------------------------
     @torch.no_grad()
@@ -89,15 +129,27 @@ class Trainer:
         plan = []
         for user in self.users:
             n_train = len(self.data.split.train[user])
-            cuts = [n_train - 1] + list(self.rng.integers(1, n_train, size=self.config.examples_per_user - 1))
+            extra = min(self.config.examples_per_user - 1, n_train - 2)
+            cuts = [n_train - 1] + list(self.rng.choice(np.arange(1, n_train - 1), size=extra, replace=False))
             for n in cuts:
                 family = families[self.rng.choice(len(families), p=weights / weights.sum())]
                 if family == "rating" and not self.builder.rated(user, int(self.data.sequences[user][n])):
                     family = "sequential"
                 templates = tasks.trained_templates(family)
                 plan.append((user, int(n), family, templates[self.rng.integers(len(templates))][1]))
-        order = self.rng.permutation(len(plan))
-        return [plan[i] for i in order]
+        return plan
+
+    def _batches(self, plan: list, unified: bool) -> list[list]:
+        """Shuffled batches of examples of similar token length (sorted within chunks of 32 batches)."""
+        plan = [plan[i] for i in self.rng.permutation(len(plan))]
+        size = self.config.batch_size
+        batches = []
+        for begin in range(0, len(plan), size * 32):
+            chunk = sorted(plan[begin:begin + size * 32],
+                           key=lambda r: len(self.builder.tokenized(r[0], r[1], unified).ids)
+                           + (300 if r[2] == "direct" else 0))
+            batches += [chunk[b:b + size] for b in range(0, len(chunk), size)]
+        return [batches[i] for i in self.rng.permutation(len(batches))]
 
     def _candidates(self, user: int, n: int, target: int, k: int = 20) -> list[int]:
         seen = set(self.data.sequences[user][:n].tolist()) | {target}
@@ -109,17 +161,17 @@ class Trainer:
         pool.insert(int(self.rng.integers(k)), target)
         return pool
 
-    def train_epoch(self, optimizer, unified: bool, stage: str) -> dict:
-        self.model.train()
+    def train_epoch(self, optimizer, schedule, batches: list, unified: bool, stage: str) -> dict:
         cfg = self.config
-        plan = self._plan()
-        item_examples = self.builder.item_examples(unified)
-        text_items = self.builder.item_examples(False)
+        pad = self.builder.special.pad
+        self.model.eval()
+        features = self.model.item_features(self.text_items, pad)       # once per epoch, no gradient
+        self.model.train()
+        n_items = self.data.split.n_items
         totals = {"loss": 0.0, "lm": 0.0, "rec": 0.0, "align": 0.0}
-        steps = 0
+        steps = done = 0
         start = time.time()
-        for begin in range(0, len(plan), cfg.batch_size):
-            rows = plan[begin:begin + cfg.batch_size]
+        for rows in batches:
             examples, positives = [], []
             for user, n, family, template in rows:
                 target = int(self.data.sequences[user][n])
@@ -127,87 +179,107 @@ class Trainer:
                 examples.append(self.builder.example(user, n, family, template, unified=unified, target=target,
                                                      candidates=candidates, rng=self.rng, mask_prob=cfg.mask_prob))
                 positives.append(target if family == "sequential" else -1)
-            batch = collate(examples, self.builder.special.pad).to(self.device)
+            batch = collate(examples, pad).to(self.device)
             states = self.user_states([r[0] for r in rows], [r[1] for r in rows]) if unified else None
             hidden = self.model.hidden(batch, states)
             lm = self.model.lm_loss(hidden, batch)
             loss = cfg.w_lm * lm
-            seq_rows = [i for i, p in enumerate(positives) if p >= 0]
             rec = align = torch.zeros((), device=self.device)
+            seq_rows = [i for i, p in enumerate(positives) if p >= 0]
             if seq_rows and cfg.w_rec:
                 users = self.model.user_vectors(hidden, batch)[seq_rows]
-                pos_items = [positives[i] for i in seq_rows]
-                negatives = self.rng.integers(self.data.split.n_items, size=cfg.n_negatives).tolist()
-                unique = sorted(set(pos_items) | set(negatives))
-                where = {item: k for k, item in enumerate(unique)}
-                item_batch = collate([item_examples[i] for i in unique], self.builder.special.pad).to(self.device)
-                item_vecs = self.model.item_vectors(item_batch)
-                ids = torch.tensor(unique, device=self.device)
-                rec = user_item_loss(users, item_vecs, torch.tensor([where[p] for p in pos_items], device=self.device),
-                                     ids, self.model.config.temperature)
+                logits = self.model.lm_scores(users, self.model.item_vectors(features))
+                rec = F.cross_entropy(logits, torch.tensor([positives[i] for i in seq_rows], device=self.device))
                 loss = loss + cfg.w_rec * rec
-                if unified and cfg.w_align:
-                    text_batch = collate([text_items[i] for i in unique], self.builder.special.pad).to(self.device)
-                    text_vecs = self.model.item_vectors(text_batch)
-                    align = alignment_loss(self.model.id_vectors(ids), text_vecs, self.model.config.temperature)
-                    loss = loss + cfg.w_align * align
+            if unified and cfg.w_align:
+                picked = {p for p in positives if p >= 0} | set(self.rng.integers(n_items, size=cfg.align_items).tolist())
+                ids = torch.tensor(sorted(picked), device=self.device)
+                align = alignment_loss(F.normalize(self.model.id_input_vectors(ids), dim=-1),
+                                       F.normalize(self.text_inputs[ids], dim=-1), self.model.config.temperature)
+                loss = loss + cfg.w_align * align
             optimizer.zero_grad()
             loss.backward()
             torch.nn.utils.clip_grad_norm_([p for p in self.model.parameters() if p.requires_grad], 1.0)
             optimizer.step()
+            schedule.step()
             steps += 1
+            done += len(rows)
             self.examples_seen += len(rows)
+            self.tokens_real += int(sum(len(e.ids) for e in examples))
+            self.tokens_padded += int(batch.ids.numel())
             for key, value in (("loss", loss), ("lm", lm), ("rec", rec), ("align", align)):
                 totals[key] += value.item()
             if steps % cfg.log_every == 0:
-                rate = (begin + len(rows)) / (time.time() - start)
-                log(f"[{stage}] {begin + len(rows)}/{len(plan)} examples, loss {totals['loss'] / steps:.3f} "
+                log(f"[{stage}] {done}/{sum(map(len, batches))} examples, loss {totals['loss'] / steps:.3f} "
                     f"(lm {totals['lm'] / steps:.3f}, rec {totals['rec'] / steps:.3f}, "
-                    f"align {totals['align'] / steps:.3f}), {rate:.1f} examples/s")
+                    f"align {totals['align'] / steps:.3f}), {done / (time.time() - start):.1f} examples/s")
         seconds = time.time() - start
         self.train_seconds += seconds
-        return {k: v / max(steps, 1) for k, v in totals.items()} | {"examples": len(plan), "seconds": seconds}
+        return {k: v / max(steps, 1) for k, v in totals.items()} | {"examples": done, "seconds": seconds}
 
-    def fit_stage(self, stage: str, epochs: int, unified: bool) -> dict:
-        params = [p for p in self.model.parameters() if p.requires_grad]
-        optimizer = torch.optim.AdamW(params, lr=self.config.lr, weight_decay=self.config.weight_decay)
+    def fit_stage(self, stage: str, epochs: int, unified: bool, id_valid: np.ndarray | None = None,
+                  select: str = "hybrid") -> dict:
+        """Train `epochs` epochs; after each, validation NDCG@10 of the LM alone and of the hybrid with
+        SASRec (`id_valid`: SASRec's scores of the evaluated validation users, weight chosen on them).
+        The best epoch by `select` ("hybrid" or "lm") is kept. Returns best_valid (the LM alone),
+        best_hybrid_valid, lm_weight, weight_table and the history."""
+        epoch_batches = [self._batches(self._plan(), unified) for _ in range(epochs)]
+        optimizer = torch.optim.AdamW(param_groups(self.model, self.config), weight_decay=self.config.weight_decay)
+        schedule = warmup_schedule(optimizer, sum(map(len, epoch_batches)), self.config.warmup)
+        evaluator = Evaluator(self)
         best, best_state, history = None, None, []
-        for epoch in range(1, epochs + 1):
-            stats = self.train_epoch(optimizer, unified, stage)
-            valid = Evaluator(self).ranking(VALID, unified)
-            history.append({"epoch": epoch, **stats, **{f"valid_{k}": v for k, v in valid.items()}})
+        for epoch, batches in enumerate(epoch_batches, start=1):
+            stats = self.train_epoch(optimizer, schedule, batches, unified, stage)
+            users = evaluator.users(VALID)
+            lm_valid = evaluator.lm_scores(users, VALID, unified)
+            valid = evaluator.ranking_of(lm_valid, users, VALID)
+            result = {"epoch": epoch, "best_valid": valid, "lm_weight": 0.0, "weight_table": {},
+                      "best_hybrid_valid": None}
+            if id_valid is not None:
+                weight, table = hybrid.choose_weight(id_valid, lm_valid, users, self.data.split, VALID)
+                result.update(lm_weight=weight, weight_table=table,
+                              best_hybrid_valid=evaluator.ranking_of(hybrid.mix(id_valid, lm_valid, weight), users,
+                                                                     VALID))
+            key = (result["best_hybrid_valid"] or valid)["ndcg@10"] if select == "hybrid" else valid["ndcg@10"]
+            history.append({"epoch": epoch, **stats, **{f"valid_{k}": v for k, v in valid.items()},
+                            "lm_weight": result["lm_weight"], "hybrid_valid_ndcg@10":
+                            (result["best_hybrid_valid"] or {}).get("ndcg@10")})
             log(f"[{stage}] epoch {epoch}: loss {stats['loss']:.4f}, {stats['examples'] / stats['seconds']:.2f} "
-                f"examples/s, valid ndcg@10 {valid['ndcg@10']:.4f} hr@10 {valid['hr@10']:.4f}")
-            if best is None or valid["ndcg@10"] > best["ndcg@10"]:
-                best = valid
+                f"examples/s, valid ndcg@10 LM alone {valid['ndcg@10']:.4f}"
+                + (f", hybrid {result['best_hybrid_valid']['ndcg@10']:.4f} at lm_weight {result['lm_weight']}"
+                   if id_valid is not None else ""))
+            if best is None or key > best[0]:
+                best = (key, result)
                 best_state = {k: v.detach().clone() for k, v in self.model.state_dict().items()}
         self.model.load_state_dict(best_state)
-        return {"best_valid": best, "history": history}
+        return {**best[1], "history": history}
 
 
 class Evaluator:
-    """Every LM evaluation on one split: full ranking, the 20-candidate protocol, ratings,
+    """Every LM evaluation on one split: full ranking (the LM alone; mixing with SASRec is the
+    caller's, through `lakerec.model.hybrid`), free generation on 20 candidates, ratings,
     explanations; with the trained templates and, zero-shot, the held-out ones."""
 
     def __init__(self, trainer: Trainer, batch_size: int = 32):
         self.t, self.batch_size = trainer, batch_size
         self.model, self.builder, self.data = trainer.model, trainer.builder, trainer.data
 
-    def _users(self, on: str, limit: int | None = None) -> list[int]:
+    def users(self, on: str, limit: int | None = None) -> np.ndarray:
+        """The evaluated users: sorted ids with an `on` item, the first `rank_users` of them."""
         targets = self.data.split.test if on == TEST else self.data.split.valid
         users = sorted(targets)[:self.t.config.rank_users or None]
-        return users[:limit] if limit else users
+        return np.array(users[:limit] if limit else users, dtype=np.int64)
 
-    def item_matrix(self, unified: bool) -> torch.Tensor:
+    def item_matrix(self) -> torch.Tensor:
         self.model.eval()
-        return self.model.item_matrix(self.builder.item_examples(unified), self.builder.special.pad)
+        return self.model.item_matrix(self.t.text_items, self.builder.special.pad)
 
     @torch.no_grad()
     def user_matrix(self, users, on: str, unified: bool, template: str = "") -> torch.Tensor:
         self.model.eval()
         out = []
         for begin in range(0, len(users), self.batch_size):
-            chunk = users[begin:begin + self.batch_size]
+            chunk = [int(u) for u in users[begin:begin + self.batch_size]]
             lengths = [self.data.prefix_length(u, on) for u in chunk]
             examples = [self.builder.example(u, n, "sequential", template, unified=unified, target=None)
                         for u, n in zip(chunk, lengths)]
@@ -216,45 +288,52 @@ class Evaluator:
             out.append(self.model.user_vectors(self.model.hidden(batch, states), batch))
         return torch.cat(out)
 
-    def ranking(self, on: str, unified: bool, template: str = "", items: torch.Tensor | None = None) -> dict:
-        """`items`: the item matrix when the caller already has it (it depends on the model only)."""
-        users = self._users(on)
-        items = self.item_matrix(unified) if items is None else items
-        scores = (self.user_matrix(users, on, unified, template) @ items.T).cpu().numpy()
-        ranks = [target_rank(scores[row], self.data.target(u, on), seen_before(self.data.split, u, on))
-                 for row, u in enumerate(users)]
-        return ranking_metrics(np.array(ranks))
+    @torch.no_grad()
+    def lm_scores(self, users, on: str, unified: bool, template: str = "",
+                  items: torch.Tensor | None = None) -> np.ndarray:
+        """(len(users), n_items) LM scores; `items`: the item matrix when the caller has it."""
+        items = self.item_matrix() if items is None else items
+        return self.model.lm_scores(self.user_matrix(users, on, unified, template), items).float().cpu().numpy()
 
-    def _generate(self, users, on, unified, build, allowed_first=None):
+    def ranks_of(self, scores: np.ndarray, users, on: str) -> np.ndarray:
+        return ranks(hybrid.rows_of(scores, users), self.data.split, on, users=users)[1]
+
+    def ranking_of(self, scores: np.ndarray, users, on: str) -> dict:
+        return ranking_metrics(self.ranks_of(scores, users, on))
+
+    def _generate(self, users, on, unified, build, allowed_first=None, max_new_tokens=None):
         texts, firsts = [], []
         for begin in range(0, len(users), self.batch_size):
-            chunk = users[begin:begin + self.batch_size]
+            chunk = [int(u) for u in users[begin:begin + self.batch_size]]
             lengths = [self.data.prefix_length(u, on) for u in chunk]
             batch = collate([build(u, n) for u, n in zip(chunk, lengths)], self.builder.special.pad).to(self.t.device)
             states = self.t.user_states(chunk, lengths) if unified else None
-            tokens, first = self.model.generate(batch, states, self.t.config.max_new_tokens, allowed_first)
+            tokens, first = self.model.generate(batch, states, max_new_tokens or self.t.config.max_new_tokens,
+                                                allowed_first)
             texts += [self.builder.tokenizer.decode(t) for t in tokens]
             firsts.append(first)
         return texts, torch.cat(firsts)
 
     def candidates(self, on: str, unified: bool, template: str, seed: int = 2024, k: int = 20) -> dict:
-        """LLaRA/RSLLM protocol: the held-out item + 19 random unseen items (fixed seed), free
-        generation, the answer matched to a candidate title."""
-        users = self._users(on, self.t.config.eval_users)
+        """LLaRA/RSLLM protocol by free generation: the held-out item + 19 random unseen items (fixed
+        seed, the same lists as every score-based model's), the answer valid when exactly one
+        candidate title appears in it (`eval.candidates.match_answer`), room for the longest title."""
+        users = [int(u) for u in self.users(on, self.t.config.eval_users)]
         lists = candidate_lists(self.data.split, users, on, seed, k)
+        titles = [tasks.answer_text(item) for item in self.data.items]
+        budget = generation_budget(self.builder.tokenizer, titles)
         self.model.eval()
         texts, _ = self._generate(users, on, unified, lambda u, n: self.builder.example(
-            u, n, "direct", template, unified=unified, target=None, candidates=lists[u]))
+            u, n, "direct", template, unified=unified, target=None, candidates=lists[u]), max_new_tokens=budget)
         answers = []
         for u, text in zip(users, texts):
-            said = tasks.normalise_answer(text)
-            named = [c for c in lists[u] if tasks.normalise_answer(tasks.answer_text(self.data.items[c])) == said]
-            target = self.data.target(u, on)
-            answers.append(target if target in named else (named[0] if named else None))
+            hit = match_answer(text, [titles[c] for c in lists[u]])
+            answers.append(None if hit is None else lists[u][hit])
         return candidate_metrics(answers, [lists[u] for u in users], [self.data.target(u, on) for u in users])
 
     def ratings(self, on: str, unified: bool, template: str) -> dict:
-        users = [u for u in self._users(on, self.t.config.eval_users) if self.builder.rated(u, self.data.target(u, on))]
+        users = [int(u) for u in self.users(on, self.t.config.eval_users)
+                 if self.builder.rated(int(u), self.data.target(int(u), on))]
         digits = [self.builder.ids(str(d))[0] for d in range(1, 6)]
         self.model.eval()
         _, first = self._generate(users, on, unified, lambda u, n: self.builder.example(
@@ -266,7 +345,7 @@ class Evaluator:
         return rmse_mae(predicted, np.array(actual)) | {"users": len(users)}
 
     def explanations(self, on: str, unified: bool, template: str) -> dict:
-        users = self._users(on, self.t.config.eval_users)
+        users = [int(u) for u in self.users(on, self.t.config.eval_users)]
         self.model.eval()
         texts, _ = self._generate(users, on, unified, lambda u, n: self.builder.example(
             u, n, "explanation", template, unified=unified, target=self.data.target(u, on), with_answer=False))
@@ -276,13 +355,13 @@ class Evaluator:
         return {"unigram_f1": float(np.mean(f1)) if f1 else 0.0, "users": len(users),
                 "example": texts[0] if texts else ""}
 
-    def full_report(self, on: str, unified: bool) -> dict:
-        """Headline metrics (trained templates) plus zero-shot results on the held-out templates."""
-        items = self.item_matrix(unified)
-        report = {"ranking": self.ranking(on, unified, items=items)}
-        for family, fn in (("direct", self.candidates), ("rating", self.ratings), ("explanation", self.explanations)):
-            report[family] = fn(on, unified, tasks.trained_templates(family)[0][1])
-            report[f"{family}_heldout"] = fn(on, unified, tasks.heldout_template(family)[1])
-        report["ranking_heldout"] = self.ranking(on, unified, tasks.heldout_template("sequential")[1], items=items)
+    def generation_report(self, on: str, unified: bool) -> dict:
+        """The generation tasks on the first `eval_users` users: free-generation 20 candidates
+        (`direct_generated`), rating, explanation; trained templates and, zero-shot, held-out ones."""
+        report = {}
+        for family, fn in (("direct_generated", self.candidates), ("rating", self.ratings),
+                           ("explanation", self.explanations)):
+            task = "direct" if family == "direct_generated" else family
+            report[family] = fn(on, unified, tasks.trained_templates(task)[0][1])
+            report[f"{family}_heldout"] = fn(on, unified, tasks.heldout_template(task)[1])
         return report
-

@@ -1,0 +1,65 @@
+"""The hybrid score (lakerec.model.hybrid): SASRec + lm_weight * the LM term. At initialisation it is
+SASRec exactly; the weight is chosen on validation with 0 in the grid, so the LM term is used only
+where it helps."""
+import numpy as np
+import torch
+
+from lakerec.eval.protocol import SplitData
+from lakerec.eval.split import VALID
+from lakerec.model import hybrid
+from lakerec.model.sasrec import SASRec, SASRecConfig
+
+
+def small_split(n_users=40, n_items=30, seed=0) -> SplitData:
+    rng = np.random.default_rng(seed)
+    train = {u: rng.choice(n_items, size=5, replace=False) for u in range(n_users)}
+    valid = {u: int(next(i for i in rng.permutation(n_items) if i not in train[u])) for u in range(n_users)}
+    return SplitData(np.arange(1000, 1000 + n_items), train, valid, dict(valid))
+
+
+def test_at_initialisation_the_hybrid_is_sasrec_exactly():
+    """A freshly built model (LoRA, random heads) has lm_weight 0: the exported one-dot-product score
+    [state ; 0 * v] . [e ; t] equals SASRec's full-sort scores, whatever the LM term says."""
+    from lakerec.model.recllm import RecLLMConfig
+    from lakerec.model.store import build_model
+    torch.manual_seed(0)
+    n_items = 12
+    id_model = SASRec(SASRecConfig(n_items=n_items, max_len=8, dim=16, layers=1, heads=2, dropout=0.0)).eval()
+    model, _, _, _ = build_model(RecLLMConfig(dim=16, id_dim=16), n_items, id_model)
+    assert model.lm_weight == 0.0
+    seqs = torch.randint(1, n_items + 1, (5, 8))
+    state = id_model.user_embedding(seqs)
+    lm_user = torch.nn.functional.normalize(torch.randn(5, 16), dim=-1)      # any LM output
+    text_items = torch.nn.functional.normalize(torch.randn(n_items, 16), dim=-1)
+    vector = hybrid.user_vector(state, lm_user, model.lm_weight, model.config.temperature)
+    matrix = hybrid.item_matrix(id_model.item_embeddings().numpy(), text_items.numpy())
+    got, want = vector.numpy() @ matrix.T, id_model.full_sort_scores(seqs).numpy()
+    assert np.allclose(got, want, rtol=0, atol=1e-6)          # float summation order only
+    assert np.array_equal(np.argsort(-got, axis=1), np.argsort(-want, axis=1))
+
+
+def test_the_concatenated_vectors_give_the_two_term_score():
+    rng = np.random.default_rng(1)
+    state, e = rng.normal(size=(4, 8)), rng.normal(size=(20, 8))
+    v, t = rng.normal(size=(4, 6)), rng.normal(size=(20, 6))
+    weight, temperature = 0.3, 0.07
+    vector = hybrid.user_vector(torch.tensor(state), torch.tensor(v), weight, temperature).numpy()
+    got = vector @ hybrid.item_matrix(e, t).T
+    assert np.allclose(got, hybrid.mix(state @ e.T, v @ t.T / temperature, weight), atol=1e-4)
+
+
+def test_weight_is_zero_when_the_lm_term_does_not_help_and_positive_when_it_does():
+    split = small_split()
+    users = np.array(sorted(split.valid))
+    rng = np.random.default_rng(2)
+    id_scores = rng.normal(size=(len(users), split.n_items))
+    # an LM term that points away from every target: any weight above 0 can only hurt or tie
+    harmful = np.zeros_like(id_scores)
+    for row, u in enumerate(users):
+        harmful[row, split.valid[u]] = -10.0
+    weight, table = hybrid.choose_weight(id_scores, harmful, users, split, VALID)
+    assert weight == 0.0 and table[0.0] == max(table.values())
+    # an LM term that knows the targets: the mix uses it
+    helpful = -harmful
+    weight, table = hybrid.choose_weight(id_scores, helpful, users, split, VALID)
+    assert weight > 0 and table[weight] > table[0.0]
