@@ -24,21 +24,22 @@ def run(spark, conf, run_date, profile_name: str | None = None, warm_from: str |
         run.rows_out = write_model_metrics(spark, conf.require("tables.model_metrics"), results["rows"],
                                            run_id=run.run_id, run_date=run_date, version=results["version"],
                                            profile=profile.name, dataset=dataset)
+        seeds = results["seeds"]
         meta = {"version": results["version"], "profile": profile.name, "run_id": run.run_id,
                 "run_date": run_date.isoformat(), "n_users": results["n_users"], "n_items": results["n_items"],
-                "dataset": dataset, "device": device(),
-                "notes": [f"LM training throughput, seed {s}: {v['examples_per_s']:.2f} examples/s; "
-                          f"SASRec {v['sasrec_examples_per_s']:.0f} sequences/s" for s, v in results["seeds"].items()]
-                + ([f"LM models (lm_text, hybrid) ranked on the first {profile.llm_train.rank_users} evaluated "
-                    "users only (quick profile); baselines and SASRec on all of them"]
-                   if profile.llm_train.rank_users else [])
-                + [f"explanation sample: {next(iter(results['seeds'].values()))['explanation_example']!r}",
+                "dataset": dataset, "device": device(), "serving_message": results["serving_message"],
+                "paired": results["paired"],
+                "notes": [f"LM training, seed {s}: {v['examples_per_s']:.2f} examples/s, "
+                          f"{v['useful_tokens_per_s']:.0f} useful tokens/s, {v['padding_share']:.0%} padding; "
+                          f"SASRec {v['sasrec_examples_per_s']:.0f} sequences/s" for s, v in seeds.items()]
+                + [f"explanation sample (MiniLM generator): {next(iter(seeds.values()))['explanation_example']!r}",
                    results["message"]]}
         report = write_report(registry.resolve(results["version"]) / "report", results["rows"], meta)
         run.metrics.update(model_version=results["version"], promoted=results["promoted"],
                            valid_ndcg_at_10=round(results["valid_ndcg"], 4), report=str(report),
+                           lm_weight=results["lm_weight"], serving=results["serving"],
                            lm_examples_per_s={s: round(v["examples_per_s"], 2) for s, v in results["seeds"].items()})
-        print(f"model {results['version']}: {results['message']}; report: {report}")
+        print(f"model {results['version']}: {results['message']}; {results['serving_message']}; report: {report}")
         return run
 
 

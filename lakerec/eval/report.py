@@ -5,6 +5,7 @@ new metric or model is a new row, never a schema change. A run replaces its own 
 from __future__ import annotations
 
 import datetime as dt
+import json
 from pathlib import Path
 
 import numpy as np
@@ -17,12 +18,18 @@ MODEL_METRICS_COLUMNS_DOC = {
     "model_version": "registry version the run produced (the best seed's model)",
     "profile": "training profile (quick or full)",
     "dataset": "warehouse interactions table the split was built from",
-    "model": "most_popular, als, sasrec, lm_text (stage 1), hybrid (stage 2)",
+    "model": "most_popular, als, sasrec, lm_text (stage-1 LM alone), lm_unified (stage-2 LM alone), "
+             "hybrid (SASRec + lm_weight * stage-2 LM: what is served)",
     "seed": "training seed (null for deterministic baselines)",
     "split": "test or valid (leave-one-out)",
-    "family": "ranking (full ranking over unseen items), direct (20 candidates), rating, explanation",
+    "family": "ranking (full ranking over unseen items); ranking_head / ranking_tail / ranking_cold (the same, "
+              "users whose target is a head item: top 20% by training interactions / the rest / <= 5 training "
+              "interactions); direct (20 candidates by candidate scoring: the model's own score over the 20); "
+              "direct_generated (20 candidates by free generation, LLaRA's validity rule); rating; explanation; "
+              "mix (the hybrid's lm_weight)",
     "template": "trained: a prompt template used in training; heldout: never trained on (zero-shot)",
-    "metric": "hr@k, ndcg@k, mrr, valid_ratio, hit_ratio@1, rmse, mae, unigram_f1, users",
+    "metric": "hr@k, ndcg@k, mrr, valid_ratio, hit_ratio@1, hit_ratio@1_valid, rmse, mae, unigram_f1, lm_weight, "
+              "users (how many users the row's metrics are computed on)",
     "value": "metric value",
     "recorded_at": "when the row was written (UTC)",
 }
@@ -31,6 +38,7 @@ MODEL_METRICS_SCHEMA = ("run_id string, run_date date, model_version string, pro
                         "value double, recorded_at timestamp")
 
 HEADLINE = ["most_popular", "als", "sasrec", "lm_text", "hybrid"]
+HEADLINE_ALL = ["most_popular", "als", "sasrec", "lm_text", "lm_unified", "hybrid"]
 RANKING_METRICS = ["hr@1", "hr@5", "hr@10", "ndcg@5", "ndcg@10", "mrr"]
 
 
@@ -59,52 +67,105 @@ def _cell(stat) -> str:
     return f"{mean:.4f}" if n == 1 else f"{mean:.4f} ± {std:.4f}"
 
 
+def _users(rows, model, family, template="trained", split="test") -> str:
+    stat = _stats(rows, model, family, "users", template, split)
+    return "–" if stat is None else str(int(stat[0]))
+
+
 def markdown(rows: list[dict], meta: dict) -> str:
     lines = [f"# LakeRec training report — {meta['version']} ({meta['profile']} profile)", "",
-             f"Run {meta['run_id']} for {meta['run_date']}, {meta['n_users']} users evaluated, "
-             f"{meta['n_items']} items, dataset `{meta['dataset']}`, device {meta['device']}. "
-             "Leave-one-out, test split, full ranking over every item the user has not interacted with. "
-             "Mean ± std over seeds where a model has several.", "",
+             f"Run {meta['run_id']} for {meta['run_date']}, {meta['n_users']} users, {meta['n_items']} items, "
+             f"dataset `{meta['dataset']}`, device {meta['device']}. Leave-one-out, full ranking over every item "
+             "the user has not interacted with. Mean ± std over seeds where a model has several; the users "
+             "column says how many users each row is computed on.", "",
+             f"**Served:** {meta.get('serving_message', '')}", "",
              "## Full ranking (test)", "",
-             "| model | seeds | " + " | ".join(RANKING_METRICS) + " |",
-             "|---|---|" + "---|" * len(RANKING_METRICS)]
-    for model in HEADLINE:
+             "| model | seeds | users | " + " | ".join(RANKING_METRICS) + " |",
+             "|---|---|---|" + "---|" * len(RANKING_METRICS)]
+    for model in HEADLINE_ALL:
         stats = [_stats(rows, model, "ranking", m) for m in RANKING_METRICS]
         if all(s is None for s in stats):
             continue
         seeds = max((s[2] for s in stats if s), default=0)
-        lines.append(f"| {model} | {seeds} | " + " | ".join(_cell(s) for s in stats) + " |")
+        lines.append(f"| {model} | {seeds} | {_users(rows, model, 'ranking')} | "
+                     + " | ".join(_cell(s) for s in stats) + " |")
+    if meta.get("paired"):
+        lines += ["", "## Hybrid vs SASRec, paired (same users, same seed)", "",
+                  "| seed | users | hybrid NDCG@10 | SASRec NDCG@10 | difference | 95% CI (paired bootstrap) | ratio |",
+                  "|---|---|---|---|---|---|---|"]
+        for seed, p in meta["paired"].items():
+            lines.append(f"| {seed} | {p['users']} | {p['mean_a']:.4f} | {p['mean_b']:.4f} | {p['diff']:+.4f} | "
+                         f"[{p['ci_low']:+.4f}, {p['ci_high']:+.4f}] | {p['ratio']:.3f} |")
+    lines += ["", "## NDCG@10 by target popularity (test)", "",
+              "head: the 20% most interacted items in training; tail: the rest; cold: <= 5 training interactions.", "",
+              "| model | head | tail | cold |", "|---|---|---|---|"]
+    for model in HEADLINE_ALL:
+        cells = [f"{_cell(_stats(rows, model, f'ranking_{g}', 'ndcg@10'))} ({_users(rows, model, f'ranking_{g}')} users)"
+                 for g in ("head", "tail", "cold")]
+        if _stats(rows, model, "ranking_head", "ndcg@10") is not None:
+            lines.append(f"| {model} | " + " | ".join(cells) + " |")
     lines += ["", "## 20 candidates (LLaRA / RSLLM protocol, test)", "",
-              "LM models answer by free generation (ValidRatio = answers naming a candidate); score-based "
-              "models pick their top-scored candidate (always valid). Same candidate lists for all.", "",
-              "| model | template | hit_ratio@1 | valid_ratio | hit_ratio@1 over valid |", "|---|---|---|---|---|"]
-    for model in HEADLINE:
-        for template in ("trained", "heldout"):
-            stat = _stats(rows, model, "direct", "hit_ratio@1", template)
-            if stat is None:
-                continue
-            lines.append(f"| {model} | {template} | {_cell(stat)} | "
-                         f"{_cell(_stats(rows, model, 'direct', 'valid_ratio', template))} | "
-                         f"{_cell(_stats(rows, model, 'direct', 'hit_ratio@1_valid', template))} |")
-    lines += ["", "## Rating prediction, explanations, and held-out templates (zero-shot)", "",
-              "| model | template | ndcg@10 (ranking) | RMSE | MAE | explanation unigram F1 |", "|---|---|---|---|---|---|"]
-    for model in ("lm_text", "hybrid"):
-        for template in ("trained", "heldout"):
-            if _stats(rows, model, "rating", "rmse", template) is None:
-                continue
-            lines.append(f"| {model} | {template} | {_cell(_stats(rows, model, 'ranking', 'ndcg@10', template))} | "
-                         f"{_cell(_stats(rows, model, 'rating', 'rmse', template))} | "
-                         f"{_cell(_stats(rows, model, 'rating', 'mae', template))} | "
-                         f"{_cell(_stats(rows, model, 'explanation', 'unigram_f1', template))} |")
-    lines += ["", "## Validation NDCG@10 (model selection)", ""]
-    for model in ("sasrec", "lm_text", "hybrid"):
+              "Candidate scoring: the model's own score over the 20 candidates picks the answer (valid by "
+              "construction). Free generation: the LM writes an answer, valid when exactly one candidate title "
+              "appears in it; HR@1 over all users and, as LLaRA reports it, over valid answers only. Same "
+              "candidate lists for every row.", "",
+              "| model | how | template | users | hit_ratio@1 | valid_ratio | hit_ratio@1 over valid |",
+              "|---|---|---|---|---|---|---|"]
+    for model in HEADLINE_ALL:
+        for family, how in (("direct", "candidate scoring"), ("direct_generated", "free generation")):
+            for template in ("trained", "heldout"):
+                stat = _stats(rows, model, family, "hit_ratio@1", template)
+                if stat is None:
+                    continue
+                lines.append(f"| {model} | {how} | {template} | {_users(rows, model, family, template)} | "
+                             f"{_cell(stat)} | {_cell(_stats(rows, model, family, 'valid_ratio', template))} | "
+                             f"{_cell(_stats(rows, model, family, 'hit_ratio@1_valid', template))} |")
+    lines += ["", "## Rating prediction and explanations (the hybrid's LM, generation)", "",
+              "| template | users | RMSE | MAE | explanation unigram F1 |", "|---|---|---|---|---|"]
+    for template in ("trained", "heldout"):
+        if _stats(rows, "hybrid", "rating", "rmse", template) is None:
+            continue
+        lines.append(f"| {template} | {_users(rows, 'hybrid', 'rating', template)} | "
+                     f"{_cell(_stats(rows, 'hybrid', 'rating', 'rmse', template))} | "
+                     f"{_cell(_stats(rows, 'hybrid', 'rating', 'mae', template))} | "
+                     f"{_cell(_stats(rows, 'hybrid', 'explanation', 'unigram_f1', template))} |")
+    lines += ["", "## Validation NDCG@10 (model selection) and the mix", ""]
+    for model in ("sasrec", "lm_text", "lm_unified", "hybrid"):
         stat = _stats(rows, model, "ranking", "ndcg@10", split="valid")
         if stat:
-            lines.append(f"- {model}: {_cell(stat)}")
+            lines.append(f"- {model}: {_cell(stat)} ({_users(rows, model, 'ranking', split='valid')} users)")
+    weights = [r["value"] for r in rows if r["model"] == "hybrid" and r["family"] == "mix"]
+    if weights:
+        lines.append(f"- lm_weight chosen per seed: {', '.join(f'{w:g}' for w in weights)}")
     if meta.get("notes"):
         lines += ["", "## Notes", ""] + [f"- {n}" for n in meta["notes"]]
     lines += ["", "![NDCG@10 and HR@10 by model](report.png)", ""]
     return "\n".join(lines)
+
+
+QUALITY_MODELS = ["most_popular", "als", "sasrec", "lm_text", "hybrid"]
+
+
+def quality_summary(rows: list[dict], meta: dict) -> dict:
+    """Per-model, per-seed test numbers (bench/results/quality_ml100k.json's `models`)."""
+    def values(model, family, metric):
+        return [r["value"] for r in rows if r["model"] == model and r["family"] == family and r["metric"] == metric
+                and r["template"] == "trained" and r["split"] == "test"]
+    models = {}
+    for model in QUALITY_MODELS:
+        entry = {"ndcg@10": values(model, "ranking", "ndcg@10"), "hr@10": values(model, "ranking", "hr@10"),
+                 "tail_ndcg@10": values(model, "ranking_tail", "ndcg@10"),
+                 "cold_ndcg@10": values(model, "ranking_cold", "ndcg@10"),
+                 "cand20_hr@1": values(model, "direct", "hit_ratio@1"),
+                 "cand20_valid": values(model, "direct", "valid_ratio"),
+                 "users": values(model, "ranking", "users")}
+        if model == "hybrid":
+            entry["cand20_generated_hr@1"] = values(model, "direct_generated", "hit_ratio@1")
+            entry["cand20_generated_valid"] = values(model, "direct_generated", "valid_ratio")
+            entry["lm_weight"] = [r["value"] for r in rows if r["model"] == model and r["family"] == "mix"]
+        if entry["ndcg@10"]:
+            models[model] = entry
+    return {"models": models, "paired_hybrid_vs_sasrec": meta.get("paired", {})}
 
 
 def plot(rows: list[dict], path: Path) -> None:
@@ -132,4 +193,5 @@ def write_report(directory: Path, rows: list[dict], meta: dict) -> Path:
     directory.mkdir(parents=True, exist_ok=True)
     plot(rows, directory / "report.png")
     (directory / "report.md").write_text(markdown(rows, meta))
+    (directory / "quality.json").write_text(json.dumps(quality_summary(rows, meta), indent=2))
     return directory / "report.md"
