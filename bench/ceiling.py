@@ -1,8 +1,8 @@
 """How close an approach runs to what this CPU can do: the user encoder's arithmetic per prompt token
 (counted from its ONNX graph) times the prompt tokens it scores per second, against this machine's
 fp32 rate on one large matrix multiply using all cores (torch). No approach that runs the same fp32
-model can go much past that rate, so it bounds every speed-up ratio. The count is the full pass;
-the exported graphs compute the last layer at one position only and do ~1/8 less."""
+model can go much past that rate, so it bounds every speed-up ratio. The count is the full pass, which
+is what the user encoder runs (it mean-pools every prompt position)."""
 from __future__ import annotations
 
 import os

@@ -1,56 +1,126 @@
-"""Training throughput of the recommendation LM on this machine: examples/s of stage 1 (text-only)
-and stage 2 (unified prompts, both contrastive losses), SASRec sequences/s, and user-vector
-inference users/s, on MovieLens-100K prompts (needs the warehouse from `make demo`).
-Usage: python bench/train_throughput.py [USERS=128] [BATCH=16]; appends to bench/results/train_throughput.md"""
+"""LM training throughput, side by side: this tree's training mix against an older commit's, one
+stage-2 epoch (unified prompts, every loss) on the same first N MovieLens users, same batch size,
+same machine, one run. Needs the warehouse from `make demo` (or `lakerec ingest`).
+
+Useful tokens are the non-padding tokens of the training examples themselves (the prompts with
+their task and answer); padding, and item texts re-encoded at every step, are not useful work.
+The epoch's time includes everything the epoch does (for this tree, the once-per-epoch item pass).
+
+    python bench/train_throughput.py [--users 160] [--batch 16] [--old 0a912d0]
+Writes bench/results/train_throughput.json and appends to train_throughput.md.
+"""
+from __future__ import annotations
+
+import argparse
 import datetime as dt
+import inspect
 import json
 import os
-import platform
+import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
-import torch
+REPO = Path(__file__).resolve().parents[1]
 
-from lakerec.config import load_conf
-from lakerec.eval.split import VALID
-from lakerec.model.store import build_model
-from lakerec.model.train_llm import Evaluator, LLMTrainConfig, Trainer
-from lakerec.sources.schema import read_sources
-from lakerec.spark import build_session
-from lakerec import training
 
-users = int(sys.argv[1]) if len(sys.argv) > 1 else 128
-batch = int(sys.argv[2]) if len(sys.argv) > 2 else 16
-torch.set_num_threads(os.cpu_count() or 1)
-conf = load_conf(None, ["spark.config.spark.driver.memory=3g"])
-spark = build_session(conf)
-good = {role: source.df for role, source in read_sources(spark, conf).items()}
-split, text, _ = training.prepare_data(spark, conf, good, dt.date.today())
-profile = training.load_profile(conf, "full")
-profile.sasrec_train.epochs, profile.sasrec_train.eval_every = 5, 5
-fitted = training.train_id_model(split, profile, 0, None, None)
-model, tokenizer, special, _ = build_model(profile.llm, split.n_items, fitted.model.eval())
-model.to(training.device())
-builder = training.builder_for(conf, text, tokenizer, special)
-config = LLMTrainConfig(**{**profile.llm_train.to_dict(), "max_users": users, "batch_size": batch, "log_every": 10**9})
-trainer = Trainer(model, builder, fitted.model, config, training.device())
-optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=config.lr)
-results = {"date": dt.date.today().isoformat(), "machine": f"{platform.machine()}, {os.cpu_count()} cores",
-           "device": training.device(), "torch_threads": torch.get_num_threads(), "users": users, "batch": batch,
-           "sasrec_sequences_per_s": round(fitted.examples_per_s, 1)}
-for stage, unified in (("stage1", False), ("stage2", True)):
-    stats = trainer.train_epoch(optimizer, unified, stage)
-    results[f"{stage}_examples_per_s"] = round(stats["examples"] / stats["seconds"], 2)
-evaluator = Evaluator(trainer)
-ranked = evaluator._users(VALID)[:256]
-start = time.time()
-evaluator.user_matrix(ranked, VALID, unified=True)
-results["user_vectors_per_s"] = round(len(ranked) / (time.time() - start), 1)
-print(json.dumps(results, indent=2))
-out = Path(__file__).resolve().parent / "results" / "train_throughput.md"
-with out.open("a") as f:
-    f.write(f"- {results['date']} ({results['machine']}, {results['device']}, batch {batch}, {users} users): "
-            f"stage 1 {results['stage1_examples_per_s']} examples/s, stage 2 {results['stage2_examples_per_s']} "
-            f"examples/s, SASRec {results['sasrec_sequences_per_s']} sequences/s, user vectors "
-            f"{results['user_vectors_per_s']}/s\n")
+def measure(users: int, batch: int) -> dict:
+    """One stage-2 epoch with whatever `lakerec` is importable (this tree, or the old one on PYTHONPATH)."""
+    import torch
+
+    from lakerec import training
+    from lakerec.config import load_conf
+    from lakerec.model import examples as examples_module
+    from lakerec.model.store import build_model
+    from lakerec.model.train_llm import LLMTrainConfig, Trainer
+    from lakerec.sources.schema import read_sources
+    from lakerec.spark import build_session
+
+    torch.set_num_threads(os.cpu_count() or 1)
+    conf = load_conf(None, ["spark.config.spark.driver.memory=3g"])
+    spark = build_session(conf)
+    good = {role: source.df for role, source in read_sources(spark, conf).items()}
+    split, text, _ = training.prepare_data(spark, conf, good, dt.date(1998, 4, 23))
+    profile = training.load_profile(conf, "full")
+    profile.sasrec_train.epochs, profile.sasrec_train.eval_every = 5, 5
+    fitted = training.train_id_model(split, profile, 0, None, None)
+    model, tokenizer, special, _ = build_model(profile.llm, split.n_items, fitted.model.eval())
+    model.to(training.device())
+    builder = training.builder_for(conf, text, tokenizer, special)
+    config = LLMTrainConfig(**{**profile.llm_train.to_dict(), "max_users": users, "batch_size": batch,
+                               "examples_per_user": 1, "log_every": 10**9})
+    counted = {"tokens": 0}
+    original = examples_module.ExampleBuilder.example
+
+    def counting(self, *args, **kwargs):
+        example = original(self, *args, **kwargs)
+        counted["tokens"] += len(example.ids)
+        return example
+    examples_module.ExampleBuilder.example = counting
+    trainer = Trainer(model, builder, fitted.model, config, training.device())
+    params = inspect.signature(trainer.train_epoch).parameters
+    start = time.time()
+    if "batches" in params:           # this tree: length-grouped batches, two learning rates, warm-up
+        from lakerec.model.train_llm import param_groups, warmup_schedule
+        batches = trainer._batches(trainer._plan(), True)
+        optimizer = torch.optim.AdamW(param_groups(model, config))
+        stats = trainer.train_epoch(optimizer, warmup_schedule(optimizer, len(batches), config.warmup), batches,
+                                    True, "stage2")
+        padded = trainer.tokens_padded
+    else:                             # the old mix
+        optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=config.lr)
+        stats = trainer.train_epoch(optimizer, True, "stage2")
+        padded = None
+    seconds = time.time() - start
+    spark.stop()
+    return {"examples": stats["examples"], "seconds": round(seconds, 1),
+            "examples_per_s": round(stats["examples"] / seconds, 2),
+            "useful_tokens": counted["tokens"], "useful_tokens_per_s": round(counted["tokens"] / seconds, 1),
+            "padded_positions": padded}
+
+
+def run_in(tree: Path, users: int, batch: int) -> dict:
+    env = {**os.environ, "PYTHONPATH": str(tree), "HF_HUB_OFFLINE": "1"}
+    out = subprocess.run([sys.executable, str(Path(__file__).resolve()), "--measure", "--users", str(users),
+                          "--batch", str(batch)], env=env, cwd=tree, stdout=subprocess.PIPE, text=True, check=True)
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--users", type=int, default=160)
+    parser.add_argument("--batch", type=int, default=16)
+    parser.add_argument("--old", default="0a912d0", help="the commit whose training mix is compared")
+    parser.add_argument("--measure", action="store_true", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.measure:
+        print(json.dumps(measure(args.users, args.batch)))
+        return
+    with tempfile.TemporaryDirectory(prefix="lakerec-old-") as old:
+        subprocess.run(["git", "-C", str(REPO), "worktree", "add", "--detach", old, args.old], check=True,
+                       stdout=subprocess.DEVNULL)
+        try:
+            results = {"old": run_in(Path(old), args.users, args.batch), "new": run_in(REPO, args.users, args.batch)}
+        finally:
+            subprocess.run(["git", "-C", str(REPO), "worktree", "remove", "--force", old], check=False)
+    results.update(date=dt.date.today().isoformat(), machine=f"{os.uname().machine}, {os.cpu_count()} cores, no GPU",
+                   users=args.users, batch=args.batch, old_commit=args.old,
+                   useful_tokens_ratio=round(results["new"]["useful_tokens_per_s"]
+                                             / results["old"]["useful_tokens_per_s"], 2),
+                   examples_ratio=round(results["new"]["examples_per_s"] / results["old"]["examples_per_s"], 2))
+    out = REPO / "bench" / "results"
+    (out / "train_throughput.json").write_text(json.dumps(results, indent=2))
+    line = (f"- {results['date']} ({results['machine']}; `python bench/train_throughput.py --users {args.users} "
+            f"--batch {args.batch} --old {args.old}`), one stage-2 epoch on the same {args.users} users: "
+            f"old mix {results['old']['useful_tokens_per_s']} useful tokens/s ({results['old']['examples_per_s']} "
+            f"examples/s), this tree {results['new']['useful_tokens_per_s']} useful tokens/s "
+            f"({results['new']['examples_per_s']} examples/s): **{results['useful_tokens_ratio']}x** useful tokens/s, "
+            f"{results['examples_ratio']}x examples/s\n")
+    with (out / "train_throughput.md").open("a") as f:
+        f.write(line)
+    print(line)
+
+
+if __name__ == "__main__":
+    main()

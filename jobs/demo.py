@@ -5,6 +5,7 @@ with explanations and the SQL to query them."""
 from __future__ import annotations
 
 from jobs import export, ingest, models, score, textualize, train
+from lakerec.model.registry import Registry
 
 
 def run(spark, conf, run_date) -> None:
@@ -51,5 +52,21 @@ def show_recommendations(spark, conf, run_date, scored) -> None:
             print(f"\nuser {user}:")
         why = f"  -- {row.explanation}" if row.explanation else ""
         print(f"  {row.rank}. {row.item_title} ({row.score}){why}")
+    print_coverage(spark, conf, run_date, scored.metrics["model_version"])
     print(f"\nmore queries (docs/sql.md):  lakerec sql \"SELECT * FROM {conf.require('tables.latest_recommendations')} "
           "WHERE user_id = 1 ORDER BY rank\"")
+
+
+def print_coverage(spark, conf, run_date, version: str) -> None:
+    """How much of the catalogue the users' top-10 lists reach: the scored table, and at training the
+    served model against its own ID model (SASRec) on the test split."""
+    recs, items = conf.require("tables.recommendations"), conf.require("source.items.table")
+    row = spark.sql(f"SELECT (SELECT count(DISTINCT item_id) FROM {recs} WHERE run_date = DATE'{run_date.isoformat()}' "
+                    f"AND variant = 'default' AND rank <= 10) AS shown, (SELECT count(*) FROM {items}) AS items").first()
+    metrics = Registry.from_conf(conf).describe(version).get("metrics", {})
+    served, sasrec = (metrics.get(key, {}).get("coverage@10") for key in ("test", "test_sasrec"))
+    line = (f"\ncatalogue coverage of every user's top-10: {row.shown} of {row.items} items "
+            f"({row.shown / max(row.items, 1):.1%})")
+    if served is not None and sasrec is not None:
+        line += f"; at training (test split): {version} {served:.1%}, its SASRec {sasrec:.1%}"
+    print(line)

@@ -36,7 +36,8 @@ RECS_COLUMNS_DOC = {
     "rank": "1 = best; ranks are dense from 1 to top_k",
     "item_id": "recommended item (never one already in the user's history; always in the items table)",
     "item_title": "the item's title from the items table at scoring time",
-    "score": "cosine similarity of user and item vectors (higher is better; comparable within a model version)",
+    "score": "the hybrid ranking score: SASRec's logit + lm_weight x the LM's cosine / temperature (higher is "
+             "better; comparable within one model version only)",
     "explanation": "generated reason for the first score.explain_top_k ranks, null below them",
     "model_version": "registered model version that scored (see `lakerec models`)",
     "prompt_template_version": "textualizer template version of the prompt",

@@ -14,9 +14,9 @@ from pyspark.sql import functions as F
 from lakerec.config import Conf
 from lakerec.errors import ConfigError
 from lakerec.eval.baselines import als, most_popular
-from lakerec.eval.groups import grouped_ranking_metrics, ndcg_at, paired_bootstrap, popularity_groups
-from lakerec.eval.metrics import candidate_metrics, ranking_metrics
-from lakerec.eval.protocol import Scorer, SplitData, candidate_lists, collect_split, ranks
+from lakerec.eval.groups import grouped_ranking_metrics, paired_bootstrap, popularity_groups
+from lakerec.eval.metrics import candidate_metrics, ndcg_at, ranking_metrics
+from lakerec.eval.protocol import Scorer, SplitData, candidate_lists, collect_split, coverage, matrix_ranks
 from lakerec.eval.split import TEST, VALID, leave_one_out
 from lakerec.model import hybrid
 from lakerec.model.examples import ExampleBuilder, TextData, collect_text_data
@@ -101,7 +101,7 @@ class Evaluated:
 
 
 def evaluated(scores: np.ndarray, users: np.ndarray, split: SplitData, on: str) -> Evaluated:
-    return Evaluated(users, scores, ranks(hybrid.rows_of(scores, users), split, on, users=users)[1])
+    return Evaluated(users, scores, matrix_ranks(scores, users, split, on))
 
 
 def score_matrix(scorer: Scorer, users: np.ndarray, batch: int = 512) -> np.ndarray:
@@ -152,6 +152,8 @@ class Recorder:
     def ranking(self, model: str, seed, on: str, result: Evaluated) -> dict:
         """Full-ranking rows, and on test the head / tail / cold rows and candidate scoring."""
         metrics = ranking_metrics(result.ranks)
+        if on == TEST:
+            metrics["coverage@10"] = coverage(result.scores, result.users, self.split, on)
         self.add(model, seed, on, metrics)
         if on == TEST:
             self.ranks[(model, seed)] = result.ranks
@@ -227,7 +229,7 @@ def run_training(spark, conf: Conf, good: dict, versions: dict, run, profile: Pr
         if warm_model is None and profile.llm_train.stage1_epochs > 0:
             with run.timed(f"seed{seed}_stage1_s"):
                 stages["stage1"] = trainer.fit_stage("stage1", profile.llm_train.stage1_epochs, unified=False,
-                                                     id_valid=sas_valid.scores, select="lm")
+                                                     select="lm")
             with run.timed(f"seed{seed}_eval_lm_text_s"):
                 rec.add("lm_text", seed, VALID, stages["stage1"]["best_valid"])
                 rec.ranking("lm_text", seed, TEST, evaluated(evaluator.lm_scores(test_users, TEST, False),
@@ -268,7 +270,8 @@ def run_training(spark, conf: Conf, good: dict, versions: dict, run, profile: Pr
     valid_ndcg, seed, model, id_model, test_metrics, sasrec_valid, sasrec_test, weight = best
     serving = "hybrid" if weight > 0 else "id_model"
     message_mix = (f"LM term weight {weight} (chosen on validation)" if weight > 0 else
-                   "the LM term did not help on validation: serving the ID model (SASRec) alone, lm_weight 0")
+                   "the LM term did not help on validation (out of fold): serving the ID model (SASRec) alone, "
+                   "lm_weight 0")
     log(f"[train] {message_mix}")
     version, tmp = registry.staging()
     spec = template_spec(conf)

@@ -56,6 +56,11 @@ def export_bundles(model_dir: Path, bundles_dir: Path, precisions=("fp32",), par
         raise ConfigError(f"unknown precision {unknown}; choose from {', '.join(PRECISIONS)}")
     start = time.time()
     model, id_model, info, tokenizer, item_ids = load_model(model_dir)
+    if "hybrid" not in info:
+        from lakerec.errors import ConfigError
+        raise ConfigError(f"{model_dir / 'model.json'}: trained before the hybrid score (no 'hybrid' entry); "
+                          "its heads are not what the bundle format 2 graphs compute: train a new version "
+                          "(lakerec train)")
     items = load_catalogue(model_dir)
     fingerprint = model_fingerprint(model_dir)
     special = SpecialTokens.resolve(tokenizer)

@@ -76,9 +76,7 @@ class UserEncoder(_PromptInputs):
     def forward(self, input_ids, slot, item, positions, inter, intra, attention_mask, user_slot, id_state):
         x = self.embed(input_ids, slot, item, inter, intra, user_slot)
         hidden, _ = self.model.backbone(x, self.positions(positions), _bias(attention_mask, x.dtype))
-        mask = attention_mask.unsqueeze(-1).to(hidden.dtype)
-        pooled = (hidden * mask).sum(1) / mask.sum(1).clamp(min=1.0)      # RecLLM.pooled over part A
-        lm_user = F.normalize(self.model.user_head(pooled), dim=-1)
+        lm_user = F.normalize(self.model.user_head(self.model.pooled(hidden, attention_mask)), dim=-1)
         return hybrid.user_vector(id_state, lm_user, self.model.lm_weight, self.model.config.temperature)
 
 

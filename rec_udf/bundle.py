@@ -99,7 +99,7 @@ class Bundle:
     tokenizer: object
     special: SpecialTokens
     item_ids: np.ndarray          # (n_items,) catalogue order
-    item_matrix: np.ndarray       # (n_items, dim) float32, L2-normalised rows
+    item_matrix: np.ndarray       # (n_items, id_dim + lm_dim) float32: [SASRec item embedding ; item text vector]
     catalogue: list[dict]         # item fields, catalogue order
 
     @functools.cached_property

@@ -123,7 +123,9 @@ def test_precision_variants_are_what_they_claim(exported, reference):
         assert manifest["precision"] == name
         assert (bundles[name] / "user_encoder.onnx").stat().st_size < (bundles["fp32"] / "user_encoder.onnx").stat().st_size
         vectors = Scorer.open(bundles[name], prefer="cpu").user_vectors(prompts[:8], sequences[:8])
-        assert vectors.shape == (8, 32) and np.allclose(np.linalg.norm(vectors, axis=1), 1.0, atol=1e-3)
+        # [SASRec state (32) ; (lm_weight / temperature) * unit LM vector (32)]
+        assert vectors.shape == (8, 64)
+        assert np.allclose(np.linalg.norm(vectors[:, 32:], axis=1), 0.7 / 0.07, rtol=1e-3)
         assert 0 < manifest["parity"]["max_abs_diff"] < 1.0
 
 
@@ -281,12 +283,10 @@ def test_a_bundle_from_other_model_files_under_the_same_version_is_not_kept(expo
     assert "exported from other model files" in capsys.readouterr().out
 
 
-def _two_term_scores(model, id_model, tokenizer, special, item_ids, prompts, sequences, weight):
+def _two_term_scores(model, id_model, tokenizer, special, item_ids, catalogue, prompts, sequences, weight):
     """SASRec's full-sort scores + weight * the LM's scores, computed by the training code path."""
-    from lakerec.model import hybrid as hybrid_score
     from lakerec.model.examples import item_examples
     index = {int(item): i for i, item in enumerate(item_ids)}
-    catalogue = [{k: v for k, v in it.items()} for it in load_catalogue_for(item_ids)]
     with torch.no_grad():
         text_items = model.item_matrix(item_examples(tokenizer, special, catalogue, unified=False), special.pad)
         batch = collate([build_example(tokenize_prompt(tokenizer, special, p, index, True), special)
@@ -298,32 +298,27 @@ def _two_term_scores(model, id_model, tokenizer, special, item_ids, prompts, seq
         return (id_model.full_sort_scores(seqs) + weight * model.lm_scores(lm_user, text_items)).numpy()
 
 
-def load_catalogue_for(item_ids):
-    from tests.model_fixtures import catalogue
-    items = catalogue(len(item_ids))
-    assert [it["item_id"] for it in items] == [int(i) for i in item_ids]
-    return items
-
-
 def test_exported_score_is_one_dot_product_equal_to_sasrec_plus_weighted_lm_term(exported, reference):
     """[SASRec state ; (w / temperature) LM vector] . [SASRec item ; item text vector] equals the two
     terms computed separately by the torch training code."""
-    _, bundles = exported
+    model_dir, bundles = exported
     model, id_model, tokenizer, special, item_ids, prompts, sequences = reference
     assert model.lm_weight == 0.7
     scorer = Scorer.open(bundles["fp32"], prefer="cpu")
     got = scorer.user_vectors(prompts[:24], sequences[:24]) @ scorer.bundle.item_matrix.T
-    want = _two_term_scores(model, id_model, tokenizer, special, item_ids, prompts[:24], sequences[:24], 0.7)
+    want = _two_term_scores(model, id_model, tokenizer, special, item_ids, load_catalogue(model_dir), prompts[:24],
+                            sequences[:24], 0.7)
     assert np.abs(got - want).max() < 1e-3 * max(1.0, np.abs(want).max())
     assert scorer.bundle.manifest["hybrid"]["serving"] == "hybrid"
 
 
 def test_a_bundle_serving_the_id_model_scores_exactly_as_sasrec_without_the_lm_pass(exported, reference):
-    _, bundles = exported
+    model_dir, bundles = exported
     model, id_model, tokenizer, special, item_ids, prompts, sequences = reference
     scorer = Scorer.open(bundles["fp32"], prefer="cpu")
     scorer.lm_weight = 0.0                       # what a bundle exported with lm_weight 0 holds
     scorer.sessions["user_encoder"] = None       # the LM graph must not run
     got = scorer.user_vectors(prompts[:24], sequences[:24]) @ scorer.bundle.item_matrix.T
-    want = _two_term_scores(model, id_model, tokenizer, special, item_ids, prompts[:24], sequences[:24], 0.0)
+    want = _two_term_scores(model, id_model, tokenizer, special, item_ids, load_catalogue(model_dir), prompts[:24],
+                            sequences[:24], 0.0)
     assert np.abs(got - want).max() < 1e-4

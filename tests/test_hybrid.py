@@ -57,9 +57,32 @@ def test_weight_is_zero_when_the_lm_term_does_not_help_and_positive_when_it_does
     harmful = np.zeros_like(id_scores)
     for row, u in enumerate(users):
         harmful[row, split.valid[u]] = -10.0
-    weight, table = hybrid.choose_weight(id_scores, harmful, users, split, VALID)
-    assert weight == 0.0 and table[0.0] == max(table.values())
-    # an LM term that knows the targets: the mix uses it
+    chosen = hybrid.choose_weight(id_scores, harmful, users, split, VALID)
+    assert chosen.weight == 0.0 and chosen.table[0.0] == max(chosen.table.values())
+    # an LM term that knows the targets: the mix uses it, and helps out of fold too
     helpful = -harmful
-    weight, table = hybrid.choose_weight(id_scores, helpful, users, split, VALID)
-    assert weight > 0 and table[weight] > table[0.0]
+    chosen = hybrid.choose_weight(id_scores, helpful, users, split, VALID)
+    assert chosen.weight > 0 and chosen.table[chosen.weight] > chosen.table[0.0]
+    assert chosen.honest["ndcg@10"] > chosen.table[0.0]
+
+
+def test_a_weight_that_wins_only_in_sample_is_not_served():
+    """Noise that happens to favour a weight on some users but not on held-out ones: the grid's best
+    weight on all users may be positive, but the out-of-fold check sends the product back to SASRec
+    unless the mix also wins on users that did not choose it."""
+    split = small_split(n_users=200, n_items=60, seed=3)
+    users = np.array(sorted(split.valid))
+    rng = np.random.default_rng(4)
+    id_scores = rng.normal(size=(len(users), split.n_items))
+    served = []
+    for trial in range(20):
+        noise = rng.normal(size=id_scores.shape)
+        chosen = hybrid.choose_weight(id_scores, noise, users, split, VALID)
+        served.append(chosen.weight > 0)
+        if chosen.weight > 0:                    # kept only when it also won out of fold
+            assert chosen.honest["ndcg@10"] > chosen.table[0.0]
+        else:
+            assert chosen.honest["ndcg@10"] == chosen.table[0.0]
+    in_sample = [hybrid.choose_weight(id_scores, rng.normal(size=id_scores.shape), users, split,
+                                      VALID).in_sample_weight > 0 for _ in range(10)]
+    assert sum(served) / len(served) < sum(in_sample) / len(in_sample) or not any(in_sample)

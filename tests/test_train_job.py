@@ -20,7 +20,7 @@ TINY = {
     "train.profiles.quick.llm_train.max_users": 12,
     "train.profiles.quick.llm_train.eval_users": 3,
     "train.profiles.quick.llm_train.max_new_tokens": 3,
-    "train.profiles.quick.llm_train.n_negatives": 8,
+    "train.profiles.quick.llm_train.stage1_epochs": 1,      # both stages (the demo's quick profile skips stage 1)
     "train.threads": 2,
 }
 
@@ -43,11 +43,22 @@ def test_quick_training_registers_a_champion_and_warm_starts_from_it(spark, base
 
     metrics = spark.table("trainjob.model_metrics").where(F.col("run_id") == first.run_id)
     found = {(r.model, r.family, r.template) for r in metrics.select("model", "family", "template").distinct().collect()}
-    for model in ("most_popular", "als", "sasrec", "lm_text", "hybrid"):
-        assert (model, "ranking", "trained") in found
-    assert ("hybrid", "direct", "heldout") in found and ("lm_text", "rating", "trained") in found
+    for model in ("most_popular", "als", "sasrec", "lm_text", "lm_unified", "hybrid"):
+        assert (model, "ranking", "trained") in found and (model, "ranking_tail", "trained") in found
+        assert (model, "direct", "trained") in found           # 20 candidates by candidate scoring
+    assert ("hybrid", "direct_generated", "heldout") in found and ("hybrid", "rating", "trained") in found
+    # every full-ranking row of a split is computed on the same users
+    users = {(r.split, r.value) for r in metrics.where((F.col("family") == "ranking") & (F.col("metric") == "users"))
+             .select("split", "value").collect()}
+    assert len({split for split, _ in users}) == len(users) == 2
+    # never served below its own ID model: the hybrid's validation NDCG@10 is at least SASRec's, and the
+    # version says what it serves
+    assert info["metrics"]["valid_ndcg@10"] >= info["metrics"]["sasrec_valid_ndcg@10"]
+    assert info["hybrid"]["serving"] == ("hybrid" if info["hybrid"]["lm_weight"] > 0 else "id_model")
     report = (directory / "report" / "report.md").read_text()
-    assert "| hybrid |" in report and "| sasrec |" in report
+    assert "| hybrid |" in report and "| sasrec |" in report and "**Served:**" in report
+    quality = json.loads((directory / "report" / "quality.json").read_text())
+    assert set(quality["models"]) >= {"sasrec", "hybrid"} and quality["paired_hybrid_vs_sasrec"]
 
     listing = models.rows(conf)
     assert [(r["version"], r["champion"]) for r in listing] == [("v0001", True)]
@@ -73,6 +84,15 @@ def test_promotion_needs_at_least_the_champions_validation_ndcg_on_the_same_user
                                                             "previous": "v0001"}
     promoted, message = registry.promote_if_better("v0004", {"valid_ndcg@10": 0.5, "valid_users": 96})
     assert not promoted and "not comparable" in message
+
+
+def test_a_model_below_its_own_id_model_on_validation_is_never_promoted(tmp_path):
+    registry = Registry(tmp_path)
+    promoted, message = registry.promote_if_better("v0001", {"valid_ndcg@10": 0.09, "valid_users": 943,
+                                                             "sasrec_valid_ndcg@10": 0.10})
+    assert not promoted and "below its own ID model" in message and registry.champion() is None
+    assert registry.promote_if_better("v0002", {"valid_ndcg@10": 0.10, "valid_users": 943,
+                                                "sasrec_valid_ndcg@10": 0.10})[0]
 
 
 def test_unknown_model_version_is_a_clear_error(tmp_path):

@@ -4,40 +4,41 @@ A model is shown 20 candidate titles and generates free text that should name on
 back from a tokenizer round trip: WordPiece decoding puts spaces around punctuation
 (`mr. holland ' s opus`), lowercases, and strips accents. So comparing normalised words
 (`rec_udf.task_prompts.normalise_answer`) fails for titles with apostrophes, dots or hyphens even
-when the generation is perfect. Here a title and its round trip share one key: `match_key` keeps
-only the alphanumeric characters, lowercased and without accents. `match_answer` applies LLaRA's
-validity rule to those keys, and `generation_budget` says how many new tokens the longest title
-needs.
+when the generation is perfect. Here a title and its round trip share one key: `match_key`
+lowercases, strips accents and splits the text into words (runs of letters and digits) and single
+punctuation marks, so the spaces a decoder adds or drops around punctuation do not matter, while
+word boundaries do ("heat" is not found in "theater"). `match_answer` applies LLaRA's validity rule
+to those keys, and `generation_budget` says how many new tokens the longest title needs.
 """
 from __future__ import annotations
 
+import re
 import unicodedata
 from typing import Any, Iterable, Sequence
 
+_TOKEN = re.compile(r"[^\W_]+|[^\w\s]|_")
 
-def match_key(text: str) -> str:
-    """`text` lowercased, accents stripped (NFKD, combining marks dropped), and everything but
-    letters and digits removed, spaces included: `Mr. Holland's Opus` and the decoded
-    `mr. holland ' s opus` both give `mrhollandsopus`."""
+
+def match_key(text: str) -> tuple[str, ...]:
+    """`text` lowercased, accents stripped (NFKD, combining marks dropped), as words and single
+    punctuation marks: `Mr. Holland's Opus` and the decoded `mr. holland ' s opus` both give
+    ('mr', '.', 'holland', "'", 's', 'opus')."""
     decomposed = unicodedata.normalize("NFKD", text.lower())
-    return "".join(ch for ch in decomposed if ch.isalnum() and not unicodedata.combining(ch))
+    return tuple(_TOKEN.findall("".join(ch for ch in decomposed if not unicodedata.combining(ch))))
 
 
-def _occurrences(key: str, haystack: str) -> list[tuple[int, int]]:
-    """Every (start, end) of `key` in `haystack`, overlapping occurrences included."""
-    spans, start = [], haystack.find(key)
-    while start >= 0:
-        spans.append((start, start + len(key)))
-        start = haystack.find(key, start + 1)
-    return spans
+def _occurrences(key: tuple[str, ...], said: tuple[str, ...]) -> list[tuple[int, int]]:
+    """Every (start, end) token range where `key` occurs in `said`."""
+    n = len(key)
+    return [(i, i + n) for i in range(len(said) - n + 1) if said[i:i + n] == key]
 
 
 def match_answer(text: str, candidate_titles: Sequence[str]) -> int | None:
     """The position of the one candidate named by the answer `text`, or None when the answer names
     none or several (LLaRA's validity rule).
 
-    A candidate is named when its `match_key` occurs (as a substring) in the answer's key; an
-    empty key never matches. Keys can contain one another ("Heat" in "Heat and Dust"), so a named
+    A candidate is named when its `match_key` occurs as a contiguous run of the answer's key (whole
+    words); an empty key never matches. Keys can contain one another ("Heat" in "Heat and Dust"), so a named
     candidate is dropped when EVERY occurrence of its key lies inside an occurrence of a longer
     named candidate's key: the answer "Heat and Dust" names only "Heat and Dust", while "Heat, or
     Heat and Dust" names both (the second "heat" stands alone) and is therefore invalid. Candidates
@@ -46,7 +47,7 @@ def match_answer(text: str, candidate_titles: Sequence[str]) -> int | None:
     """
     said = match_key(text)
     keys = [match_key(t) for t in candidate_titles]
-    named = {i: _occurrences(k, said) for i, k in enumerate(keys) if k and k in said}
+    named = {i: spans for i, k in enumerate(keys) if k and (spans := _occurrences(k, said))}
     kept = [i for i, spans in named.items()
             if not all(any(len(keys[j]) > len(keys[i]) and s <= a and b <= e
                            for j in named for s, e in named[j])

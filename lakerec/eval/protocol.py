@@ -77,9 +77,33 @@ def ranks(scores: Scorer, data: SplitData, on: str = TEST, batch_size: int = 102
     return users, out
 
 
+def rows_of(matrix: np.ndarray, users) -> Scorer:
+    """A Scorer over a precomputed score matrix whose rows are `users`."""
+    row = {int(u): k for k, u in enumerate(users)}
+    return lambda batch: matrix[[row[int(u)] for u in batch]]
+
+
+def matrix_ranks(scores: np.ndarray, users, data: SplitData, on: str) -> np.ndarray:
+    """Ranks of the `on` items of `users` under a precomputed score matrix (rows = users)."""
+    return ranks(rows_of(scores, users), data, on, users=users)[1]
+
+
 def evaluate(scores: Scorer, data: SplitData, on: str = TEST, batch_size: int = 1024,
              ks=(1, 5, 10)) -> dict[str, float]:
     return ranking_metrics(ranks(scores, data, on, batch_size)[1], ks)
+
+
+def coverage(scores: np.ndarray, users, data: SplitData, on: str, k: int = 10) -> float:
+    """Catalogue coverage: the share of items in at least one user's top-k (items the user has seen
+    excluded). `scores`: one row per user of `users`."""
+    shown = np.zeros(data.n_items, dtype=bool)
+    k = min(k, data.n_items)
+    for row, user in enumerate(users):
+        masked = np.array(scores[row], dtype=np.float64)
+        masked[seen_before(data, int(user), on)] = -np.inf
+        top = np.argpartition(-masked, k - 1)[:k]
+        shown[top[np.isfinite(masked[top])]] = True           # a user with fewer than k unseen items
+    return float(shown.mean())
 
 
 def candidate_lists(data: SplitData, users, on: str, seed: int = 2024, k: int = 20) -> dict[int, list[int]]:

@@ -28,7 +28,7 @@ MODEL_METRICS_COLUMNS_DOC = {
               "direct_generated (20 candidates by free generation, LLaRA's validity rule); rating; explanation; "
               "mix (the hybrid's lm_weight)",
     "template": "trained: a prompt template used in training; heldout: never trained on (zero-shot)",
-    "metric": "hr@k, ndcg@k, mrr, valid_ratio, hit_ratio@1, hit_ratio@1_valid, rmse, mae, unigram_f1, lm_weight, "
+    "metric": "hr@k, ndcg@k, mrr, coverage@10 (share of the catalogue in at least one user's top 10), valid_ratio, hit_ratio@1, hit_ratio@1_valid, rmse, mae, unigram_f1, lm_weight, "
               "users (how many users the row's metrics are computed on)",
     "value": "metric value",
     "recorded_at": "when the row was written (UTC)",
@@ -39,7 +39,7 @@ MODEL_METRICS_SCHEMA = ("run_id string, run_date date, model_version string, pro
 
 HEADLINE = ["most_popular", "als", "sasrec", "lm_text", "hybrid"]
 HEADLINE_ALL = ["most_popular", "als", "sasrec", "lm_text", "lm_unified", "hybrid"]
-RANKING_METRICS = ["hr@1", "hr@5", "hr@10", "ndcg@5", "ndcg@10", "mrr"]
+RANKING_METRICS = ["hr@1", "hr@5", "hr@10", "ndcg@5", "ndcg@10", "mrr", "coverage@10"]
 
 
 def write_model_metrics(spark, table: str, rows: list[dict], *, run_id: str, run_date: dt.date, version: str,
@@ -95,7 +95,8 @@ def markdown(rows: list[dict], meta: dict) -> str:
                   "|---|---|---|---|---|---|---|"]
         for seed, p in meta["paired"].items():
             lines.append(f"| {seed} | {p['users']} | {p['mean_a']:.4f} | {p['mean_b']:.4f} | {p['diff']:+.4f} | "
-                         f"[{p['ci_low']:+.4f}, {p['ci_high']:+.4f}] | {p['ratio']:.3f} |")
+                         f"[{p['ci_low']:+.4f}, {p['ci_high']:+.4f}] | "
+                         + ("–" if p["ratio"] is None else f"{p['ratio']:.3f}") + " |")
     lines += ["", "## NDCG@10 by target popularity (test)", "",
               "head: the 20% most interacted items in training; tail: the rest; cold: <= 5 training interactions.", "",
               "| model | head | tail | cold |", "|---|---|---|---|"]
@@ -158,6 +159,7 @@ def quality_summary(rows: list[dict], meta: dict) -> dict:
                  "cold_ndcg@10": values(model, "ranking_cold", "ndcg@10"),
                  "cand20_hr@1": values(model, "direct", "hit_ratio@1"),
                  "cand20_valid": values(model, "direct", "valid_ratio"),
+                 "coverage@10": values(model, "ranking", "coverage@10"),
                  "users": values(model, "ranking", "users")}
         if model == "hybrid":
             entry["cand20_generated_hr@1"] = values(model, "direct_generated", "hit_ratio@1")

@@ -106,23 +106,28 @@ class RecLLM(nn.Module):
 
     # --- heads -------------------------------------------------------------------------------
     def user_vectors(self, hidden: torch.Tensor, batch: Batch) -> torch.Tensor:
-        return F.normalize(self.user_head(self.pooled(hidden, batch)), dim=-1)
+        return F.normalize(self.user_head(self.pooled(hidden, batch.part_a)), dim=-1)
 
     @staticmethod
-    def pooled(hidden: torch.Tensor, batch: Batch) -> torch.Tensor:
-        mask = batch.part_a.unsqueeze(-1).to(hidden.dtype)
+    def pooled(hidden: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        """Mean of `hidden` (B, T, H) over the positions where `mask` (B, T) is set (part A)."""
+        mask = mask.unsqueeze(-1).to(hidden.dtype)
         return (hidden * mask).sum(1) / mask.sum(1).clamp(min=1.0)
 
     @torch.no_grad()
-    def item_features(self, examples, pad_id: int, batch_size: int = 256) -> torch.Tensor:
-        """(n_items, hidden) mean-pooled backbone states of per-item text examples
-        (`examples.item_examples(unified=False)`), in order; no gradient (refreshed once per epoch)."""
+    def _per_item(self, examples, pad_id: int, encode, batch_size: int = 256) -> torch.Tensor:
         device = self.id_items.device
         out = []
         for b in range(0, len(examples), batch_size):
             batch = collate(examples[b:b + batch_size], pad_id).to(device)
-            out.append(self.pooled(self.hidden(batch), batch))
+            out.append(encode(batch))
         return torch.cat(out)
+
+    def item_features(self, examples, pad_id: int, batch_size: int = 256) -> torch.Tensor:
+        """(n_items, hidden) mean-pooled backbone states of per-item text examples
+        (`examples.item_examples(unified=False)`), in order; no gradient (refreshed once per epoch)."""
+        return self._per_item(examples, pad_id, lambda batch: self.pooled(self.hidden(batch), batch.part_a),
+                              batch_size)
 
     def item_vectors(self, features: torch.Tensor) -> torch.Tensor:
         """Item features -> L2-normalised item vectors (the trainable item head)."""
@@ -137,16 +142,11 @@ class RecLLM(nn.Module):
         """The LM term: cosine similarity over the temperature, (B, D) x (N, D) -> (B, N)."""
         return users @ items.T / self.config.temperature
 
-    @torch.no_grad()
     def text_input_vectors(self, examples, pad_id: int) -> torch.Tensor:
         """(n_items, hidden) mean input embedding of each item's text tokens: the alignment target
         of the projected ID embedding, in the same (input-embedding) space."""
-        device = self.id_items.device
-        out = []
-        for b in range(0, len(examples), 256):
-            batch = collate(examples[b:b + 256], pad_id).to(device)
-            out.append(self.pooled(self.backbone.embed_tokens(batch.ids), batch))
-        return torch.cat(out)
+        return self._per_item(examples, pad_id,
+                              lambda batch: self.pooled(self.backbone.embed_tokens(batch.ids), batch.part_a))
 
     def id_input_vectors(self, items: torch.Tensor) -> torch.Tensor:
         """Projected ID embeddings of catalogue items: the ITEM_SLOT tokens' input embeddings."""

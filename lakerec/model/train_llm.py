@@ -3,7 +3,7 @@
 Stage 1: text-only prompts. Stage 2: unified prompts (projected ID tokens next to each item's text
 and the ID model's sequence token), initialised from stage 1 (LLaRA's curriculum). Each step's loss:
   w_lm * blank-infilling LM loss (task answers + entity-aware masked history spans, chronological)
-+ w_rec * softmax over the whole catalogue (user vector at the blank vs every item's text vector)
++ w_rec * softmax over the whole catalogue (the pooled user vector vs every item's text vector)
 + w_align * InfoNCE(projected ID embedding, the item's text in the input space)   (stage 2 only)
 
 Where the compute goes (issue: most of it used to be padding and re-encoded items):
@@ -29,7 +29,7 @@ from torch.nn import functional as F
 
 from lakerec.eval.candidates import generation_budget, match_answer
 from lakerec.eval.metrics import candidate_metrics, ranking_metrics, rmse_mae
-from lakerec.eval.protocol import candidate_lists, ranks
+from lakerec.eval.protocol import candidate_lists, matrix_ranks
 from lakerec.eval.split import TEST, VALID
 from lakerec.model import hybrid, tasks
 from lakerec.model.examples import ExampleBuilder
@@ -66,6 +66,9 @@ class LLMTrainConfig:
 
     def to_dict(self) -> dict:
         return asdict(self)
+
+
+CANDIDATE_LIST_TOKENS = 300       # about what 20 candidate titles add to a prompt (for length grouping)
 
 
 def log(msg: str) -> None:
@@ -147,7 +150,7 @@ class Trainer:
         for begin in range(0, len(plan), size * 32):
             chunk = sorted(plan[begin:begin + size * 32],
                            key=lambda r: len(self.builder.tokenized(r[0], r[1], unified).ids)
-                           + (300 if r[2] == "direct" else 0))
+                           + (CANDIDATE_LIST_TOKENS if r[2] == "direct" else 0))
             batches += [chunk[b:b + size] for b in range(0, len(chunk), size)]
         return [batches[i] for i in self.rng.permutation(len(batches))]
 
@@ -164,13 +167,13 @@ class Trainer:
     def train_epoch(self, optimizer, schedule, batches: list, unified: bool, stage: str) -> dict:
         cfg = self.config
         pad = self.builder.special.pad
+        start = time.time()                 # the epoch's time includes the item feature pass
         self.model.eval()
         features = self.model.item_features(self.text_items, pad)       # once per epoch, no gradient
         self.model.train()
         n_items = self.data.split.n_items
         totals = {"loss": 0.0, "lm": 0.0, "rec": 0.0, "align": 0.0}
         steps = done = 0
-        start = time.time()
         for rows in batches:
             examples, positives = [], []
             for user, n, family, template in rows:
@@ -219,34 +222,34 @@ class Trainer:
 
     def fit_stage(self, stage: str, epochs: int, unified: bool, id_valid: np.ndarray | None = None,
                   select: str = "hybrid") -> dict:
-        """Train `epochs` epochs; after each, validation NDCG@10 of the LM alone and of the hybrid with
-        SASRec (`id_valid`: SASRec's scores of the evaluated validation users, weight chosen on them).
-        The best epoch by `select` ("hybrid" or "lm") is kept. Returns best_valid (the LM alone),
+        """Train `epochs` epochs; after each, validation NDCG@10 of the LM alone and, with `id_valid`
+        (SASRec's scores of the evaluated validation users, `Evaluator.users(VALID)`), of the hybrid
+        whose LM weight `hybrid.choose_weight` picks. The best epoch by `select` ("hybrid": the
+        out-of-fold hybrid, or "lm": the LM alone) is kept. Returns best_valid (the LM alone),
         best_hybrid_valid, lm_weight, weight_table and the history."""
         epoch_batches = [self._batches(self._plan(), unified) for _ in range(epochs)]
         optimizer = torch.optim.AdamW(param_groups(self.model, self.config), weight_decay=self.config.weight_decay)
         schedule = warmup_schedule(optimizer, sum(map(len, epoch_batches)), self.config.warmup)
         evaluator = Evaluator(self)
+        users = evaluator.users(VALID)
         best, best_state, history = None, None, []
         for epoch, batches in enumerate(epoch_batches, start=1):
             stats = self.train_epoch(optimizer, schedule, batches, unified, stage)
-            users = evaluator.users(VALID)
             lm_valid = evaluator.lm_scores(users, VALID, unified)
-            valid = evaluator.ranking_of(lm_valid, users, VALID)
+            valid = ranking_metrics(matrix_ranks(lm_valid, users, self.data.split, VALID))
             result = {"epoch": epoch, "best_valid": valid, "lm_weight": 0.0, "weight_table": {},
                       "best_hybrid_valid": None}
             if id_valid is not None:
-                weight, table = hybrid.choose_weight(id_valid, lm_valid, users, self.data.split, VALID)
-                result.update(lm_weight=weight, weight_table=table,
-                              best_hybrid_valid=evaluator.ranking_of(hybrid.mix(id_valid, lm_valid, weight), users,
-                                                                     VALID))
+                chosen = hybrid.choose_weight(id_valid, lm_valid, users, self.data.split, VALID)
+                result.update(lm_weight=chosen.weight, weight_table=chosen.table, best_hybrid_valid=chosen.honest)
             key = (result["best_hybrid_valid"] or valid)["ndcg@10"] if select == "hybrid" else valid["ndcg@10"]
             history.append({"epoch": epoch, **stats, **{f"valid_{k}": v for k, v in valid.items()},
                             "lm_weight": result["lm_weight"], "hybrid_valid_ndcg@10":
                             (result["best_hybrid_valid"] or {}).get("ndcg@10")})
             log(f"[{stage}] epoch {epoch}: loss {stats['loss']:.4f}, {stats['examples'] / stats['seconds']:.2f} "
                 f"examples/s, valid ndcg@10 LM alone {valid['ndcg@10']:.4f}"
-                + (f", hybrid {result['best_hybrid_valid']['ndcg@10']:.4f} at lm_weight {result['lm_weight']}"
+                + (f", hybrid {result['best_hybrid_valid']['ndcg@10']:.4f} out of fold at lm_weight "
+                   f"{result['lm_weight']} (SASRec alone {result['weight_table'][0.0]:.4f})"
                    if id_valid is not None else ""))
             if best is None or key > best[0]:
                 best = (key, result)
@@ -294,12 +297,6 @@ class Evaluator:
         """(len(users), n_items) LM scores; `items`: the item matrix when the caller has it."""
         items = self.item_matrix() if items is None else items
         return self.model.lm_scores(self.user_matrix(users, on, unified, template), items).float().cpu().numpy()
-
-    def ranks_of(self, scores: np.ndarray, users, on: str) -> np.ndarray:
-        return ranks(hybrid.rows_of(scores, users), self.data.split, on, users=users)[1]
-
-    def ranking_of(self, scores: np.ndarray, users, on: str) -> dict:
-        return ranking_metrics(self.ranks_of(scores, users, on))
 
     def _generate(self, users, on, unified, build, allowed_first=None, max_new_tokens=None):
         texts, firsts = [], []
