@@ -126,7 +126,8 @@ def test_precision_variants_are_what_they_claim(exported, reference):
         # [SASRec state (32) ; (lm_weight / temperature) * unit LM vector (32)]
         assert vectors.shape == (8, 64)
         assert np.allclose(np.linalg.norm(vectors[:, 32:], axis=1), 0.7 / 0.07, rtol=1e-3)
-        assert 0 < manifest["parity"]["max_abs_diff"] < 1.0
+        # reduced precision moves the vectors (whose LM half has norm 10) a little, not wholesale
+        assert 0 < manifest["parity"]["max_abs_diff"] < 0.25 * 0.7 / 0.07
 
 
 TORCH_FREE = r"""
@@ -221,7 +222,7 @@ def test_mismatched_template_version_is_refused(bundle_copy):
 
 def test_unreadable_manifest_and_foreign_format_are_refused(bundle_copy):
     _edit_manifest(bundle_copy, lambda m: m.update(format_version=99))
-    with pytest.raises(BundleError, match="this runtime reads 'lakerec-bundle' version 1"):
+    with pytest.raises(BundleError, match=f"this runtime reads 'lakerec-bundle' version {bundle_format.FORMAT_VERSION}"):
         bundle_format.verify(bundle_copy)
     (bundle_copy / "manifest.json").write_text("{not json")
     with pytest.raises(BundleError, match=r"manifest\.json: not valid JSON"):
