@@ -82,12 +82,12 @@ def builder_for(conf: Conf, text: TextData, tokenizer, special) -> ExampleBuilde
                           max_items=int(conf.get("textualize.max_history_items", 200)), spec=template_spec(conf))
 
 
-def scored_candidates(scores: np.ndarray, users: np.ndarray, split: SplitData, on: str) -> dict:
+def scored_candidates(scores: np.ndarray, users: np.ndarray, split: SplitData, on: str,
+                      lists: dict[int, list[int]]) -> dict:
     """The 20-candidate protocol by candidate scoring: the model's own user-item score restricted
-    to the 20 candidates picks the answer (valid by construction). `scores`: rows of `users`. Same
-    candidate lists as the free-generation rows (`candidate_lists`, fixed seed)."""
+    to the 20 candidates picks the answer (valid by construction). `scores`: rows of `users`;
+    `lists`: `candidate_lists` of those users (fixed seed: the free-generation rows' lists too)."""
     targets = split.test if on == TEST else split.valid
-    lists = candidate_lists(split, [int(u) for u in users], on)
     answers = [lists[int(u)][int(np.argmax(scores[row][lists[int(u)]]))] for row, u in enumerate(users)]
     return candidate_metrics(answers, [lists[int(u)] for u in users], [targets[int(u)] for u in users])
 
@@ -141,6 +141,7 @@ class Recorder:
     def __init__(self, split: SplitData):
         self.split, self.rows, self.ranks = split, [], {}
         self.groups = popularity_groups(split)
+        self._candidate_lists: dict[tuple, dict] = {}     # the same lists for every model: built once
 
     def add(self, model: str, seed, split_name: str, metrics: dict, template: str = "trained",
             family: str = "ranking") -> None:
@@ -160,7 +161,11 @@ class Recorder:
             targets = np.array([self.split.test[int(u)] for u in result.users])
             for group, values in grouped_ranking_metrics(result.ranks, targets, self.groups).items():
                 self.add(model, seed, on, values, family=f"ranking_{group}")
-            self.add(model, seed, on, scored_candidates(result.scores, result.users, self.split, on), family="direct")
+            key = (on, tuple(int(u) for u in result.users))
+            if key not in self._candidate_lists:
+                self._candidate_lists[key] = candidate_lists(self.split, list(key[1]), on)
+            self.add(model, seed, on, scored_candidates(result.scores, result.users, self.split, on,
+                                                        self._candidate_lists[key]), family="direct")
         return metrics
 
     def paired(self, model: str, baseline: str, seed) -> dict:
