@@ -64,6 +64,8 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--profile", help="training profile from conf train.profiles (default: train.profile)")
     p.add_argument("--from", dest="warm_from", metavar="VERSION",
                    help="warm-start from a registered version or 'champion' instead of starting over")
+    jobs.add_parser("train-explainer", parents=[common],
+                    help="LoRA self-training of the explainer LLM on its own faithful sentences")
     p = jobs.add_parser("models", parents=[common], help="registered model versions and the champion")
     p.add_argument("--json", action="store_true", help="JSON list")
     p.add_argument("--promote", metavar="VERSION", help="make VERSION the champion (a deliberate override)")
@@ -109,6 +111,9 @@ def dispatch(args, spark, conf) -> None:
     elif args.job == "train":
         from jobs import train
         train.run(spark, conf, args.run_date, profile_name=args.profile, warm_from=args.warm_from)
+    elif args.job == "train-explainer":
+        from jobs import train_explainer
+        train_explainer.run(spark, conf, args.run_date)
     elif args.job == "demo":
         from jobs import demo
         demo.run(spark, conf, args.run_date)

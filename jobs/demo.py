@@ -40,7 +40,7 @@ def run(spark, conf, run_date) -> None:
 
 def show_recommendations(spark, conf, run_date, scored) -> None:
     recs = conf.require("tables.recommendations")
-    query = (f"SELECT user_id, rank, item_title, round(score, 3) AS score, explanation\n"
+    query = (f"SELECT user_id, rank, item_title, round(score, 3) AS score, explanation, explanation_source\n"
              f"FROM {recs}\nWHERE run_date = DATE'{run_date.isoformat()}' AND variant = 'default' AND rank <= 5\n"
              f"  AND user_id IN (1, 2, 3)\nORDER BY user_id, rank")
     print(f"\n-- top-5 of three users by {scored.metrics['model_version']} "
@@ -50,11 +50,27 @@ def show_recommendations(spark, conf, run_date, scored) -> None:
         if row.user_id != user:
             user = row.user_id
             print(f"\nuser {user}:")
-        why = f"  -- {row.explanation}" if row.explanation else ""
+        why = f"\n       [{row.explanation_source}] {row.explanation}" if row.explanation else ""
         print(f"  {row.rank}. {row.item_title} ({row.score}){why}")
+    print_explanation_sources(spark, conf, run_date)
     print_coverage(spark, conf, run_date, scored.metrics["model_version"])
     print(f"\nmore queries (docs/sql.md):  lakerec sql \"SELECT * FROM {conf.require('tables.latest_recommendations')} "
           "WHERE user_id = 1 ORDER BY rank\"")
+
+
+def print_explanation_sources(spark, conf, run_date) -> None:
+    """How many explanations the LLM wrote (passing the faithfulness check) and why the others fell back."""
+    recs = conf.require("tables.recommendations")
+    rows = spark.sql(f"SELECT explanation_source AS source, coalesce(split(explanation_rejected, ':')[0], '') AS why, "
+                     f"count(*) AS n FROM {recs} WHERE run_date = DATE'{run_date.isoformat()}' AND variant = 'default' "
+                     f"AND explanation IS NOT NULL GROUP BY 1, 2 ORDER BY n DESC").collect()
+    total = sum(r.n for r in rows)
+    if not total:
+        return
+    llm = sum(r.n for r in rows if r.source == "llm")
+    reasons = ", ".join(f"{r.why} {r.n}" for r in rows if r.source != "llm")
+    print(f"\nexplanations: {llm} of {total} ({llm / total:.1%}) written by the explainer LLM and passed the "
+          f"faithfulness check; the others are the data-built sentence ({reasons or 'none'})")
 
 
 def print_coverage(spark, conf, run_date, version: str) -> None:

@@ -1,9 +1,11 @@
 """`lakerec export [--model champion|VERSION] [--precision fp32,fp16,int8] [--force]`: a registered model
 version -> verified ONNX bundles (model_export/export.py; format in docs/bundle.md). Needs no Spark
 session. A bundle that already exists for the version and verifies is kept (re-runs are no-ops)
-unless --force."""
+unless --force. Each bundle carries the explainer LLM (`export.explainer`, default true;
+lakerec/model/explainer.py): the self-trained one when `lakerec train-explainer` showed it better."""
 from __future__ import annotations
 
+from lakerec.model import explainer as explainer_model
 from lakerec.model.registry import Registry
 from lakerec.model.store import model_fingerprint
 from model_export.export import export_bundles
@@ -18,6 +20,10 @@ def run(conf, model: str = "champion", precisions: list[str] | None = None, forc
     precisions = precisions or list(conf.get("export.precisions", ["fp32", "fp16", "int8"]))
     root = registry.bundles_root
     fingerprint = model_fingerprint(model_dir)
+    explainer = None
+    if conf.get("export.explainer", True):
+        wanted = sorted({explainer_model.FOR_BUNDLE[p] for p in precisions if p in explainer_model.FOR_BUNDLE})
+        explainer = explainer_model.prepare(conf.cache_dir, wanted)
     todo = []
     for precision in precisions:
         path = registry.bundle_dir(version, precision)
@@ -27,13 +33,18 @@ def run(conf, model: str = "champion", precisions: list[str] | None = None, forc
             except BundleError as exc:
                 print(f"{version} {precision}: existing bundle is unusable ({exc}); exporting again")
             else:
-                if manifest.get("model_fingerprint") == fingerprint:
+                has = (manifest.get("explainer") or {}).get("self_trained")
+                if explainer is not None and has != explainer.info["self_trained"]:
+                    print(f"{version} {precision}: {path} has {'no' if has is None else 'another'} explainer; "
+                          "exporting again")
+                elif manifest.get("model_fingerprint") == fingerprint:
                     print(f"{version} {precision}: {path} exists and verifies (kept; --force re-exports)")
                     continue
                 print(f"{version} {precision}: {path} was exported from other model files under the same "
                       f"version name; exporting again")
         todo.append(precision)
-    results = export_bundles(model_dir, root, todo, threads=conf.get("export.threads")) if todo else {}
+    results = export_bundles(model_dir, root, todo, threads=conf.get("export.threads"),
+                             explainer=explainer) if todo else {}
     for precision, result in results.items():
         p = result["parity"]
         print(f"{version} {precision}: {result['path']} ({result['bytes'] / 1e6:.0f} MB, {result['seconds']:.0f}s); "

@@ -17,6 +17,7 @@ PROMPTS_COLUMNS_DOC = {
     "entity_spans": "character span [start, end) of each history entity in `prompt`, oldest first",
     "history_item_ids": "item ids rendered in the prompt, oldest first (after the token budget)",
     "sequence_item_ids": "the newest textualize.max_history_items item ids, oldest first (the ID model's input)",
+    "sequence_ratings": "the user's rating of each sequence item (null where unrated; explanations cite them)",
     "seen_item_ids": "every item in the user's valid history up to run_date (excluded at scoring)",
     "n_history_total": "number of valid interactions up to run_date",
     "n_history_kept": "number rendered in the prompt",
@@ -84,7 +85,7 @@ def build_prompts(good: dict[str, DataFrame], conf: Conf, run_date: dt.date, run
         prompts = prompts.join(history.select("user_id", "heldout_item_id", "heldout_event_time"), "user_id")
     return prompts.select(
         "user_id", F.lit(run_date).cast("date").alias("run_date"), "prompt", "entity_spans",
-        "history_item_ids", "sequence_item_ids", "seen_item_ids", "n_history_total", "n_history_kept", "prompt_tokens",
+        "history_item_ids", "sequence_item_ids", "sequence_ratings", "seen_item_ids", "n_history_total", "n_history_kept", "prompt_tokens",
         "template_name", "prompt_template_version", "template_hash",
         versions.alias("input_table_versions"), F.lit(run_id).alias("run_id"),
         F.current_timestamp().alias("created_at"), *(["heldout_item_id", "heldout_event_time"] if holdout else []))

@@ -28,7 +28,7 @@ from lakerec.tables import create_table_if_missing, delta_version, read_at_versi
 from lakerec.validate import QUARANTINE_COLUMNS_DOC
 from rec_udf import bundle as bundle_format
 from rec_udf.errors import BundleError
-from rec_udf.scoring_udf import SCORED_SCHEMA, BundleRef, ScoringSpec, score_frames
+from rec_udf.scoring_udf import EXPLAINERS, SCORED_SCHEMA, BundleRef, ScoringSpec, score_frames
 
 DEFAULT_VARIANT = "default"
 RECS_COLUMNS_DOC = {
@@ -38,7 +38,13 @@ RECS_COLUMNS_DOC = {
     "item_title": "the item's title from the items table at scoring time",
     "score": "the hybrid ranking score: SASRec's logit + lm_weight x the LM's cosine / temperature (higher is "
              "better; comparable within one model version only)",
-    "explanation": "generated reason for the first score.explain_top_k ranks, null below them",
+    "explanation": "why the item suits the user, for the first score.explain_top_k ranks (null below them): one "
+                   "sentence from the explainer LLM that passed the faithfulness check, or the data-built sentence",
+    "explanation_source": "llm (the explainer's sentence passed the check) or fallback (the data-built sentence: "
+                          "the LLM's failed the check, or score.explainer is template); null without an explanation",
+    "evidence_item_ids": "the history items the explanation may cite: the user's items closest to the recommended "
+                         "one in the ranking model's item space (liked ones first)",
+    "explanation_rejected": "why the LLM's sentence was replaced by the fallback (the failed check), else null",
     "model_version": "registered model version that scored (see `lakerec models`)",
     "prompt_template_version": "textualizer template version of the prompt",
     "input_table_version": "Delta version of the prompts table read",
@@ -166,10 +172,26 @@ def read_prompts(spark, t: Target, run_date: dt.date, users: DataFrame | None) -
     return prompts, version
 
 
+def explainer_mode(conf: Conf) -> str:
+    mode = str(conf.get("score.explainer", "llm"))
+    if mode not in EXPLAINERS:
+        raise ConfigError(f"score.explainer must be one of {', '.join(EXPLAINERS)}, not {mode!r}")
+    return "off" if int(conf.get("score.explain_top_k", 1)) == 0 else mode
+
+
+def require_explainer(conf: Conf, bundle_dir: Path, manifest: dict) -> None:
+    """score.explainer llm needs a bundle that carries the explainer (checked before any scoring)."""
+    if explainer_mode(conf) == "llm" and not manifest.get("explainer"):
+        raise BundleError(f"{bundle_dir / bundle_format.MANIFEST}: this bundle has no explainer, and "
+                          "score.explainer is llm; re-export it (`lakerec export --force`) or set "
+                          "score.explainer to template or off")
+
+
 def scoring_spec(conf: Conf, ref: BundleRef, blocked, loads) -> ScoringSpec:
     return ScoringSpec(
         ref, top_k=int(conf.get("score.top_k", 10)), explain_k=int(conf.get("score.explain_top_k", 1)),
-        max_new_tokens=int(conf.get("score.max_new_tokens", 16)), batch_size=int(conf.get("score.batch_size", 32)),
+        explainer=explainer_mode(conf),
+        max_new_tokens=int(conf.get("score.max_new_tokens", 40)), batch_size=int(conf.get("score.batch_size", 32)),
         device=str(conf.get("score.device", "auto")), allow_cpu_fallback=bool(conf.get("score.allow_cpu_fallback", False)),
         blocked=blocked, loads=loads)
 
@@ -182,7 +204,8 @@ def recommendation_rows(scored: DataFrame, items: DataFrame, prompts: DataFrame,
     return (scored.where(F.col("error").isNull())
             .join(F.broadcast(items.select("item_id", F.col("title").alias("item_title"))), "item_id")
             .join(meta, "user_id")
-            .select("user_id", "rank", "item_id", "item_title", "score", "explanation",
+            .select("user_id", "rank", "item_id", "item_title", "score", "explanation", "explanation_source",
+                    "evidence_item_ids", "explanation_rejected",
                     F.lit(version).alias("model_version"), "prompt_template_version",
                     F.lit(input_version).cast("bigint").alias("input_table_version"),
                     F.lit(variant).alias("variant"), F.lit(run_id).alias("run_id"),
@@ -227,6 +250,7 @@ def score_prompts(spark, conf: Conf, prompts: DataFrame, model: str) -> ScoredBa
     """Run the model over prompts-table rows on the executors; nothing is written."""
     require_worker_reuse(spark)
     version, bundle_dir, manifest = bundle_for(conf, model)
+    require_explainer(conf, bundle_dir, manifest)
     # one row per item id (validation quarantines duplicates; scoring must not multiply rows by them)
     items = (read_source(spark, conf, "items").df.where(F.col("item_id").isNotNull()).select("item_id", "title")
              .dropDuplicates(["item_id"]))
@@ -239,6 +263,7 @@ def score_prompts(spark, conf: Conf, prompts: DataFrame, model: str) -> ScoredBa
     spark.conf.set("spark.sql.execution.arrow.maxRecordsPerBatch", str(conf.get("score.arrow_max_records_per_batch", 1024)))
     partitions = int(conf.get("score.partitions") or spark.sparkContext.defaultParallelism)
     columns = ["user_id", "prompt", "entity_spans", "sequence_item_ids", "seen_item_ids"]
+    columns += ["sequence_ratings"] if "sequence_ratings" in prompts.columns else []   # older prompts tables lack it
     start = time.perf_counter()
     rows = (prompts.select(*columns).repartition(partitions, "user_id")
             .mapInPandas(functools.partial(score_frames, spec=spec), SCORED_SCHEMA)

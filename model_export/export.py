@@ -10,6 +10,8 @@
     item_ids.npy            catalogue order of those rows
     items.parquet           item fields (explanations name items by title)
     tokenizer.json          the tokenizer, special tokens resolved
+    explainer/              the explainer LLM as onnxruntime-genai builds it (genai_config.json,
+                            model.onnx + weights, tokenizer), int4 for CPU bundles, fp16 for GPU ones
 
 Each bundle is written to a temporary folder, verified by the runtime's own loader, and renamed into
 place, so a bundle is whole or absent. Re-exporting a version replaces its bundle in one rename.
@@ -48,7 +50,8 @@ def log(msg: str) -> None:
 
 
 def export_bundles(model_dir: Path, bundles_dir: Path, precisions=("fp32",), parity_users: int = 64,
-                   threads: int | None = None) -> dict[str, dict]:
+                   threads: int | None = None, explainer=None) -> dict[str, dict]:
+    """`explainer`: a lakerec.model.explainer.Prepared to copy into each bundle (None: none)."""
     """Export every precision asked for; returns {precision: {"path", "parity", "seconds", "bytes"}}."""
     unknown = [p for p in precisions if p not in PRECISIONS]
     if unknown:
@@ -92,6 +95,8 @@ def export_bundles(model_dir: Path, bundles_dir: Path, precisions=("fp32",), par
             write_catalogue(staging / "items.parquet", items)
             tokenizer.save(str(staging / bundle_format.TOKENIZER))
             manifest = _manifest(info, precision, specs, model, id_model, special, item_matrix)
+            if explainer is not None:
+                manifest["explainer"] = _copy_explainer(explainer, precision, staging)
             manifest["model_fingerprint"] = fingerprint
             _write_manifest(staging, manifest)
             scorer = Scorer.open(staging, prefer="cpu", threads=threads)
@@ -100,7 +105,7 @@ def export_bundles(model_dir: Path, bundles_dir: Path, precisions=("fp32",), par
             _write_manifest(staging, manifest)
             bundle_format.verify(staging)
             _replace(staging, final)
-            size = sum(f.stat().st_size for f in final.iterdir())
+            size = sum(f.stat().st_size for f in final.rglob("*") if f.is_file())
             results[precision] = {"path": str(final), "parity": manifest["parity"], "seconds": time.time() - t0,
                                   "bytes": size}
             log(f"[export] {precision}: {final} ({size / 1e6:.0f} MB), parity max|diff| "
@@ -145,6 +150,13 @@ def _manifest(info: dict, precision: str, specs: dict, model, id_model, special:
                   "matrix_note": "computed with the torch fp32 model for every precision"},
         "training": {"metrics": info.get("metrics"), "lineage": info.get("lineage"), "profile": info.get("profile")},
     }
+
+
+def _copy_explainer(explainer, precision: str, staging: Path) -> dict:
+    from lakerec.model.explainer import FOR_BUNDLE, PRECISIONS
+    kind = FOR_BUNDLE[precision]
+    shutil.copytree(explainer.directories[kind], staging / "explainer", ignore=shutil.ignore_patterns(".*"))
+    return {"directory": "explainer", "precision": kind, "execution": PRECISIONS[kind][1], **explainer.info}
 
 
 def _write_manifest(directory: Path, manifest: dict) -> None:

@@ -1,5 +1,5 @@
 """The export bundle: a directory with `manifest.json`, three ONNX graphs, the item matrix, the item
-catalogue and the tokenizer. Written by `model_export`, read here (torch-free) on executors.
+catalogue, the tokenizer and (optional) the explainer LLM in `explainer/`. Written by `model_export`, read here (torch-free) on executors.
 
 Loading verifies before anything runs: the manifest parses and has this runtime's format version;
 every file it lists exists with the recorded size and sha256 (so a truncated, altered or missing file
@@ -27,6 +27,7 @@ MANIFEST = "manifest.json"
 GRAPHS = ("sequence_encoder", "user_encoder", "generator")
 TOKENIZER = "tokenizer.json"
 ITEM_FILES = ("ids", "matrix", "catalogue")
+EXPLAINER_FILES = ("genai_config.json", "model.onnx", "tokenizer.json")   # at least these, in explainer.directory
 
 
 def sha256(path: Path, chunk: int = 1 << 20) -> str:
@@ -72,6 +73,9 @@ def verify(directory: Path) -> dict:
                 + [manifest["tokenizer"]["file"]])
     except KeyError as exc:
         raise BundleError(f"{where}: field {exc} is missing") from None
+    explainer = manifest.get("explainer")
+    if explainer is not None:
+        used += [f"{explainer.get('directory', 'explainer')}/{name}" for name in EXPLAINER_FILES]
     for name in used:
         if name not in files:
             raise BundleError(f"{where}: '{name}' is used by the bundle but not listed in 'files'")
@@ -106,6 +110,14 @@ class Bundle:
     def sha256(self) -> str:
         """Identity of the bundle: the manifest's own hash (it covers every file's hash)."""
         return sha256(self.directory / MANIFEST)
+
+    def explainer_dir(self) -> Path:
+        """The explainer's onnxruntime-genai directory; BundleError when the bundle has none."""
+        explainer = self.manifest.get("explainer")
+        if explainer is None:
+            raise BundleError(f"{self.directory / MANIFEST}: this bundle has no explainer; re-export it with "
+                              "`lakerec export` or set score.explainer to template or off")
+        return self.directory / explainer["directory"]
 
     def graph_path(self, name: str) -> Path:
         return self.directory / self.manifest["graphs"][name]["file"]

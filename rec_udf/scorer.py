@@ -13,6 +13,7 @@ from typing import Sequence
 import numpy as np
 
 from rec_udf import bundle as bundle_format
+from rec_udf import explanations as ex
 from rec_udf import runtime
 from rec_udf.errors import BundleError
 from rec_udf.glm_input import MAX_INTER, MAX_INTRA, GLMExample, build_example, tokenize_prompt
@@ -50,7 +51,8 @@ def as_prompt(text: str, spans: Sequence) -> Prompt:
 class Scorer:
     """One loaded bundle with its three ONNX Runtime sessions (load once per worker process)."""
 
-    def __init__(self, bundle: bundle_format.Bundle, device: runtime.Device, allow_cpu_fallback: bool = True):
+    def __init__(self, bundle: bundle_format.Bundle, device: runtime.Device, allow_cpu_fallback: bool = True,
+                 explainer: bool = False, max_new_tokens: int = 40):
         self.bundle, self.device = bundle, device
         manifest = bundle.manifest
         self.sessions = {name: runtime.open_session(bundle.graph_path(name), device)
@@ -75,11 +77,27 @@ class Scorer:
         self.lm_dim = int(manifest["hybrid"]["lm_dim"])
         generator = manifest["graphs"]["generator"]
         self.layers, self.heads, self.head_dim = (generator["layers"], generator["heads"], generator["head_dim"])
+        # explanations: evidence in the ID model's item space, titles and genres from the catalogue
+        self.id_item_vectors = bundle.item_matrix[:, :int(manifest["hybrid"]["id_dim"])]
+        self.title_index = ex.CatalogueIndex.of(bundle.catalogue)
+        self.explainer = None
+        if explainer:
+            from rec_udf.explainer import Explainer      # onnxruntime-genai: only where the LLM explains
+            version = (manifest.get("explainer") or {}).get("prompt_version")
+            if manifest.get("explainer") and version != ex.EXPLAINER_PROMPT_VERSION:
+                raise BundleError(f"{bundle.directory / bundle_format.MANIFEST}: explainer.prompt_version is "
+                                  f"{version!r}, this runtime writes explainer prompts version "
+                                  f"{ex.EXPLAINER_PROMPT_VERSION!r}; re-export the bundle")
+            # the explainer runs where it was built for (manifest explainer.execution): cuda only on a GPU
+            on_gpu = device.kind == "cuda" and manifest["explainer"].get("execution") == "cuda"
+            self.explainer = Explainer(bundle.explainer_dir(), device="cuda" if on_gpu else "cpu", threads=device.threads, gpu_id=device.gpu_id,
+                                       max_new_tokens=max_new_tokens)
 
     @classmethod
     def open(cls, directory: str | Path, prefer: str = "auto", threads: int | None = None,
-             allow_cpu_fallback: bool = True) -> "Scorer":
-        return cls(bundle_format.load(directory), runtime.choose_device(prefer, threads), allow_cpu_fallback)
+             allow_cpu_fallback: bool = True, explainer: bool = False, max_new_tokens: int = 40) -> "Scorer":
+        return cls(bundle_format.load(directory), runtime.choose_device(prefer, threads), allow_cpu_fallback,
+                   explainer, max_new_tokens)
 
     # --- inputs --------------------------------------------------------------------------------
     @property
@@ -186,6 +204,29 @@ class Scorer:
         return np.take_along_axis(part, order, axis=1), np.take_along_axis(part_scores, order, axis=1)
 
     # --- explanations --------------------------------------------------------------------------
+    def evidence(self, item: int, sequence: Sequence[int], ratings=None) -> ex.Evidence:
+        """The evidence for explaining catalogue item `item` to a user with this item-id sequence
+        (oldest first) and, when the prompts table has them, the user's ratings of it."""
+        index = self.catalogue_index(sequence)
+        known = index >= 0
+        rated = [None] * len(index) if ratings is None else [None if r is None else float(r) for r in ratings]
+        history = index[known]
+        history_ratings = [r for r, k in zip(rated, known) if k]
+        chosen = ex.select_evidence(self.id_item_vectors, item, history, history_ratings)
+        catalogue = self.bundle.catalogue
+        return ex.build_evidence(catalogue[item], [catalogue[history[c]] for c in chosen],
+                                 [history_ratings[c] for c in chosen], [catalogue[h] for h in history])
+
+    def explanations(self, evidence: Sequence[ex.Evidence], llm: bool = True) -> list:
+        """Checked LLM sentences (fallback where one fails), or the data-built sentences (llm False)."""
+        from rec_udf.explainer import template_explanation
+        if not llm:
+            return [template_explanation(e) for e in evidence]
+        if self.explainer is None:
+            raise BundleError(f"{self.bundle.directory}: this scorer was opened without its explainer")
+        return self.explainer.explain(evidence, self.title_index, self.noun)
+
+    # --- the GLM's own blank infilling (RecSysLLM's explanation task; benchmarks and tests) ---------
     def explanation_prompts(self, items: Sequence[int]) -> list[str]:
         catalogue = self.bundle.catalogue
         return [task_sentence(EXPLANATION_TEMPLATE[1], noun=self.noun, item=catalogue[i]) for i in items]

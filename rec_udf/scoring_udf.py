@@ -25,8 +25,11 @@ from rec_udf.scorer import Scorer, as_prompt
 from rec_udf.textualizer import Prompt
 
 SCORED_SCHEMA = ("user_id bigint, rank int, item_id bigint, score double, explanation string, "
+                 "explanation_source string, evidence_item_ids array<bigint>, explanation_rejected string, "
                  "prompt_tokens int, error string")
-SCORED_COLUMNS = ["user_id", "rank", "item_id", "score", "explanation", "prompt_tokens", "error"]
+SCORED_COLUMNS = ["user_id", "rank", "item_id", "score", "explanation", "explanation_source", "evidence_item_ids",
+                  "explanation_rejected", "prompt_tokens", "error"]
+EXPLAINERS = ("llm", "template", "off")
 
 
 @dataclass(frozen=True)
@@ -49,7 +52,8 @@ class ScoringSpec:
     bundle: BundleRef
     top_k: int = 10
     explain_k: int = 1
-    max_new_tokens: int = 16
+    explainer: str = "llm"                # llm | template | off (see rec_udf.explanations)
+    max_new_tokens: int = 40
     batch_size: int = 32
     device: str = "auto"                  # auto | cuda | cpu
     allow_cpu_fallback: bool = False
@@ -62,9 +66,10 @@ _SCORERS: dict[tuple, Scorer] = {}
 
 def scorer_for(spec: ScoringSpec) -> Scorer:
     """This process's Scorer for the bundle, loading (and counting) it only the first time."""
-    key = (spec.bundle.sha256, spec.device, spec.allow_cpu_fallback)
+    key = (spec.bundle.sha256, spec.device, spec.allow_cpu_fallback, spec.explainer == "llm")
     if key not in _SCORERS:
-        scorer = Scorer.open(spec.bundle.directory(), prefer=spec.device, allow_cpu_fallback=spec.allow_cpu_fallback)
+        scorer = Scorer.open(spec.bundle.directory(), prefer=spec.device, allow_cpu_fallback=spec.allow_cpu_fallback,
+                             explainer=spec.explainer == "llm", max_new_tokens=spec.max_new_tokens)
         if scorer.bundle.sha256 != spec.bundle.sha256:
             raise BundleError(f"{scorer.bundle.directory}: manifest sha256 {scorer.bundle.sha256[:12]} is not the "
                               f"bundle the driver shipped ({spec.bundle.sha256[:12]})")
@@ -86,6 +91,7 @@ class _Ready:
     example: GLMExample
     sequence: np.ndarray
     seen: np.ndarray
+    ratings: object               # the user's ratings of `sequence` (None: an older prompts table)
 
 
 def score_frames(frames: Iterator[pd.DataFrame], spec: ScoringSpec) -> Iterator[pd.DataFrame]:
@@ -106,13 +112,16 @@ def score_frames(frames: Iterator[pd.DataFrame], spec: ScoringSpec) -> Iterator[
 def _prepare_frame(scorer: Scorer, frame: pd.DataFrame) -> tuple[list[tuple], list[_Ready]]:
     """(rejected rows with their reason, rows ready to score)."""
     rejected, ready = [], []
-    for user, text, spans, sequence, history in zip(frame["user_id"], frame["prompt"], frame["entity_spans"],
-                                                    frame["sequence_item_ids"], frame["seen_item_ids"]):
+    ratings = frame["sequence_ratings"] if "sequence_ratings" in frame else [None] * len(frame)
+    for user, text, spans, sequence, history, rated in zip(frame["user_id"], frame["prompt"], frame["entity_spans"],
+                                                           frame["sequence_item_ids"], frame["seen_item_ids"], ratings):
         reason, prompt, example = _prepare(scorer, text, spans, sequence)
         if reason:
-            rejected.append((int(user), None, None, None, None, None if example is None else example.part_a, reason))
+            row = dict.fromkeys(SCORED_COLUMNS)
+            row.update(user_id=int(user), prompt_tokens=None if example is None else example.part_a, error=reason)
+            rejected.append(row)
         else:
-            ready.append(_Ready(int(user), prompt, example, _ids(sequence), _ids(history)))
+            ready.append(_Ready(int(user), prompt, example, _ids(sequence), _ids(history), rated))
     return rejected, ready
 
 
@@ -120,7 +129,7 @@ def _score_batch(scorer: Scorer, batch: list[_Ready], spec: ScoringSpec) -> pd.D
     sequences = [r.sequence for r in batch]
     vectors, slots = scorer.encode([r.example for r in batch], sequences)
     top, scores = scorer.top_k(vectors, spec.top_k, exclude=[r.seen for r in batch], blocked=spec.blocked)
-    explanations = _explanations(scorer, spec, [r.prompt for r in batch], sequences, slots, top, scores)
+    explanations = _explanations(scorer, spec, batch, top, scores)
     return _ranked_rows(scorer, [r.user for r in batch], [r.example.part_a for r in batch], top, scores, explanations)
 
 
@@ -128,12 +137,16 @@ def _ranked_rows(scorer: Scorer, users: list[int], tokens: list[int], top: np.nd
                  explanations: dict) -> pd.DataFrame:
     """One row per (user, rank) with a finite score (-inf: the user had fewer than top_k items left)."""
     row, rank = np.nonzero(np.isfinite(scores))          # row-major: each user's ranks in order
-    texts = np.full(top.shape, None, dtype=object)
-    for (r, k), text in explanations.items():
-        texts[r, k] = text
+    fields = {name: np.full(top.shape, None, dtype=object) for name in ("text", "source", "evidence", "rejected")}
+    for (r, k), e in explanations.items():
+        fields["text"][r, k], fields["source"][r, k] = e.text, e.source
+        fields["evidence"][r, k], fields["rejected"][r, k] = e.evidence_item_ids, e.rejected
     return pd.DataFrame({"user_id": np.asarray(users, dtype=np.int64)[row], "rank": rank + 1,
                          "item_id": scorer.bundle.item_ids[top[row, rank]].astype(np.int64),
-                         "score": scores[row, rank].astype(np.float64), "explanation": texts[row, rank],
+                         "score": scores[row, rank].astype(np.float64), "explanation": fields["text"][row, rank],
+                         "explanation_source": fields["source"][row, rank],
+                         "evidence_item_ids": fields["evidence"][row, rank],
+                         "explanation_rejected": fields["rejected"][row, rank],
                          "prompt_tokens": np.asarray(tokens, dtype=np.int64)[row],
                          "error": np.full(len(row), None, dtype=object)},
                         columns=SCORED_COLUMNS)
@@ -159,16 +172,12 @@ def _prepare(scorer: Scorer, text, spans, sequence):
     return None, prompt, example
 
 
-def _explanations(scorer: Scorer, spec: ScoringSpec, prompts, sequences, slots, top, scores) -> dict:
-    """{(row, rank): text} for the first explain_k ranks of every user, generated in one batch."""
+def _explanations(scorer: Scorer, spec: ScoringSpec, batch: list[_Ready], top, scores) -> dict:
+    """{(row, rank): Explanation} for the first explain_k ranks of every user (none when the
+    explainer is off): evidence from the ranking model, then the LLM (checked) or the template."""
+    if spec.explainer == "off":
+        return {}
     k = min(spec.explain_k, top.shape[1])
-    wanted = [(row, rank) for row in range(len(prompts)) for rank in range(k) if np.isfinite(scores[row, rank])]
-    out = {}
-    for start in range(0, len(wanted), spec.batch_size):
-        chunk = wanted[start:start + spec.batch_size]
-        rows = [row for row, _ in chunk]
-        texts = scorer.explain([prompts[r] for r in rows], [sequences[r] for r in rows],
-                               [int(top[r, rank]) for r, rank in chunk], spec.max_new_tokens,
-                               slots=slots[rows])
-        out.update(zip(chunk, texts))
-    return out
+    wanted = [(row, rank) for row in range(len(batch)) for rank in range(k) if np.isfinite(scores[row, rank])]
+    evidence = [scorer.evidence(int(top[row, rank]), batch[row].sequence, batch[row].ratings) for row, rank in wanted]
+    return dict(zip(wanted, scorer.explanations(evidence, llm=spec.explainer == "llm")))

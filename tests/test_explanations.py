@@ -1,0 +1,90 @@
+"""Grounded explanations without an LLM: evidence selection, the faithfulness check, the fallback."""
+import numpy as np
+import pytest
+
+from rec_udf import explanations as ex
+from rec_udf.explainer import checked, template_explanation
+
+CATALOGUE = [
+    {"item_id": 1, "title": "Heat", "release_year": 1995, "genres": ["Action", "Crime", "Thriller"]},
+    {"item_id": 2, "title": "GoodFellas", "release_year": 1990, "genres": ["Crime", "Drama"]},
+    {"item_id": 3, "title": "Fargo", "release_year": 1996, "genres": ["Crime", "Drama", "Thriller"]},
+    {"item_id": 4, "title": "Toy Story", "release_year": 1995, "genres": ["Animation", "Children's", "Comedy"]},
+    {"item_id": 5, "title": "Godfather, The", "release_year": 1972, "genres": ["Action", "Crime", "Drama"]},
+    {"item_id": 6, "title": "Sleepless in Seattle", "release_year": 1993, "genres": ["Comedy", "Romance"]},
+    {"item_id": 7, "title": "Mr. Holland's Opus", "release_year": 1995, "genres": ["Drama"]},
+]
+INDEX = ex.CatalogueIndex.of(CATALOGUE)
+
+
+def evidence(history=(2, 3), ratings=(5.0, 4.0), item=1, all_history=(2, 3, 7)):
+    by_id = {c["item_id"]: c for c in CATALOGUE}
+    return ex.build_evidence(by_id[item], [by_id[h] for h in history], list(ratings), [by_id[h] for h in all_history])
+
+
+def test_a_faithful_sentence_passes():
+    e = evidence()
+    assert ex.check('You will enjoy "Heat" because, like "GoodFellas", it is a gripping crime story.', e, INDEX) is None
+    # unquoted titles, the "X, The" form written naturally, a history title beyond the evidence
+    assert ex.check("Fans of GoodFellas and Mr. Holland's Opus will like Heat, a tense crime thriller.", e, INDEX) is None
+
+
+@pytest.mark.parametrize("text, reason", [
+    ('You will enjoy "Heat" because, like "Casablanca", it is a crime story.', "unknown_title"),
+    ("You will enjoy Heat because, like GoodFellas and Sleepless in Seattle, it is a crime story.", "unknown_title"),
+    ('You will enjoy "Heat" because, like "GoodFellas", it is a romantic comedy.', "unsupported_genre"),
+    ('You will enjoy "Heat" because, like "GoodFellas", it is a horror film.', "unsupported_genre"),
+    ('You will enjoy "Heat" because you rated "GoodFellas" 2/5.', "unsupported_rating"),
+    ('You liked "GoodFellas", a crime drama.', "no_item"),
+    ('You will enjoy "Heat", a tense crime thriller.', "no_history"),
+    ('"Heat" "GoodFellas" is a crime crime crime crime crime crime crime crime crime crime movie.', "repetition"),
+    ("Heat and GoodFellas " + "are crime films with great actors and " * 10, "too_long"),
+    ("Heat.", "empty"),
+])
+def test_unfaithful_or_broken_sentences_are_rejected_with_their_reason(text, reason):
+    assert (ex.check(text, evidence(), INDEX) or "").startswith(reason)
+
+
+def test_first_sentence_ignores_full_stops_inside_quoted_titles():
+    assert ex.first_sentence('Like "Mr. Holland\'s Opus", it moves. Then more') == 'Like "Mr. Holland\'s Opus", it moves.'
+    assert ex.first_sentence("no end in sight") is None
+    assert ex.first_sentence("One line\nand another.") is None
+
+
+def test_evidence_prefers_liked_items_closest_in_the_item_space():
+    vectors = np.array([[1, 0], [0.9, 0.1], [0.1, 0.9], [1, 0.05], [-1, 0]], dtype=np.float32)
+    history = [1, 2, 3, 4]
+    # item 3 is the closest but rated 2/5: the liked ones come first, by similarity
+    assert ex.select_evidence(vectors, 0, history, [5.0, 4.0, 2.0, 5.0], k=2) == [0, 1]
+    assert ex.select_evidence(vectors, 0, history, None, k=2) == [2, 0]
+    assert ex.select_evidence(vectors, 0, [], None) == []
+    assert ex.select_evidence(vectors, 0, [1, 1, 2], None, k=3) == [0, 2]     # a repeated item counts once
+
+
+def test_the_fallback_sentence_is_faithful_by_construction():
+    for history, ratings in (((2, 3), (5.0, 4.0)), ((4,), (None,)), ((), ())):
+        e = evidence(history, ratings, all_history=history)
+        sentence = ex.fallback_sentence(e)
+        assert ex.check(sentence, e, INDEX) in (None, "no_history") if not history else ex.check(sentence, e, INDEX) is None
+    e = evidence((2, 3), (5.0, 4.0))
+    assert ex.fallback_sentence(e) == 'Because you liked "GoodFellas" (5/5) and "Fargo" (4/5), we recommend "Heat", another crime film.'
+
+
+def test_a_failing_llm_sentence_is_replaced_and_marked():
+    e = evidence()
+    kept = checked(e, 'You will enjoy "Heat" because, like "GoodFellas", it is a crime story. And more', INDEX)
+    assert (kept.source, kept.text, kept.rejected) == ("llm", 'You will enjoy "Heat" because, like "GoodFellas", it is a crime story.', None)
+    replaced = checked(e, 'You will enjoy "Heat" because, like "Casablanca", it is a western.', INDEX)
+    assert replaced.source == "fallback" and replaced.rejected.startswith("unknown_title")
+    assert replaced.text == ex.fallback_sentence(e) and replaced.evidence_item_ids == [2, 3]
+    assert checked(e, 'You will enjoy "Heat" because it just goes on and on', INDEX).rejected == "unfinished"
+    assert template_explanation(e).source == "fallback"
+
+
+def test_the_prompt_states_only_the_evidence():
+    e = evidence()
+    text = "\n".join(m["content"] for m in ex.explanation_messages(e))
+    assert '"GoodFellas" (Crime, Drama), they rated it 5/5' in text and '"Heat" (1995; Action, Crime, Thriller)' in text
+    assert "Mr. Holland" not in text          # history beyond the evidence is not in the prompt
+    assert ex.answer_prefix(e) == 'You will enjoy "Heat" because, like "GoodFellas", it'
+    assert ex.display_title("Godfather, The") == "The Godfather"
