@@ -95,7 +95,7 @@ def export_bundles(model_dir: Path, bundles_dir: Path, precisions=("fp32",), par
             write_catalogue(staging / "items.parquet", items)
             tokenizer.save(str(staging / bundle_format.TOKENIZER))
             manifest = _manifest(info, precision, specs, model, id_model, special, item_matrix)
-            if explainer is not None:
+            if explainer is not None and explainer.covers(precision):
                 manifest["explainer"] = _copy_explainer(explainer, precision, staging)
             manifest["model_fingerprint"] = fingerprint
             _write_manifest(staging, manifest)

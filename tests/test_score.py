@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from tests.model_fixtures import catalogue, registry_with_random_champion
+from tests.model_fixtures import catalogue, prepared_explainer, registry_with_random_champion
 
 pytestmark = pytest.mark.spark
 DATE = dt.date(2026, 11, 23)
@@ -27,7 +27,7 @@ def setup(spark, base_conf, tmp_path_factory):
 
     root = tmp_path_factory.mktemp("score")
     model_dir = registry_with_random_champion(root / "models", n_items=N_ITEMS)
-    export_bundles(model_dir, root / "bundles", ["fp32"], parity_users=4)
+    export_bundles(model_dir, root / "bundles", ["fp32"], parity_users=4, explainer=prepared_explainer(("int4",)))
     tables = {"tables.prompts": "st.prompts", "tables.quarantine": "st.quarantine", "tables.runs": "st.runs",
               "tables.recommendations": "st.recs", "tables.latest_recommendations": "st.latest_recs",
               "tables.holdout_prompts": "st.holdout_prompts", "tables.holdout_recommendations": "st.holdout_recs",
@@ -36,7 +36,7 @@ def setup(spark, base_conf, tmp_path_factory):
     conf = base_conf.with_overrides({
         **tables, "models.registry_dir": str(root / "models"), "models.bundles_dir": str(root / "bundles"),
         "cache_dir": str(root / "cache"), "textualize.max_prompt_tokens": 2000, "score.top_k": TOP_K,
-        "score.explain_top_k": 1, "score.max_new_tokens": 3, "score.partitions": 8})
+        "score.explain_top_k": 1, "score.max_new_tokens": 24, "score.partitions": 8})
 
     items = [it for it in catalogue(N_ITEMS) if it["item_id"] != REMOVED_ITEM]
     items.append({"item_id": UNKNOWN_ITEM, "title": "Brand New Film", "release_year": 2026, "genres": ["Drama"]})
@@ -84,6 +84,12 @@ def test_score_contract_and_rerun(spark, setup):
     assert UNKNOWN_ITEM not in set(recs["item_id"])                           # the model cannot score it
     assert recs.loc[recs["rank"] == 1, "explanation"].notna().all()
     assert recs.loc[recs["rank"] > 1, "explanation"].isna().all()
+    # every explanation is the LLM's checked sentence or the marked fallback, with its evidence
+    first = recs[recs["rank"] == 1]
+    assert set(first["explanation_source"]) <= {"llm", "fallback"} and recs.loc[recs["rank"] > 1, "explanation_source"].isna().all()
+    assert (first["explanation_rejected"].isna() == (first["explanation_source"] == "llm")).all()
+    for user, evidence in zip(first["user_id"], first["evidence_item_ids"]):
+        assert set(evidence) <= seen[user] and len(evidence) == min(3, len(seen[user] - {UNKNOWN_ITEM}))
     assert (recs.sort_values(["user_id", "rank"]).groupby("user_id")["score"].apply(
         lambda s: bool(np.all(np.diff(s.to_numpy()) <= 0)))).all()
     assert set(recs["variant"]) == {"default"} and set(recs["model_version"]) == {"v0001"}
@@ -136,6 +142,28 @@ def test_missing_bundle_file_stops_before_writing(spark, setup):
     with pytest.raises(BundleError, match="generator.onnx"):
         _score(spark, conf)
     assert delta_version(spark, "st.recs") == before
+
+
+def test_llm_explainer_needs_a_bundle_that_carries_it(spark, setup, tmp_path):
+    from lakerec.errors import ConfigError
+    from lakerec.tables import delta_version
+    from model_export.export import export_bundles
+    from rec_udf.errors import BundleError
+    conf = setup["conf"]
+    export_bundles(setup["root"] / "models" / "versions" / "v0001", tmp_path / "bundles", ["fp32"], parity_users=4)
+    bare = conf.with_overrides({"models.bundles_dir": str(tmp_path / "bundles")})
+    _score(spark, conf)
+    before = delta_version(spark, "st.recs")
+    with pytest.raises(BundleError, match="this bundle has no explainer, and score.explainer is llm"):
+        _score(spark, bare)
+    assert delta_version(spark, "st.recs") == before
+    _score(spark, bare.with_overrides({"score.explainer": "template"}))
+    first = _recs(spark).query("rank == 1")
+    assert set(first["explanation_source"]) == {"fallback"} and first["explanation"].str.startswith("Because you liked").any()
+    _score(spark, bare.with_overrides({"score.explainer": "off"}))
+    assert _recs(spark)["explanation"].isna().all()
+    with pytest.raises(ConfigError, match="score.explainer must be one of llm, template, off"):
+        _score(spark, bare.with_overrides({"score.explainer": "gpt"}))
 
 
 def test_no_prompts_for_the_date_stops_with_a_message(spark, setup):

@@ -58,6 +58,10 @@ class Prepared:
     directories: dict[str, Path]
     info: dict                       # the bundle manifest's `explainer` entry, less directory/precision
 
+    def covers(self, bundle_precision: str) -> bool:
+        """Whether the explainer a bundle of this precision carries was prepared."""
+        return FOR_BUNDLE.get(bundle_precision) in self.directories
+
 
 def home(cache_dir: Path) -> Path:
     return Path(cache_dir) / "explainer"
