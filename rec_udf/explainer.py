@@ -3,7 +3,8 @@
 
 `Explainer.explain(evidence)` writes one sentence per (user, item) from its evidence
 (`rec_udf.explanations`), in batches: the chat prompt plus the answer's opening, greedy decoding
-until every row has finished its first sentence (or `max_new_tokens`), then the check. A sentence
+with no repeated 3-gram (a 135M model otherwise loops: "action movie, action movie, ...") until
+every row has finished its first sentence (or `max_new_tokens`), then the check. A sentence
 that fails the check is replaced by the data-built fallback and marked so.
 """
 from __future__ import annotations
@@ -32,7 +33,8 @@ class Explainer:
     """One onnxruntime-genai model directory (as written by `model_export.explainer`)."""
 
     def __init__(self, directory: str | Path, device: str = "cpu", threads: int | None = None, gpu_id: int | None = None,
-                 max_new_tokens: int = 40, batch_size: int = 8, repetition_penalty: float = 1.0):
+                 max_new_tokens: int = 40, batch_size: int = 8, repetition_penalty: float = 1.0,
+                 no_repeat_ngram_size: int = 3):
         import onnxruntime_genai as og          # executors only; imported here so tests without it can run
         directory = Path(directory)
         if not (directory / CONFIG).is_file():
@@ -51,6 +53,7 @@ class Explainer:
         self.og, self.tokenizer = og, og.Tokenizer(self.model)
         self.max_new_tokens, self.batch_size = max_new_tokens, batch_size
         self.repetition_penalty = repetition_penalty
+        self.no_repeat_ngram_size = no_repeat_ngram_size
         self.tokens_generated = 0
 
     def prompt(self, evidence: ex.Evidence, noun: str = "movie") -> str:
@@ -58,20 +61,23 @@ class Explainer:
         return self.tokenizer.apply_chat_template(messages, add_generation_prompt=True) + ex.answer_prefix(evidence)
 
     def generate(self, prompts: Sequence[str], *, sample: bool = False, temperature: float = 0.8,
-                 seed: int | None = None) -> list[str]:
-        """Raw continuations of `prompts` (greedy unless `sample`), batch by batch."""
+                 seed: int | None = None, stop_at_sentence: bool = True) -> list[str]:
+        """Raw continuations of `prompts` (greedy unless `sample`), batch by batch; a batch stops once
+        every row has finished its first sentence (stop_at_sentence) or at max_new_tokens."""
         out: list[str] = []
         for start in range(0, len(prompts), self.batch_size):
-            out += self._generate_batch(list(prompts[start:start + self.batch_size]), sample, temperature, seed)
+            out += self._generate_batch(list(prompts[start:start + self.batch_size]), sample, temperature, seed,
+                                        stop_at_sentence)
         return out
 
-    def _generate_batch(self, prompts: list[str], sample: bool, temperature: float, seed: int | None) -> list[str]:
+    def _generate_batch(self, prompts: list[str], sample: bool, temperature: float, seed: int | None,
+                        stop_at_sentence: bool) -> list[str]:
         og = self.og
         tokens = self.tokenizer.encode_batch(prompts)
         length = tokens.shape()[1]
         params = og.GeneratorParams(self.model)
         options = dict(max_length=length + self.max_new_tokens, batch_size=len(prompts), do_sample=sample,
-                       repetition_penalty=self.repetition_penalty)
+                       repetition_penalty=self.repetition_penalty, no_repeat_ngram_size=self.no_repeat_ngram_size)
         if sample:
             options.update(temperature=temperature, top_p=0.95, top_k=50)
             if seed is not None:
@@ -86,7 +92,7 @@ class Explainer:
             generator.generate_next_token()
             steps += 1
             # a row is done once its text holds a finished first sentence or a newline
-            if steps % 4 == 0 or steps == self.max_new_tokens:
+            if stop_at_sentence and steps % 4 == 0:
                 for row in range(len(prompts)):
                     if not done[row]:
                         stream[row] = self.tokenizer.decode(generator.get_sequence(row)[length:])

@@ -28,7 +28,9 @@ SOURCE_LLM, SOURCE_FALLBACK = "llm", "fallback"
 
 # Words that name a genre without quoting it ("a thrilling crime story"): stems per genre name.
 _GENRE_STEMS = {
-    "action": ("action",), "adventure": ("adventur",), "animation": ("animat", "cartoon"),
+    # "adventure" alone is an everyday word ("a young man's adventures"): only its genre phrasings count
+    "action": ("action",), "adventure": ("adventure film", "adventure movie", "adventure story", "adventure genre",
+                                         "action adventure", "adventure comedy", "adventure drama"), "animation": ("animat", "cartoon"),
     "children's": ("children", "kids", "family film", "family movie"), "comedy": ("comed", "comic", "funny"),
     "crime": ("crime", "criminal", "gangster"), "documentary": ("documentar",), "drama": ("drama",),
     "fantasy": ("fantas",), "film-noir": ("noir",), "horror": ("horror", "scary"), "musical": ("musical",),
@@ -193,6 +195,8 @@ class CatalogueIndex:
         # common genre words the catalogue does not use are never supported by its evidence either
         known = {g.lower() for g in names}
         genres.update({g.title(): stems for g, stems in _GENRE_STEMS.items() if g not in known})
+        # the check reads normalised text (letters and digits): "sci-fi" is "sci fi" there
+        genres = {g: tuple(dict.fromkeys(normalise(s) for s in stems)) for g, stems in genres.items()}
         return cls(titles, genres)
 
 

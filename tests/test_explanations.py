@@ -34,6 +34,7 @@ def test_a_faithful_sentence_passes():
     ("You will enjoy Heat because, like GoodFellas and Sleepless in Seattle, it is a crime story.", "unknown_title"),
     ('You will enjoy "Heat" because, like "GoodFellas", it is a romantic comedy.', "unsupported_genre"),
     ('You will enjoy "Heat" because, like "GoodFellas", it is a horror film.', "unsupported_genre"),
+    ('You will enjoy "Heat" because, like "GoodFellas", it is a sci-fi epic.', "unsupported_genre: Sci-Fi"),
     ('You will enjoy "Heat" because you rated "GoodFellas" 2/5.', "unsupported_rating"),
     ('You liked "GoodFellas", a crime drama.', "no_item"),
     ('You will enjoy "Heat", a tense crime thriller.', "no_history"),
