@@ -192,6 +192,7 @@ def scoring_spec(conf: Conf, ref: BundleRef, blocked, loads) -> ScoringSpec:
         ref, top_k=int(conf.get("score.top_k", 10)), explain_k=int(conf.get("score.explain_top_k", 1)),
         explainer=explainer_mode(conf),
         max_new_tokens=int(conf.get("score.max_new_tokens", 40)), batch_size=int(conf.get("score.batch_size", 32)),
+        explain_batch_size=int(conf.get("score.explain_batch_size", 8)),
         device=str(conf.get("score.device", "auto")), allow_cpu_fallback=bool(conf.get("score.allow_cpu_fallback", False)),
         blocked=blocked, loads=loads)
 

@@ -52,7 +52,7 @@ class Scorer:
     """One loaded bundle with its three ONNX Runtime sessions (load once per worker process)."""
 
     def __init__(self, bundle: bundle_format.Bundle, device: runtime.Device, allow_cpu_fallback: bool = True,
-                 explainer: bool = False, max_new_tokens: int = 40):
+                 explainer: bool = False, max_new_tokens: int = 40, explain_batch_size: int = 8):
         self.bundle, self.device = bundle, device
         manifest = bundle.manifest
         self.sessions = {name: runtime.open_session(bundle.graph_path(name), device)
@@ -91,13 +91,14 @@ class Scorer:
             # the explainer runs where it was built for (manifest explainer.execution): cuda only on a GPU
             on_gpu = device.kind == "cuda" and manifest["explainer"].get("execution") == "cuda"
             self.explainer = Explainer(bundle.explainer_dir(), device="cuda" if on_gpu else "cpu", threads=device.threads, gpu_id=device.gpu_id,
-                                       max_new_tokens=max_new_tokens)
+                                       max_new_tokens=max_new_tokens, batch_size=explain_batch_size)
 
     @classmethod
     def open(cls, directory: str | Path, prefer: str = "auto", threads: int | None = None,
-             allow_cpu_fallback: bool = True, explainer: bool = False, max_new_tokens: int = 40) -> "Scorer":
+             allow_cpu_fallback: bool = True, explainer: bool = False, max_new_tokens: int = 40,
+             explain_batch_size: int = 8) -> "Scorer":
         return cls(bundle_format.load(directory), runtime.choose_device(prefer, threads), allow_cpu_fallback,
-                   explainer, max_new_tokens)
+                   explainer, max_new_tokens, explain_batch_size)
 
     # --- inputs --------------------------------------------------------------------------------
     @property

@@ -54,6 +54,7 @@ class ScoringSpec:
     explain_k: int = 1
     explainer: str = "llm"                # llm | template | off (see rec_udf.explanations)
     max_new_tokens: int = 40
+    explain_batch_size: int = 8           # explanations per explainer call
     batch_size: int = 32
     device: str = "auto"                  # auto | cuda | cpu
     allow_cpu_fallback: bool = False
@@ -66,10 +67,12 @@ _SCORERS: dict[tuple, Scorer] = {}
 
 def scorer_for(spec: ScoringSpec) -> Scorer:
     """This process's Scorer for the bundle, loading (and counting) it only the first time."""
-    key = (spec.bundle.sha256, spec.device, spec.allow_cpu_fallback, spec.explainer == "llm")
+    key = (spec.bundle.sha256, spec.device, spec.allow_cpu_fallback, spec.explainer == "llm", spec.max_new_tokens,
+           spec.explain_batch_size)
     if key not in _SCORERS:
         scorer = Scorer.open(spec.bundle.directory(), prefer=spec.device, allow_cpu_fallback=spec.allow_cpu_fallback,
-                             explainer=spec.explainer == "llm", max_new_tokens=spec.max_new_tokens)
+                             explainer=spec.explainer == "llm", max_new_tokens=spec.max_new_tokens,
+                             explain_batch_size=spec.explain_batch_size)
         if scorer.bundle.sha256 != spec.bundle.sha256:
             raise BundleError(f"{scorer.bundle.directory}: manifest sha256 {scorer.bundle.sha256[:12]} is not the "
                               f"bundle the driver shipped ({spec.bundle.sha256[:12]})")
@@ -105,8 +108,16 @@ def score_frames(frames: Iterator[pd.DataFrame], spec: ScoringSpec) -> Iterator[
             yield pd.DataFrame(rejected, columns=SCORED_COLUMNS)
         # batches of similar prompt lengths: a batch is padded to its longest prompt
         ready.sort(key=lambda r: r.example.part_a)
-        for start in range(0, len(ready), spec.batch_size):
-            yield _score_batch(scorer, ready[start:start + spec.batch_size], spec)
+        ranked = [_rank_batch(scorer, ready[start:start + spec.batch_size], spec)
+                  for start in range(0, len(ready), spec.batch_size)]
+        if not ranked:
+            continue
+        # explanations for the whole frame at once: the explainer batches across the ranking batches
+        batch = [r for part, _, _ in ranked for r in part]
+        top, scores = np.concatenate([t for _, t, _ in ranked]), np.concatenate([s for _, _, s in ranked])
+        explanations = _explanations(scorer, spec, batch, top, scores)
+        yield _ranked_rows(scorer, [r.user for r in batch], [r.example.part_a for r in batch], top, scores,
+                           explanations)
 
 
 def _prepare_frame(scorer: Scorer, frame: pd.DataFrame) -> tuple[list[tuple], list[_Ready]]:
@@ -125,12 +136,11 @@ def _prepare_frame(scorer: Scorer, frame: pd.DataFrame) -> tuple[list[tuple], li
     return rejected, ready
 
 
-def _score_batch(scorer: Scorer, batch: list[_Ready], spec: ScoringSpec) -> pd.DataFrame:
-    sequences = [r.sequence for r in batch]
-    vectors, slots = scorer.encode([r.example for r in batch], sequences)
+def _rank_batch(scorer: Scorer, batch: list[_Ready], spec: ScoringSpec) -> tuple[list[_Ready], np.ndarray, np.ndarray]:
+    """(the rows, their top_k catalogue indices, scores): user vectors -> top-k, history excluded."""
+    vectors, _ = scorer.encode([r.example for r in batch], [r.sequence for r in batch])
     top, scores = scorer.top_k(vectors, spec.top_k, exclude=[r.seen for r in batch], blocked=spec.blocked)
-    explanations = _explanations(scorer, spec, batch, top, scores)
-    return _ranked_rows(scorer, [r.user for r in batch], [r.example.part_a for r in batch], top, scores, explanations)
+    return batch, top, scores
 
 
 def _ranked_rows(scorer: Scorer, users: list[int], tokens: list[int], top: np.ndarray, scores: np.ndarray,
