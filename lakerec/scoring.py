@@ -187,14 +187,14 @@ def require_explainer(conf: Conf, bundle_dir: Path, manifest: dict) -> None:
                           "score.explainer to template or off")
 
 
-def scoring_spec(conf: Conf, ref: BundleRef, blocked, loads) -> ScoringSpec:
+def scoring_spec(conf: Conf, ref: BundleRef, blocked, loads, explained=None) -> ScoringSpec:
     return ScoringSpec(
         ref, top_k=int(conf.get("score.top_k", 10)), explain_k=int(conf.get("score.explain_top_k", 1)),
         explainer=explainer_mode(conf),
         max_new_tokens=int(conf.get("score.max_new_tokens", 40)), batch_size=int(conf.get("score.batch_size", 32)),
         explain_batch_size=int(conf.get("score.explain_batch_size", 8)),
         device=str(conf.get("score.device", "auto")), allow_cpu_fallback=bool(conf.get("score.allow_cpu_fallback", False)),
-        blocked=blocked, loads=loads)
+        blocked=blocked, loads=loads, explained=explained)
 
 
 def recommendation_rows(scored: DataFrame, items: DataFrame, prompts: DataFrame, *, version: str, variant: str,
@@ -231,6 +231,7 @@ class ScoredBatch:
     manifest: dict
     ref: BundleRef
     loads: dict                   # {"pid:provider": loads}
+    explained: dict               # {"llm_first_attempt" | "llm_second_attempt" | "fallback": explanations}
     stats: dict
     seconds: float
 
@@ -244,7 +245,8 @@ class ScoredBatch:
                     users_per_s=round(users / max(self.seconds, 1e-9), 2),
                     prompt_tokens_per_s=round((self.stats["tokens"] or 0) / max(self.seconds, 1e-9), 1),
                     model_loads=sum(self.loads.values()), workers=len({k.split(":")[0] for k in self.loads}),
-                    loads_per_worker=self.loads, providers=sorted({k.split(":", 1)[1] for k in self.loads}))
+                    loads_per_worker=self.loads, providers=sorted({k.split(":", 1)[1] for k in self.loads}),
+                    explanations=self.explained)
 
 
 def score_prompts(spark, conf: Conf, prompts: DataFrame, model: str) -> ScoredBatch:
@@ -260,7 +262,8 @@ def score_prompts(spark, conf: Conf, prompts: DataFrame, model: str) -> ScoredBa
     blocked = ~np.isin(np.load(bundle_dir / manifest["items"]["ids"]), allowed)
     ref = ship(spark, conf, bundle_dir)
     loads = spark.sparkContext.accumulator({}, _CountsParam())
-    spec = scoring_spec(conf, ref, blocked, loads)
+    explained = spark.sparkContext.accumulator({}, _CountsParam())
+    spec = scoring_spec(conf, ref, blocked, loads, explained)
     spark.conf.set("spark.sql.execution.arrow.maxRecordsPerBatch", str(conf.get("score.arrow_max_records_per_batch", 1024)))
     partitions = int(conf.get("score.partitions") or spark.sparkContext.defaultParallelism)
     columns = ["user_id", "prompt", "entity_spans", "sequence_item_ids", "seen_item_ids"]
@@ -277,8 +280,8 @@ def score_prompts(spark, conf: Conf, prompts: DataFrame, model: str) -> ScoredBa
     except Exception as exc:
         rows.unpersist()
         raise worker_bundle_error(exc) or exc
-    return ScoredBatch(rows, items, version, bundle_dir, manifest, ref, dict(loads.value), stats,
-                       time.perf_counter() - start)
+    return ScoredBatch(rows, items, version, bundle_dir, manifest, ref, dict(loads.value), dict(explained.value),
+                       stats, time.perf_counter() - start)
 
 
 def score(spark, conf: Conf, run, *, model: str | None = None, variant: str | None = None,

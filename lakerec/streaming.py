@@ -99,6 +99,7 @@ def merge_live(spark, table: str, rows: DataFrame, app_id: str, batch_id: int) -
     with idempotent(spark, app_id, batch_id):
         (DeltaTable.forName(spark, table).alias("t")
          .merge(rows.alias("s"), "t.user_id = s.user_id AND t.rank = s.rank")
+         .withSchemaEvolution()        # columns added by a newer LakeRec (e.g. explanation_source) join the table
          .whenMatchedDelete(condition="s.item_id IS NULL")
          .whenMatchedUpdateAll()
          .whenNotMatchedInsertAll(condition="s.item_id IS NOT NULL")

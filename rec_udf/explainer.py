@@ -9,6 +9,7 @@ that fails the check is replaced by the data-built fallback and marked so.
 """
 from __future__ import annotations
 
+import dataclasses
 import json
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,6 +28,7 @@ class Explanation:
     evidence_item_ids: list[int]
     rejected: str | None = None  # why the LLM's sentence was replaced (None when it was kept)
     generated: str | None = None
+    attempts: int = 1            # LLM attempts made (a second one cites the next evidence item)
 
 
 class Explainer:
@@ -56,9 +58,10 @@ class Explainer:
         self.no_repeat_ngram_size = no_repeat_ngram_size
         self.tokens_generated = 0
 
-    def prompt(self, evidence: ex.Evidence, noun: str = "movie") -> str:
+    def prompt(self, evidence: ex.Evidence, noun: str = "movie", cited: int = 0) -> str:
         messages = json.dumps(ex.explanation_messages(evidence, noun))
-        return self.tokenizer.apply_chat_template(messages, add_generation_prompt=True) + ex.answer_prefix(evidence)
+        return (self.tokenizer.apply_chat_template(messages, add_generation_prompt=True)
+                + ex.answer_prefix(evidence, cited))
 
     def generate(self, prompts: Sequence[str], *, sample: bool = False, temperature: float = 0.8,
                  seed: int | None = None, stop_at_sentence: bool = True) -> list[str]:
@@ -100,10 +103,20 @@ class Explainer:
         self.tokens_generated += steps * len(prompts)
         return [self.tokenizer.decode(generator.get_sequence(row)[length:]) for row in range(len(prompts))]
 
-    def explain(self, evidence: Sequence[ex.Evidence], index: ex.CatalogueIndex, noun: str = "movie") -> list[Explanation]:
-        """One checked explanation per evidence (fallback sentence where the LLM's fails the check)."""
+    def explain(self, evidence: Sequence[ex.Evidence], index: ex.CatalogueIndex, noun: str = "movie",
+                retry: bool = True) -> list[Explanation]:
+        """One checked explanation per evidence. Where the LLM's sentence fails the check and the
+        evidence has a second item, one more greedy attempt opens by citing that item instead; a
+        sentence that still fails is replaced by the fallback."""
         raw = self.generate([self.prompt(e, noun) for e in evidence])
-        return [checked(e, ex.answer_prefix(e) + text, index) for e, text in zip(evidence, raw)]
+        out = [checked(e, ex.answer_prefix(e) + text, index) for e, text in zip(evidence, raw)]
+        again = [i for i, r in enumerate(out) if retry and r.source == ex.SOURCE_FALLBACK and len(evidence[i].items) > 1]
+        if again:
+            raw = self.generate([self.prompt(evidence[i], noun, cited=1) for i in again])
+            for i, text in zip(again, raw):
+                second = checked(evidence[i], ex.answer_prefix(evidence[i], 1) + text, index)
+                out[i] = dataclasses.replace(second if second.source == ex.SOURCE_LLM else out[i], attempts=2)
+        return out
 
 
 def checked(evidence: ex.Evidence, generated: str, index: ex.CatalogueIndex) -> Explanation:

@@ -155,12 +155,13 @@ def explanation_messages(evidence: "Evidence", noun: str = "movie") -> list[dict
     return [{"role": "system", "content": SYSTEM_PROMPT}, {"role": "user", "content": "\n".join(lines)}]
 
 
-def answer_prefix(evidence: "Evidence") -> str:
-    """The answer's opening, written from the evidence; the explainer continues it with the reason."""
+def answer_prefix(evidence: "Evidence", cited: int = 0) -> str:
+    """The answer's opening, written from the evidence (citing its `cited`-th item); the explainer
+    continues it with the reason."""
     title = f'"{display_title(evidence.title)}"'
     if not evidence.items:
         return f"You will enjoy {title} because it"
-    return f'You will enjoy {title} because, like "{display_title(evidence.items[0].title)}", it'
+    return f'You will enjoy {title} because, like "{display_title(evidence.items[cited].title)}", it'
 
 
 def first_sentence(text: str) -> str | None:

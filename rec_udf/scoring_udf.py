@@ -60,6 +60,8 @@ class ScoringSpec:
     allow_cpu_fallback: bool = False
     blocked: Optional[np.ndarray] = None  # catalogue-order bool mask of items nobody may get (None: none)
     loads: object = None                  # Spark accumulator of {"pid:provider": loads}
+    explained: object = None              # Spark accumulator of {"llm_first_attempt" | "llm_second_attempt" |
+                                          # "fallback": explanations}
 
 
 _SCORERS: dict[tuple, Scorer] = {}
@@ -190,4 +192,11 @@ def _explanations(scorer: Scorer, spec: ScoringSpec, batch: list[_Ready], top, s
     k = min(spec.explain_k, top.shape[1])
     wanted = [(row, rank) for row in range(len(batch)) for rank in range(k) if np.isfinite(scores[row, rank])]
     evidence = [scorer.evidence(int(top[row, rank]), batch[row].sequence, batch[row].ratings) for row, rank in wanted]
-    return dict(zip(wanted, scorer.explanations(evidence, llm=spec.explainer == "llm")))
+    said = scorer.explanations(evidence, llm=spec.explainer == "llm")
+    if spec.explained is not None:
+        counts: dict[str, int] = {}
+        for e in said:
+            key = "fallback" if e.source != "llm" else ("llm_first_attempt" if e.attempts == 1 else "llm_second_attempt")
+            counts[key] = counts.get(key, 0) + 1
+        spec.explained.add(counts)
+    return dict(zip(wanted, said))

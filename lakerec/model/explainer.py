@@ -162,7 +162,9 @@ def pass_rate(explainer: Explainer, evidence: Sequence[ex.Evidence], index: ex.C
             key = r.rejected.split(":")[0]
             reasons[key] = reasons.get(key, 0) + 1
     passed = sum(r.source == ex.SOURCE_LLM for r in results)
-    return {"n": len(results), "passed": passed, "pass_rate": passed / max(len(results), 1), "reasons": reasons,
+    first = sum(r.source == ex.SOURCE_LLM and r.attempts == 1 for r in results)
+    return {"n": len(results), "passed": passed, "pass_rate": passed / max(len(results), 1),
+            "pass_rate_first_attempt": first / max(len(results), 1), "reasons": reasons,
             "seconds": round(time.time() - start, 1),
             "examples": [r.text for r in results[:5]]}
 
