@@ -5,7 +5,8 @@ the explanations of one run date, and checks them against the warehouse's own ro
   python bench/explanation_audit.py --run-date 1998-04-23 [--sample 20] [--seed 0]
 
 A quoted title is faithful when it is the recommended item's title or the title of an item the user
-interacted with before the end of the run date (compared lower-case, letters and digits only, with
+interacted with before the end of the run date; a rating "N/5" stated right after a quoted history
+title must be the user's rating of it in the interactions table (compared lower-case, letters and digits only, with
 MovieLens' "Godfather, The" also read as "The Godfather"). A genre word is faithful when the genre is
 the recommended item's or one of the cited evidence items'. Prints the share written by the LLM, the
 share faithful, every violation, and a seeded random sample of explanations with their source.
@@ -66,22 +67,30 @@ def main() -> None:
     events = DeltaTable(str(root / "warehouse.db" / "interactions")).to_pandas()
     cutoff = dt.datetime.combine(day + dt.timedelta(days=1), dt.time(), tzinfo=dt.timezone.utc)
     events = events[events["event_time"] < cutoff]
-    title = dict(zip(items["item_id"], items["title"]))
+    title = {i: t or "" for i, t in zip(items["item_id"], items["title"])}
     genres = {i: set(g) if g is not None else set() for i, g in zip(items["item_id"], items["genres"])}
     history = events.groupby("user_id")["item_id"].apply(set).to_dict()
+    rated = {(u, i): r for u, i, r in zip(events["user_id"], events["item_id"], events["rating"])}
 
     violations = []
     for row in recs.itertuples():
-        allowed = set().union(*(spellings(title[i]) for i in history.get(row.user_id, set()) | {row.item_id}))
+        seen = history.get(row.user_id, set())
+        owner = {form: i for i in seen | {row.item_id} for form in spellings(title.get(i, ""))}
         for quoted in re.findall(r'"([^"]+)"', row.explanation):
-            if simple(quoted) not in allowed:
+            if simple(quoted) not in owner:
                 violations.append((row.user_id, row.explanation_source, f"quoted title not in history: {quoted}",
                                    row.explanation))
+        # a rating stated right after a quoted title ('"Fargo" (4/5)', '"Fargo", rated 4/5') must be the user's
+        for quoted, stated in re.findall(r'"([^"]+)"[^"]{0,20}?\b([0-5](?:\.[05])?)\s*/\s*5', row.explanation):
+            item = owner.get(simple(quoted))
+            if item is not None and item != row.item_id and float(rated.get((row.user_id, item), -1)) != float(stated):
+                violations.append((row.user_id, row.explanation_source,
+                                   f"rating {stated}/5 of {quoted} is not the user's", row.explanation))
         words = f" {simple(row.explanation)} "
-        for item in list(history.get(row.user_id, set())) + [row.item_id]:      # titles are not genre words
-            for form in spellings(title[item]):
+        for item in list(seen) + [row.item_id]:      # titles are not genre words
+            for form in spellings(title.get(item, "")):
                 words = words.replace(f" {form} ", " | ")
-        cited = genres[row.item_id].union(*(genres[i] for i in (row.evidence_item_ids or [])))
+        cited = genres.get(row.item_id, set()).union(*(genres.get(i, set()) for i in (row.evidence_item_ids or [])))
         for genre, forms in GENRE_WORDS.items():
             if genre not in cited and any(f" {f}" in words for f in forms):
                 violations.append((row.user_id, row.explanation_source, f"genre not cited: {genre}", row.explanation))

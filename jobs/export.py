@@ -33,8 +33,10 @@ def run(conf, model: str = "champion", precisions: list[str] | None = None, forc
             except BundleError as exc:
                 print(f"{version} {precision}: existing bundle is unusable ({exc}); exporting again")
             else:
-                has = (manifest.get("explainer") or {}).get("self_trained")
-                if explainer is not None and has != explainer.info["self_trained"]:
+                has = manifest.get("explainer")
+                same = has is not None and explainer is not None and all(
+                    has.get(k) == v for k, v in explainer.info.items() if k != "self_training")
+                if explainer is not None and not same:
                     print(f"{version} {precision}: {path} has {'no' if has is None else 'another'} explainer; "
                           "exporting again")
                 elif manifest.get("model_fingerprint") == fingerprint:

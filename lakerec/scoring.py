@@ -28,6 +28,7 @@ from lakerec.tables import create_table_if_missing, delta_version, read_at_versi
 from lakerec.validate import QUARANTINE_COLUMNS_DOC
 from rec_udf import bundle as bundle_format
 from rec_udf.errors import BundleError
+from rec_udf.explanations import EXPLAINER_PROMPT_VERSION
 from rec_udf.scoring_udf import EXPLAINERS, SCORED_SCHEMA, BundleRef, ScoringSpec, score_frames
 
 DEFAULT_VARIANT = "default"
@@ -44,7 +45,8 @@ RECS_COLUMNS_DOC = {
                           "the LLM's failed the check, or score.explainer is template); null without an explanation",
     "evidence_item_ids": "the history items the explanation may cite: the user's items closest to the recommended "
                          "one in the ranking model's item space (liked ones first)",
-    "explanation_rejected": "why the LLM's sentence was replaced by the fallback (the failed check), else null",
+    "explanation_rejected": "why the LLM's sentence was replaced by the fallback (the failed check); null when it "
+                            "was kept or no LLM ran (score.explainer template)",
     "model_version": "registered model version that scored (see `lakerec models`)",
     "prompt_template_version": "textualizer template version of the prompt",
     "input_table_version": "Delta version of the prompts table read",
@@ -181,10 +183,17 @@ def explainer_mode(conf: Conf) -> str:
 
 def require_explainer(conf: Conf, bundle_dir: Path, manifest: dict) -> None:
     """score.explainer llm needs a bundle that carries the explainer (checked before any scoring)."""
-    if explainer_mode(conf) == "llm" and not manifest.get("explainer"):
+    if explainer_mode(conf) != "llm":
+        return
+    if not manifest.get("explainer"):
         raise BundleError(f"{bundle_dir / bundle_format.MANIFEST}: this bundle has no explainer, and "
                           "score.explainer is llm; re-export it (`lakerec export --force`) or set "
                           "score.explainer to template or off")
+    version = manifest["explainer"].get("prompt_version")
+    if version != EXPLAINER_PROMPT_VERSION:
+        raise BundleError(f"{bundle_dir / bundle_format.MANIFEST}: explainer.prompt_version is {version!r}, this "
+                          f"LakeRec writes explainer prompts version {EXPLAINER_PROMPT_VERSION!r}; re-export the "
+                          "bundle (`lakerec export --force`)")
 
 
 def scoring_spec(conf: Conf, ref: BundleRef, blocked, loads, explained=None) -> ScoringSpec:
@@ -291,6 +300,8 @@ def score(spark, conf: Conf, run, *, model: str | None = None, variant: str | No
     run_date = run.run_date
     t = target(conf, variant, holdout)
     prompts, input_version = read_prompts(spark, t, run_date, users)
+    if holdout:     # offline evaluation reads the ranking only: no explanations to generate
+        conf = conf.with_overrides({"score.explainer": "off"})
     with run.timed("score_s"):
         scored = score_prompts(spark, conf, prompts, model_for(conf, variant, model))
     try:

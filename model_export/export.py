@@ -51,8 +51,8 @@ def log(msg: str) -> None:
 
 def export_bundles(model_dir: Path, bundles_dir: Path, precisions=("fp32",), parity_users: int = 64,
                    threads: int | None = None, explainer=None) -> dict[str, dict]:
-    """`explainer`: a lakerec.model.explainer.Prepared to copy into each bundle (None: none)."""
-    """Export every precision asked for; returns {precision: {"path", "parity", "seconds", "bytes"}}."""
+    """Export every precision asked for; returns {precision: {"path", "parity", "seconds", "bytes"}}.
+    `explainer`: a lakerec.model.explainer.Prepared to copy into each bundle (None: none)."""
     unknown = [p for p in precisions if p not in PRECISIONS]
     if unknown:
         from lakerec.errors import ConfigError

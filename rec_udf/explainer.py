@@ -130,4 +130,4 @@ def checked(evidence: ex.Evidence, generated: str, index: ex.CatalogueIndex) -> 
 
 def template_explanation(evidence: ex.Evidence) -> Explanation:
     """`score.explainer: template`: the data-built sentence, no LLM."""
-    return Explanation(ex.fallback_sentence(evidence), ex.SOURCE_FALLBACK, evidence.item_ids, "template")
+    return Explanation(ex.fallback_sentence(evidence), ex.SOURCE_FALLBACK, evidence.item_ids, None)

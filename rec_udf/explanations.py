@@ -23,6 +23,7 @@ from rec_udf.textualizer import clean_text
 
 EVIDENCE_ITEMS = 3          # history items quoted as evidence per explanation
 GOOD_RATING = 4.0           # evidence prefers items rated at least this (when ratings are known)
+DISLIKED_BELOW = 3.0        # items the user rated below this are never evidence
 MAX_WORDS = 60              # a longer "sentence" is not an explanation
 SOURCE_LLM, SOURCE_FALLBACK = "llm", "fallback"
 
@@ -33,13 +34,13 @@ _GENRE_STEMS = {
                                          "action adventure", "adventure comedy", "adventure drama"), "animation": ("animat", "cartoon"),
     "children's": ("children", "kids", "family film", "family movie"), "comedy": ("comed", "comic", "funny"),
     "crime": ("crime", "criminal", "gangster"), "documentary": ("documentar",), "drama": ("drama",),
-    "fantasy": ("fantas",), "film-noir": ("noir",), "horror": ("horror", "scary"), "musical": ("musical",),
+    "fantasy": ("fantasy", "fantasies"), "film-noir": ("noir",), "horror": ("horror", "scary"), "musical": ("musical",),
     "mystery": ("myster",), "romance": ("romanc", "romantic", "love story"), "sci-fi": ("sci-fi", "sci fi",
     "science fiction", "science-fiction"), "thriller": ("thrill",), "war": ("war film", "war movie", "war drama",
     "war story", "war epic"), "western": ("western",),
 }
 _QUOTED = re.compile(r'"([^"]{1,200})"|“([^”]{1,200})”')
-_RATING = re.compile(r"\b([0-5](?:\.5)?)\s*(?:/\s*5|out of 5|stars?)\b")
+_RATING = re.compile(r"(?<![\d.])([0-5](?:\.[05])?)\s*(?:/\s*5|out of 5|stars?)(?![\d])")
 _WORD = re.compile(r"[a-z0-9]+")
 
 
@@ -96,8 +97,11 @@ class Evidence:
 def select_evidence(item_vectors: np.ndarray, target: int, history: Sequence[int],
                     ratings: Sequence[float | None] | None = None, k: int = EVIDENCE_ITEMS) -> list[int]:
     """Positions in `history` (catalogue indices) of the k items closest to catalogue index `target`
-    by cosine in `item_vectors`, best first; items rated >= GOOD_RATING first when ratings are known."""
+    by cosine in `item_vectors`, best first; items rated >= GOOD_RATING first when ratings are known,
+    items rated below DISLIKED_BELOW never (a film the user disliked explains nothing)."""
     history = np.asarray(history, dtype=np.int64)
+    if ratings is not None and len(ratings) != len(history):
+        raise ValueError(f"{len(ratings)} ratings for {len(history)} history items")
     if not len(history):
         return []
     vectors = item_vectors[history]
@@ -106,9 +110,12 @@ def select_evidence(item_vectors: np.ndarray, target: int, history: Sequence[int
     liked = np.zeros(len(history), dtype=bool)
     if ratings is not None:
         liked = np.array([r is not None and not np.isnan(r) and r >= GOOD_RATING for r in ratings], dtype=bool)
+    disliked = np.zeros(len(history), dtype=bool)
+    if ratings is not None:
+        disliked = np.array([r is not None and not np.isnan(r) and r < DISLIKED_BELOW for r in ratings], dtype=bool)
     # distinct items only (a history may repeat one); liked first, then by similarity
     order = np.lexsort((-similarity, ~liked))
-    chosen, seen = [], set()
+    chosen, seen = [], set(history[disliked].tolist())
     for position in order:
         if int(history[position]) not in seen:
             seen.add(int(history[position]))
@@ -254,11 +261,14 @@ def fallback_sentence(evidence: Evidence) -> str:
     if not evidence.items:
         genres = f" ({', '.join(evidence.genres)})" if evidence.genres else ""
         return f"Recommended: {title}{genres}, ranked for you by the model from viewers with similar histories."
-    quoted = [f'"{display_title(e.title)}"' + (f" ({e.rating:g}/5)" if e.rating is not None else "")
-              for e in evidence.items[:2]]
-    shared = [g for g in evidence.genres if any(g in e.shared_genres for e in evidence.items[:2])]
+    cited = evidence.items[:2]
+    quoted = " and ".join(f'"{display_title(e.title)}"' + (f" ({e.rating:g}/5)" if e.rating is not None else "")
+                          for e in cited)
+    # "liked" only when every cited item was rated GOOD_RATING or more; otherwise what is known: watched
+    verb = "liked" if all(e.rating is not None and e.rating >= GOOD_RATING for e in cited) else "watched"
+    shared = [g for g in evidence.genres if any(g in e.shared_genres for e in cited)]
     why = f"another {shared[0].lower()} film" if shared else "which the model places close to them"
-    return f"Because you liked {' and '.join(quoted)}, we recommend {title}, {why}."
+    return f"Because you {verb} {quoted}, we recommend {title}, {why}."
 
 
 def _article(word: str) -> str:

@@ -89,8 +89,9 @@ class Scorer:
                                   f"{version!r}, this runtime writes explainer prompts version "
                                   f"{ex.EXPLAINER_PROMPT_VERSION!r}; re-export the bundle")
             # the explainer runs where it was built for (manifest explainer.execution): cuda only on a GPU
+            directory = bundle.explainer_dir()
             on_gpu = device.kind == "cuda" and manifest["explainer"].get("execution") == "cuda"
-            self.explainer = Explainer(bundle.explainer_dir(), device="cuda" if on_gpu else "cpu", threads=device.threads, gpu_id=device.gpu_id,
+            self.explainer = Explainer(directory, device="cuda" if on_gpu else "cpu", threads=device.threads, gpu_id=device.gpu_id,
                                        max_new_tokens=max_new_tokens, batch_size=explain_batch_size)
 
     @classmethod

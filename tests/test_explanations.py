@@ -60,6 +60,9 @@ def test_evidence_prefers_liked_items_closest_in_the_item_space():
     assert ex.select_evidence(vectors, 0, history, None, k=2) == [2, 0]
     assert ex.select_evidence(vectors, 0, [], None) == []
     assert ex.select_evidence(vectors, 0, [1, 1, 2], None, k=3) == [0, 2]     # a repeated item counts once
+    assert ex.select_evidence(vectors, 0, history, [5.0, 1.0, 2.0, 3.0], k=3) == [0, 3]   # disliked: never evidence
+    with pytest.raises(ValueError, match="2 ratings for 4 history items"):
+        ex.select_evidence(vectors, 0, history, [5.0, 4.0])
 
 
 def test_the_fallback_sentence_is_faithful_by_construction():
@@ -69,6 +72,8 @@ def test_the_fallback_sentence_is_faithful_by_construction():
         assert ex.check(sentence, e, INDEX) in (None, "no_history") if not history else ex.check(sentence, e, INDEX) is None
     e = evidence((2, 3), (5.0, 4.0))
     assert ex.fallback_sentence(e) == 'Because you liked "GoodFellas" (5/5) and "Fargo" (4/5), we recommend "Heat", another crime film.'
+    # "liked" only for items rated 4/5+: otherwise the sentence says what is known
+    assert ex.fallback_sentence(evidence((4, 3), (None, 3.0))).startswith('Because you watched "Toy Story" and "Fargo" (3/5)')
 
 
 def test_a_failing_llm_sentence_is_replaced_and_marked():
@@ -79,7 +84,7 @@ def test_a_failing_llm_sentence_is_replaced_and_marked():
     assert replaced.source == "fallback" and replaced.rejected.startswith("unknown_title")
     assert replaced.text == ex.fallback_sentence(e) and replaced.evidence_item_ids == [2, 3]
     assert checked(e, 'You will enjoy "Heat" because it just goes on and on', INDEX).rejected == "unfinished"
-    assert template_explanation(e).source == "fallback"
+    assert (template_explanation(e).source, template_explanation(e).rejected) == ("fallback", None)
 
 
 def test_the_prompt_states_only_the_evidence():
