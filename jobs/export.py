@@ -42,8 +42,9 @@ def run(conf, model: str = "champion", precisions: list[str] | None = None, forc
                 elif manifest.get("model_fingerprint") == fingerprint:
                     print(f"{version} {precision}: {path} exists and verifies (kept; --force re-exports)")
                     continue
-                print(f"{version} {precision}: {path} was exported from other model files under the same "
-                      f"version name; exporting again")
+                else:
+                    print(f"{version} {precision}: {path} was exported from other model files under the same "
+                          f"version name; exporting again")
         todo.append(precision)
     results = export_bundles(model_dir, root, todo, threads=conf.get("export.threads"),
                              explainer=explainer) if todo else {}

@@ -27,6 +27,7 @@ def test_a_faithful_sentence_passes():
     assert ex.check('You will enjoy "Heat" because, like "GoodFellas", it is a gripping crime story.', e, INDEX) is None
     # unquoted titles, the "X, The" form written naturally, a history title beyond the evidence
     assert ex.check("Fans of GoodFellas and Mr. Holland's Opus will like Heat, a tense crime thriller.", e, INDEX) is None
+    assert ex.check('You rated "GoodFellas" 5/5 and "Fargo" 4 out of 5, so try "Heat", an action film.', e, INDEX) is None
 
 
 @pytest.mark.parametrize("text, reason", [
@@ -36,6 +37,8 @@ def test_a_faithful_sentence_passes():
     ('You will enjoy "Heat" because, like "GoodFellas", it is a horror film.', "unsupported_genre"),
     ('You will enjoy "Heat" because, like "GoodFellas", it is a sci-fi epic.', "unsupported_genre: Sci-Fi"),
     ('You will enjoy "Heat" because you rated "GoodFellas" 2/5.', "unsupported_rating"),
+    ('You will enjoy "Heat" because, like "GoodFellas", it is rated 5/5.', "unsupported_rating"),
+    ('You will enjoy "Heat" because, like "GoodFellas", it is a crime drama.', "unsupported_genre: Drama"),
     ('You liked "GoodFellas", a crime drama.', "no_item"),
     ('You will enjoy "Heat", a tense crime thriller.', "no_history"),
     ('"Heat" "GoodFellas" is a crime crime crime crime crime crime crime crime crime crime movie.', "repetition"),
@@ -92,5 +95,5 @@ def test_the_prompt_states_only_the_evidence():
     text = "\n".join(m["content"] for m in ex.explanation_messages(e))
     assert '"GoodFellas" (Crime, Drama), they rated it 5/5' in text and '"Heat" (1995; Action, Crime, Thriller)' in text
     assert "Mr. Holland" not in text          # history beyond the evidence is not in the prompt
-    assert ex.answer_prefix(e) == 'You will enjoy "Heat" because, like "GoodFellas", it'
+    assert ex.answer_prefix(e) == 'You will enjoy "Heat", an action and crime film, because, like "GoodFellas", it'
     assert ex.display_title("Godfather, The") == "The Godfather"

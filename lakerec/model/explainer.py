@@ -42,10 +42,10 @@ FOR_BUNDLE = {"fp32": "int4", "int8": "int4", "fp16": "fp16"}
 
 @dataclass(frozen=True)
 class SelfTrainConfig:
-    samples_per_prompt: int = 4
-    temperature: float = 0.8
-    epochs: int = 2
-    lr: float = 2e-4
+    samples_per_prompt: int = 4      # sampled rounds after the greedy one, for prompts still without a target
+    temperature: float = 0.7
+    epochs: int = 1
+    lr: float = 1e-4
     lora_r: int = 8
     lora_alpha: int = 16
     batch_size: int = 8
@@ -96,7 +96,10 @@ def prepare(cache_dir: Path, precisions: Sequence[str]) -> Prepared:
     import onnxruntime_genai
     report_path = home(cache_dir) / "self-train" / "self_train.json"
     report = json.loads(report_path.read_text()) if report_path.exists() else None
-    tuned = report is not None and report.get("shipped") == "tuned" and (home(cache_dir) / "self-train" / "tuned-hf").exists()
+    # a self-trained explainer is used only for the prompt it was trained and measured on
+    tuned = (report is not None and report.get("shipped") == "tuned"
+             and report.get("prompt_version") == ex.EXPLAINER_PROMPT_VERSION
+             and (home(cache_dir) / "self-train" / "tuned-hf").exists())
     source = home(cache_dir) / "self-train" / "tuned-hf" if tuned else base_copy(cache_dir)
     name = "self-trained" if tuned else "base"
     directories = {precision: _built(source, name, precision, cache_dir) for precision in precisions}
@@ -171,22 +174,23 @@ def pass_rate(explainer: Explainer, evidence: Sequence[ex.Evidence], index: ex.C
 
 def sample_targets(explainer: Explainer, evidence: Sequence[ex.Evidence], index: ex.CatalogueIndex,
                    config: SelfTrainConfig) -> list[tuple[str, str]]:
-    """(prompt, answer continuation) for each evidence with a sampled answer that passes the check;
-    of several passing samples the shortest is kept (the check rewards no padding)."""
+    """(prompt, answer continuation) for each evidence with an answer that passes the check: the
+    explainer's own greedy answer where it passes (what serving decodes), else the first passing one
+    of up to `samples_per_prompt` samples."""
     prompts = [explainer.prompt(e) for e in evidence]
     kept: dict[int, str] = {}
-    for k in range(config.samples_per_prompt):
+    for k in range(config.samples_per_prompt + 1):
         todo = [i for i in range(len(evidence)) if i not in kept]
         if not todo:
             break
-        raw = explainer.generate([prompts[i] for i in todo], sample=True, temperature=config.temperature,
+        raw = explainer.generate([prompts[i] for i in todo], sample=k > 0, temperature=config.temperature,
                                  seed=config.seed + k)
         for i, text in zip(todo, raw):
             result = checked(evidence[i], ex.answer_prefix(evidence[i]) + text, index)
             if result.source == ex.SOURCE_LLM:
                 kept[i] = result.text[len(ex.answer_prefix(evidence[i])):]
-        log.info("self-training samples: round %d, %d/%d prompts have a faithful answer", k + 1, len(kept),
-                 len(evidence))
+        log.info("self-training targets: %s round, %d/%d prompts have a faithful answer",
+                 "sampled" if k else "greedy", len(kept), len(evidence))
     return [(prompts[i], kept[i]) for i in sorted(kept)]
 
 
@@ -247,7 +251,8 @@ def self_train(base_hf: Path, base_onnx: Path, work: Path, train: Sequence[ex.Ev
                heldout: Sequence[ex.Evidence], index: ex.CatalogueIndex, config: SelfTrainConfig,
                threads: int | None = None) -> dict:
     """Sample -> keep faithful -> LoRA -> merge -> build; pass rates before/after on `heldout`."""
-    report = {"config": asdict(config), "train_prompts": len(train), "heldout_prompts": len(heldout)}
+    report = {"config": asdict(config), "train_prompts": len(train), "heldout_prompts": len(heldout),
+              "prompt_version": ex.EXPLAINER_PROMPT_VERSION}
     base = Explainer(base_onnx, threads=threads)
     report["before"] = pass_rate(base, heldout, index)
     log.info("explainer before self-training: %.1f%% of %d held-out explanations pass the check",
