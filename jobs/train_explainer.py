@@ -40,7 +40,7 @@ def evidence_sets(spark, conf, run_date, scorer: Scorer, n_train: int, n_heldout
 
 
 def run(spark, conf, run_date) -> dict:
-    logging.basicConfig(level=logging.INFO, format="[lakerec train-explainer] %(message)s")
+    logging.basicConfig(level=logging.INFO, format="[lakerec train-explainer] %(message)s", force=True)
     registry = Registry.from_conf(conf)
     version = registry.resolve(str(conf.get("score.model", "champion"))).name
     bundle = registry.bundle_dir(version, "fp32")

@@ -21,7 +21,9 @@ TINY_TRAINING = [
     "train.profiles.quick.baselines.als_iterations=2", "train.profiles.quick.llm_train.max_users=12",
     f"train.profiles.quick.llm_train.rank_users={RANK_USERS}", "train.profiles.quick.llm_train.eval_users=3",
     "train.profiles.quick.llm_train.max_new_tokens=3", "train.profiles.quick.llm_train.stage1_epochs=0",
-    "score.max_new_tokens=4",
+    # explanations by the data-built sentence here: the explainer LLM on every one of 943 users would
+    # add minutes twice; tests/test_score.py and tests/test_export.py run the LLM path
+    "score.explainer=template",
     "textualize.max_prompt_tokens=80",      # shorter prompts: every model pass costs half
 ]
 TOP_K = 10
@@ -124,6 +126,9 @@ def _check_recommendations(info, champion):
     history = _table(info, "warehouse.interactions")[["user_id", "item_id"]]
     assert recs.merge(history, on=["user_id", "item_id"]).empty
     assert recs.loc[recs["rank"] == 1, "explanation"].notna().all()
+    first = recs[recs["rank"] == 1]          # score.explainer template: the data-built sentence, with its evidence
+    assert set(first["explanation_source"]) == {"fallback"} and first["explanation_rejected"].isna().all()
+    assert first["evidence_item_ids"].map(len).between(1, 3).all()
     runs = _table(info, "lakerec.runs")
     scores = runs[(runs["job"] == "score") & (runs["status"] == "succeeded")]
     assert len(scores) == 2
