@@ -44,9 +44,9 @@ def spellings(title: str) -> set[str]:
     out = set()
     for form in {title.strip(), re.sub(r"\s*\(.*?\)", "", title).strip()}:
         out.add(simple(form))
-        moved = re.match(r"^(.*), (the|a|an|les|la|le|il|el|die|das|der)$", form, re.I)
+        moved = re.match(r"^(.*?), (the|a|an|les|la|le|il|el|die|das|der)(\s*\(.*\))?$", form, re.I)
         if moved:
-            out.add(simple(f"{moved.group(2)} {moved.group(1)}"))
+            out.add(simple(f"{moved.group(2)} {moved.group(1)}{moved.group(3) or ''}"))
     return {f for f in out if f}
 
 
@@ -72,7 +72,7 @@ def main() -> None:
     history = events.groupby("user_id")["item_id"].apply(set).to_dict()
     rated = {(u, i): r for u, i, r in zip(events["user_id"], events["item_id"], events["rating"])}
 
-    violations = []
+    violations, borrowed = [], []
     for row in recs.itertuples():
         seen = history.get(row.user_id, set())
         owner = {form: i for i in seen | {row.item_id} for form in spellings(title.get(i, ""))}
@@ -90,10 +90,16 @@ def main() -> None:
         for item in list(seen) + [row.item_id]:      # titles are not genre words
             for form in spellings(title.get(item, "")):
                 words = words.replace(f" {form} ", " | ")
-        cited = genres.get(row.item_id, set()).union(*(genres.get(i, set()) for i in (row.evidence_item_ids or [])))
+        evidence = [] if row.evidence_item_ids is None else list(row.evidence_item_ids)
+        own = genres.get(row.item_id, set())
+        cited = own.union(*(genres.get(i, set()) for i in evidence))
         for genre, forms in GENRE_WORDS.items():
-            if genre not in cited and any(f" {f}" in words for f in forms):
-                violations.append((row.user_id, row.explanation_source, f"genre not cited: {genre}", row.explanation))
+            if any(f" {f}" in words for f in forms):
+                if genre not in cited:
+                    violations.append((row.user_id, row.explanation_source, f"genre not cited: {genre}",
+                                       row.explanation))
+                elif genre not in own:      # allowed by the rule, but read as the item's genre
+                    borrowed.append((row.user_id, row.explanation_source, genre, row.explanation))
     first = recs[recs["rank"] == 1]
     bad_rows = {(v[0], v[3]) for v in violations}
     rng = random.Random(args.seed)
@@ -103,6 +109,7 @@ def main() -> None:
                "llm_share_rank1": round(float((first["explanation_source"] == "llm").mean()), 4),
                "faithful_share": round(1 - len(bad_rows) / max(len(recs), 1), 4),
                "violations": [list(map(str, v)) for v in violations],
+               "evidence_genre_not_the_items": len(borrowed),
                "rejected_reasons": first["explanation_rejected"].fillna("").str.split(":").str[0]
                .value_counts().to_dict(),
                "sample": [{"user_id": int(u), "item": t, "source": s, "explanation": e} for u, t, s, e in sample]}
@@ -115,7 +122,10 @@ def markdown(results: dict, command: str) -> str:
              f"{results['llm_share_rank1']:.1%} (the rest: data-built fallback; reasons {results['rejected_reasons']})",
              f"- faithful by this independent audit (quoted titles in the user's history or the item; genres of the "
              f"item or the cited evidence): {results['faithful_share']:.1%} of {results['explanations']}; "
-             f"violations: {len(results['violations'])}"]
+             f"violations: {len(results['violations'])}",
+             f"- explanations naming a genre of a cited history item that the recommended item does not have "
+             f"(allowed by the issue's rule, rejected by LakeRec's stricter check): "
+             f"{results['evidence_genre_not_the_items']}"]
     lines += [f"  - user {v[0]} ({v[1]}): {v[2]} -- {v[3]}" for v in results["violations"][:20]]
     lines += ["", "Random sample (seeded), unedited:", "", "| user | recommended | source | explanation |",
               "|---|---|---|---|"]
