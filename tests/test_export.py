@@ -186,7 +186,7 @@ def test_the_bundled_explainer_writes_checked_sentences_deterministically_in_bat
     rng = np.random.default_rng(0)
     n = len(scorer.bundle.item_ids)
     evidence = [scorer.evidence(int(rng.integers(n)), scorer.bundle.item_ids[rng.choice(n, 6, replace=False)],
-                                [float(r) for r in rng.integers(1, 6, size=6)]) for _ in range(6)]
+                                [float(r) for r in rng.integers(3, 6, size=6)]) for _ in range(6)]
     from rec_udf import explanations as ex
     said = scorer.explanations(evidence)
     for e, s in zip(evidence, said):

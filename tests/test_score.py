@@ -88,8 +88,13 @@ def test_score_contract_and_rerun(spark, setup):
     first = recs[recs["rank"] == 1]
     assert set(first["explanation_source"]) <= {"llm", "fallback"} and recs.loc[recs["rank"] > 1, "explanation_source"].isna().all()
     assert (first["explanation_rejected"].isna() == (first["explanation_source"] == "llm")).all()
+    not_disliked = {}                       # items rated below 3 are never evidence
+    for user, item, _, rating in setup["events"]:
+        if rating >= 3 and item != UNKNOWN_ITEM:
+            not_disliked.setdefault(user, set()).add(item)
     for user, evidence in zip(first["user_id"], first["evidence_item_ids"]):
-        assert set(evidence) <= seen[user] and len(evidence) == min(3, len(seen[user] - {UNKNOWN_ITEM}))
+        assert set(evidence) <= not_disliked.get(user, set())
+        assert len(evidence) == min(3, len(not_disliked.get(user, set())))
     assert (recs.sort_values(["user_id", "rank"]).groupby("user_id")["score"].apply(
         lambda s: bool(np.all(np.diff(s.to_numpy()) <= 0)))).all()
     assert set(recs["variant"]) == {"default"} and set(recs["model_version"]) == {"v0001"}
