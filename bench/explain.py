@@ -6,8 +6,9 @@ on the same grounded prompts, one process, one after the other.
 
 Prompts: evidence for the newest history item of the first N users of the warehouse's prompts table
 (MovieLens after `make demo`), through the champion's fp32 bundle, exactly as the scorer builds it.
-Every approach generates greedily up to 40 new tokens from the same prompt text (chat template +
-answer opening). Reported: explanations/s, generated tokens/s, model load time, and for LakeRec the
+Every approach decodes greedily from the same prompt text (chat template + answer opening) until
+its end token or 40 new tokens; LakeRec's explainer also as served (it stops a batch once every
+row has finished its first sentence). Tokens/s counts real generated tokens (up to the end token). Reported: explanations/s, generated tokens/s, model load time, and for LakeRec the
 share passing the faithfulness check. transformers is measured on a few prompts only (it is slow)
 at batch 1 and batch 8 (left padding). Writes bench/results/explain.{json,md}.
 """
@@ -62,7 +63,7 @@ def lakerec_rows(directory: Path, label: str, prompts, evidence, index, threads:
             raw = explainer.generate(prompts, stop_at_sentence=early_stop)
             seconds = time.perf_counter() - start
             passed = sum(checked(e, ex.answer_prefix(e) + r, index).source == "llm" for e, r in zip(evidence, raw))
-            rows.append({"approach": label, "batch": batch, "stop": "first sentence" if early_stop else "40 tokens",
+            rows.append({"approach": label, "batch": batch, "stop": "first sentence" if early_stop else "end token or 40",
                          "n": len(prompts), "seconds": round(seconds, 2),
                          "explanations_per_s": round(len(prompts) / seconds, 2),
                          "tokens_per_s": round(explainer.tokens_generated / seconds, 1), "load_s": round(load, 1),
@@ -88,12 +89,14 @@ def transformers_rows(gguf: Path, prompts, threads: int, n: int) -> list[dict]:
         for b in range(0, n, batch):
             enc = tokenizer(prompts[b:b + batch], return_tensors="pt", padding=True, add_special_tokens=False)
             with torch.no_grad():
-                out = model.generate(**enc, max_new_tokens=MAX_NEW, min_new_tokens=MAX_NEW, do_sample=False,
-                                     pad_token_id=tokenizer.pad_token_id)
-            tokens += (out.shape[1] - enc["input_ids"].shape[1]) * out.shape[0]
+                out = model.generate(**enc, max_new_tokens=MAX_NEW, do_sample=False,
+                                     pad_token_id=tokenizer.pad_token_id, eos_token_id=tokenizer.eos_token_id)
+            new = out[:, enc["input_ids"].shape[1]:]
+            for row in new.tolist():       # real tokens: up to the first end token
+                tokens += row.index(tokenizer.eos_token_id) if tokenizer.eos_token_id in row else len(row)
         seconds = time.perf_counter() - start
         rows.append({"approach": "transformers generate, GGUF de-quantized (fp32), torch", "batch": batch,
-                     "stop": "40 tokens", "n": n, "seconds": round(seconds, 2),
+                     "stop": "end token or 40", "n": n, "seconds": round(seconds, 2),
                      "explanations_per_s": round(n / seconds, 2), "tokens_per_s": round(tokens / seconds, 1),
                      "load_s": round(load, 1), "pass_rate": None})
         print(rows[-1], flush=True)

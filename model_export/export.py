@@ -11,7 +11,7 @@
     items.parquet           item fields (explanations name items by title)
     tokenizer.json          the tokenizer, special tokens resolved
     explainer/              the explainer LLM as onnxruntime-genai builds it (genai_config.json,
-                            model.onnx + weights, tokenizer), int4 for CPU bundles, fp16 for GPU ones
+                            model.onnx + weights, tokenizer), fp32 or int4 for CPU bundles, fp16 for GPU ones
 
 Each bundle is written to a temporary folder, verified by the runtime's own loader, and renamed into
 place, so a bundle is whole or absent. Re-exporting a version replaces its bundle in one rename.

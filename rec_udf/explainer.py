@@ -53,6 +53,7 @@ class Explainer:
         except Exception as exc:
             raise BundleError(f"{directory}: onnxruntime-genai cannot load the explainer ({exc})") from None
         self.og, self.tokenizer = og, og.Tokenizer(self.model)
+        self.eos = int(json.loads((directory / CONFIG).read_text())["model"]["eos_token_id"])
         self.max_new_tokens, self.batch_size = max_new_tokens, batch_size
         self.repetition_penalty = repetition_penalty
         self.no_repeat_ngram_size = no_repeat_ngram_size
@@ -100,8 +101,14 @@ class Explainer:
                     if not done[row]:
                         stream[row] = self.tokenizer.decode(generator.get_sequence(row)[length:])
                         done[row] = "\n" in stream[row] or ex.first_sentence("x " + stream[row]) is not None
-        self.tokens_generated += steps * len(prompts)
-        return [self.tokenizer.decode(generator.get_sequence(row)[length:]) for row in range(len(prompts))]
+        out = []
+        for row in range(len(prompts)):
+            tokens = list(generator.get_sequence(row)[length:])
+            if self.eos in tokens:          # a finished row is padded with end tokens: count the real ones
+                tokens = tokens[:tokens.index(self.eos)]
+            self.tokens_generated += len(tokens)
+            out.append(self.tokenizer.decode(tokens))
+        return out
 
     def explain(self, evidence: Sequence[ex.Evidence], index: ex.CatalogueIndex, noun: str = "movie",
                 retry: bool = True) -> list[Explanation]:

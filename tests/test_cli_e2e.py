@@ -23,7 +23,7 @@ TINY_TRAINING = [
     "train.profiles.quick.llm_train.max_new_tokens=3", "train.profiles.quick.llm_train.stage1_epochs=0",
     # explanations by the data-built sentence here: the explainer LLM on every one of 943 users would
     # add minutes twice; tests/test_score.py and tests/test_export.py run the LLM path
-    "score.explainer=template",
+    "score.explainer=template", "export.explainer=false",
     "textualize.max_prompt_tokens=80",      # shorter prompts: every model pass costs half
 ]
 TOP_K = 10

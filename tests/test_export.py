@@ -31,10 +31,10 @@ REPO = Path(__file__).resolve().parents[1]
 def exported(tmp_path_factory):
     root = tmp_path_factory.mktemp("export")
     model_dir = random_model_version(root / "versions", n_items=80)
-    # the real explainer LLM (int4) goes into the fp32 and int8 bundles; fp16 (GPU) bundles would carry
-    # the fp16 build, not prepared here, so this fp16 bundle has none
+    # the real explainer LLM goes into the fp32 (fp32 build) and int8 (int4 build) bundles; fp16 (GPU)
+    # bundles would carry the fp16 build, not prepared here, so this fp16 bundle has none
     results = export_bundles(model_dir, root / "bundles", precisions=("fp32", "int8", "fp16"), parity_users=48,
-                             explainer=prepared_explainer(("int4",)))
+                             explainer=prepared_explainer(("int4", "fp32")))
     return model_dir, {p: Path(r["path"]) for p, r in results.items()}
 
 
@@ -179,7 +179,8 @@ def test_a_process_without_torch_loads_verifies_and_scores(exported):
 def test_the_bundled_explainer_writes_checked_sentences_deterministically_in_batches(exported):
     _, bundles = exported
     manifest = json.loads((bundles["fp32"] / "manifest.json").read_text())
-    assert manifest["explainer"]["precision"] == "int4" and manifest["explainer"]["execution"] == "cpu"
+    assert manifest["explainer"]["precision"] == "fp32" and manifest["explainer"]["execution"] == "cpu"
+    assert json.loads((bundles["int8"] / "manifest.json").read_text())["explainer"]["precision"] == "int4"
     assert any(name.startswith("explainer/") and name.endswith(".onnx") for name in manifest["files"])
     assert "explainer" not in json.loads((bundles["fp16"] / "manifest.json").read_text())
     scorer = Scorer.open(bundles["fp32"], prefer="cpu", explainer=True)

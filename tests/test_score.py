@@ -27,7 +27,7 @@ def setup(spark, base_conf, tmp_path_factory):
 
     root = tmp_path_factory.mktemp("score")
     model_dir = registry_with_random_champion(root / "models", n_items=N_ITEMS)
-    export_bundles(model_dir, root / "bundles", ["fp32"], parity_users=4, explainer=prepared_explainer(("int4",)))
+    export_bundles(model_dir, root / "bundles", ["fp32"], parity_users=4, explainer=prepared_explainer(("fp32",)))
     tables = {"tables.prompts": "st.prompts", "tables.quarantine": "st.quarantine", "tables.runs": "st.runs",
               "tables.recommendations": "st.recs", "tables.latest_recommendations": "st.latest_recs",
               "tables.holdout_prompts": "st.holdout_prompts", "tables.holdout_recommendations": "st.holdout_recs",
