@@ -35,7 +35,8 @@ def run(conf, model: str = "champion", precisions: list[str] | None = None, forc
             else:
                 has = manifest.get("explainer")
                 same = has is not None and explainer is not None and all(
-                    has.get(k) == v for k, v in explainer.info.items() if k != "self_training")
+                    has.get(k) == v for k, v in explainer.info.items() if k != "self_training") and \
+                    has.get("precision") == explainer_model.FOR_BUNDLE.get(precision)
                 if explainer is not None and not same:
                     print(f"{version} {precision}: {path} has {'no' if has is None else 'another'} explainer; "
                           "exporting again")
