@@ -75,15 +75,18 @@ def main() -> None:
     violations, borrowed = [], []
     for row in recs.itertuples():
         seen = history.get(row.user_id, set())
-        owner = {form: i for i in seen | {row.item_id} for form in spellings(title.get(i, ""))}
+        owner: dict[str, set] = {}          # a title may belong to several items (MovieLens has duplicates)
+        for i in seen | {row.item_id}:
+            for form in spellings(title.get(i, "")):
+                owner.setdefault(form, set()).add(i)
         for quoted in re.findall(r'"([^"]+)"', row.explanation):
             if simple(quoted) not in owner:
                 violations.append((row.user_id, row.explanation_source, f"quoted title not in history: {quoted}",
                                    row.explanation))
         # a rating stated right after a quoted title ('"Fargo" (4/5)', '"Fargo", rated 4/5') must be the user's
         for quoted, stated in re.findall(r'"([^"]+)"[^"]{0,20}?\b([0-5](?:\.[05])?)\s*/\s*5', row.explanation):
-            item = owner.get(simple(quoted))
-            if item is not None and item != row.item_id and float(rated.get((row.user_id, item), -1)) != float(stated):
+            items = owner.get(simple(quoted), set()) - {row.item_id}
+            if items and all(float(rated.get((row.user_id, i), -1)) != float(stated) for i in items):
                 violations.append((row.user_id, row.explanation_source,
                                    f"rating {stated}/5 of {quoted} is not the user's", row.explanation))
         words = f" {simple(row.explanation)} "
