@@ -240,7 +240,7 @@ class ScoredBatch:
     manifest: dict
     ref: BundleRef
     loads: dict                   # {"pid:provider": loads}
-    explained: dict               # {"llm_first_attempt" | "llm_second_attempt" | "fallback": explanations}
+    explained: dict               # {"llm_first_attempt" | "llm_later_attempt" | "fallback": explanations}
     stats: dict
     seconds: float
 

@@ -28,7 +28,7 @@ class Explanation:
     evidence_item_ids: list[int]
     rejected: str | None = None  # why the LLM's sentence was replaced (None when it was kept)
     generated: str | None = None
-    attempts: int = 1            # LLM attempts made (a second one cites the next evidence item)
+    attempts: int = 1            # LLM attempts made (each later one cites the next evidence item)
 
 
 class Explainer:
@@ -112,17 +112,19 @@ class Explainer:
 
     def explain(self, evidence: Sequence[ex.Evidence], index: ex.CatalogueIndex, noun: str = "movie",
                 retry: bool = True) -> list[Explanation]:
-        """One checked explanation per evidence. Where the LLM's sentence fails the check and the
-        evidence has a second item, one more greedy attempt opens by citing that item instead; a
-        sentence that still fails is replaced by the fallback."""
+        """One checked explanation per evidence. Where the LLM's sentence fails the check, another
+        greedy attempt opens by citing the next evidence item instead (one attempt per evidence
+        item, at most EVIDENCE_ITEMS); a sentence that still fails is replaced by the fallback."""
         raw = self.generate([self.prompt(e, noun) for e in evidence])
         out = [checked(e, ex.answer_prefix(e) + text, index) for e, text in zip(evidence, raw)]
-        again = [i for i, r in enumerate(out) if retry and r.source == ex.SOURCE_FALLBACK and len(evidence[i].items) > 1]
-        if again:
-            raw = self.generate([self.prompt(evidence[i], noun, cited=1) for i in again])
+        for cited in range(1, ex.EVIDENCE_ITEMS if retry else 1):
+            again = [i for i, r in enumerate(out) if r.source == ex.SOURCE_FALLBACK and len(evidence[i].items) > cited]
+            if not again:
+                break
+            raw = self.generate([self.prompt(evidence[i], noun, cited=cited) for i in again])
             for i, text in zip(again, raw):
-                second = checked(evidence[i], ex.answer_prefix(evidence[i], 1) + text, index)
-                out[i] = dataclasses.replace(second if second.source == ex.SOURCE_LLM else out[i], attempts=2)
+                attempt = checked(evidence[i], ex.answer_prefix(evidence[i], cited) + text, index)
+                out[i] = dataclasses.replace(attempt if attempt.source == ex.SOURCE_LLM else out[i], attempts=cited + 1)
         return out
 
 

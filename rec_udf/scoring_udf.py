@@ -60,7 +60,7 @@ class ScoringSpec:
     allow_cpu_fallback: bool = False
     blocked: Optional[np.ndarray] = None  # catalogue-order bool mask of items nobody may get (None: none)
     loads: object = None                  # Spark accumulator of {"pid:provider": loads}
-    explained: object = None              # Spark accumulator of {"llm_first_attempt" | "llm_second_attempt" |
+    explained: object = None              # Spark accumulator of {"llm_first_attempt" | "llm_later_attempt" |
                                           # "fallback": explanations}
 
 
@@ -196,7 +196,7 @@ def _explanations(scorer: Scorer, spec: ScoringSpec, batch: list[_Ready], top, s
     if spec.explained is not None:
         counts: dict[str, int] = {}
         for e in said:
-            key = "fallback" if e.source != "llm" else ("llm_first_attempt" if e.attempts == 1 else "llm_second_attempt")
+            key = "fallback" if e.source != "llm" else ("llm_first_attempt" if e.attempts == 1 else "llm_later_attempt")
             counts[key] = counts.get(key, 0) + 1
         spec.explained.add(counts)
     return dict(zip(wanted, said))
