@@ -77,6 +77,9 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--force", action="store_true", help="re-export even if a verified bundle exists")
     p = jobs.add_parser("info", parents=[common], help="warehouse, tables, locations, versions")
     p.add_argument("--json", action="store_true", help="one JSON object")
+    p = jobs.add_parser("submit-args", parents=[common],
+                        help="the spark-submit arguments a scheduler needs to run a LakeRec job")
+    p.add_argument("--json", action="store_true", help="one JSON object: application, conf, env_vars")
     p = jobs.add_parser("sql", parents=[common], help="run one SQL statement against the warehouse")
     p.add_argument("statement")
     return top
@@ -135,6 +138,10 @@ def main(argv: list[str] | None = None) -> int:
         if args.job == "export":             # registry -> bundles: no Spark session either
             from jobs import export
             export.run(conf, args.model, args.precision.split(",") if args.precision else None, args.force)
+            return 0
+        if args.job == "submit-args":        # conf -> spark-submit arguments: no Spark session
+            from jobs import submit
+            submit.run(conf, as_json=args.json)
             return 0
         from lakerec.spark import build_session
         spark = build_session(conf)

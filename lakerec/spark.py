@@ -1,6 +1,12 @@
 """SparkSession builder: local mode by default, Delta SQL extension and catalog, Delta jars from
 the local Maven-fetched folder (or spark.jars.packages), and a persistent Hive catalog backed by
-an embedded Derby metastore under the warehouse root, so table names outlive the process."""
+an embedded Derby metastore under the warehouse root, so table names outlive the process.
+
+Two ways to start a job, one set of settings (`session_config`):
+- `lakerec <job>` (or `python jobs/cli.py <job>`): this module starts the JVM itself with them.
+- `spark-submit jobs/cli.py <job>` (Airflow's SparkSubmitOperator, a cluster): the JVM exists before
+  any of this code runs, so the master comes from spark-submit and the settings must be passed to
+  it; `lakerec submit-args` prints them (jobs/submit.py) and the DAGs pass them on."""
 from __future__ import annotations
 
 import os
@@ -8,6 +14,7 @@ import sys
 from pathlib import Path
 
 from lakerec.config import Conf
+from lakerec.errors import ConfigError
 from lakerec.jars import local_jars
 
 DELTA_EXTENSION = "io.delta.sql.DeltaSparkSessionExtension"
@@ -43,20 +50,49 @@ def session_config(conf: Conf) -> dict[str, str]:
     return settings
 
 
+def python_interpreter(conf: Conf) -> str:
+    """The Python that runs the driver and the executors' workers: conf `spark.python`, or this one."""
+    return conf.get("spark.python") or sys.executable
+
+
+def launched_by_spark_submit() -> bool:
+    """True in a driver started by `spark-submit`: its JVM (master, jars, memory) is already up.
+    spark-submit's PythonRunner hands the driver its gateway port in this variable; a session the
+    driver starts itself (pyspark's launch_gateway) does not set it in the driver's environment."""
+    return "PYSPARK_GATEWAY_PORT" in os.environ
+
+
 def build_session(conf: Conf):
     """Create (or return the running) SparkSession configured from conf."""
     from pyspark.sql import SparkSession
 
     Path(conf.warehouse_root).mkdir(parents=True, exist_ok=True)
-    # Python workers run the driver's interpreter (this virtual environment) unless conf says otherwise.
-    os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
-    os.environ.setdefault("PYSPARK_DRIVER_PYTHON", sys.executable)
-    builder = SparkSession.builder.master(conf.get("spark.master", "local[2]")).appName(
-        conf.get("spark.app_name", "lakerec"))
+    submitted = launched_by_spark_submit()
+    builder = SparkSession.builder
+    if not submitted:          # under spark-submit the master is the one it was given (the cluster's)
+        # Python workers run the driver's interpreter (this virtual environment) unless conf says otherwise.
+        os.environ.setdefault("PYSPARK_PYTHON", python_interpreter(conf))
+        os.environ.setdefault("PYSPARK_DRIVER_PYTHON", python_interpreter(conf))
+        builder = builder.master(conf.get("spark.master", "local[2]")).appName(conf.get("spark.app_name", "lakerec"))
     for key, value in session_config(conf).items():
         builder = builder.config(key, value)
     if conf.get("spark.hive_catalog", True):
         builder = builder.enableHiveSupport()
     spark = builder.getOrCreate()
     spark.sparkContext.setLogLevel(conf.get("spark.log_level", "WARN"))
+    if not _class_loadable(spark, DELTA_CATALOG):
+        spark.stop()
+        how = ("this driver was started by spark-submit without LakeRec's settings: pass the ones "
+               "`lakerec submit-args` prints (docs/airflow.md)") if submitted else (
+               f"check spark.delta_jars_dir ({conf.get('spark.delta_jars_dir')}) or spark.delta_package")
+        raise ConfigError(f"the Delta Lake jars are not on the Spark driver's classpath: {how}")
     return spark
+
+
+def _class_loadable(spark, name: str) -> bool:
+    loader = spark._jvm.java.lang.Thread.currentThread().getContextClassLoader()
+    try:
+        loader.loadClass(name)
+        return True
+    except Exception:          # py4j wraps the JVM's ClassNotFoundException
+        return False

@@ -31,3 +31,31 @@ def test_delta_catalog_hive_metastore_and_overrides(tmp_path):
     assert settings["spark.sql.shuffle.partitions"] == "3"
     no_hive = session_config(conf.with_overrides({"spark.hive_catalog": False}))
     assert "spark.sql.catalogImplementation" not in no_hive
+
+
+def test_submit_arguments_carry_the_session_settings_and_the_python(tmp_path):
+    """What `lakerec submit-args` gives spark-submit (the Airflow DAGs) is the session builder's own
+    settings plus the interpreter of the driver and executors; the master stays the scheduler's."""
+    import json
+    import sys
+
+    from jobs import submit
+    from jobs.cli import main
+
+    conf = load_conf(None, [f"warehouse_root={tmp_path}/wh", "spark.config.spark.sql.shuffle.partitions=3"])
+    args = submit.arguments(conf)
+    assert args["application"].endswith("jobs/cli.py") and args["env_vars"]["HF_HUB_OFFLINE"] == "1"
+    assert {k: v for k, v in args["conf"].items() if k in session_config(conf)} == session_config(conf)
+    assert args["conf"]["spark.pyspark.python"] == args["conf"]["spark.pyspark.driver.python"] == sys.executable
+    assert not any("master" in key for key in args["conf"])
+    elsewhere = submit.arguments(conf.with_overrides({"spark.python": "/opt/lakerec/bin/python"}))
+    assert elsewhere["conf"]["spark.pyspark.python"] == "/opt/lakerec/bin/python"
+
+    conf_file = tmp_path / "lakerec.yaml"
+    conf_file.write_text(f"warehouse_root: {tmp_path}/wh\nspark: {{config: {{spark.sql.shuffle.partitions: 3}}}}\n")
+    import contextlib
+    import io
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out):
+        assert main(["submit-args", "--json", "--conf", str(conf_file)]) == 0
+    assert json.loads(out.getvalue()) == submit.arguments(load_conf(conf_file))

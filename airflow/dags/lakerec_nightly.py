@@ -1,6 +1,7 @@
 """Nightly scoring for the logical date: validate the sources -> textualize -> score -> check the
 output. Each step replaces only its own date's slice, so retries and backfills
-(`airflow dags backfill lakerec_nightly -s 2026-03-01 -e 2026-03-07`) are safe."""
+(`airflow backfill create --dag-id lakerec_nightly --from-date 2026-03-01 --to-date 2026-03-07`) are
+safe: a retried task or a re-run date leaves what one clean run leaves (tests/test_airflow_dags.py)."""
 from airflow.sdk import DAG
 
 from lakerec_common import DEFAULT_ARGS, START, spark_job
