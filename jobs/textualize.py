@@ -21,7 +21,7 @@ def run(spark, conf, run_date, holdout: bool = False):
                 validated_sources(spark, conf, run, "textualize") as (checked, versions), \
                 run.timed("prompts_s"):
             prompts = build_prompts(checked.good, conf, run_date, run.run_id, versions, holdout=holdout)
-            replace_slice(prompts, prompts_table, f"run_date = '{run_date.isoformat()}'", ["run_date"], docs)
+            replace_slice(prompts, prompts_table, {"run_date": run_date}, ["run_date"], docs)
         stats = spark.table(prompts_table).where(F.col("run_date") == F.lit(run_date)).agg(
             F.count("*").alias("prompts"), F.avg("n_history_kept").alias("mean_kept"),
             F.avg((F.col("n_history_kept") < F.col("n_history_total")).cast("double")).alias("truncated"),

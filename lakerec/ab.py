@@ -19,7 +19,7 @@ from lakerec.eval.groups import bootstrap_means
 from lakerec.eval.metrics import ndcg_at
 from lakerec.runs import Run
 from lakerec.sources.schema import read_source
-from lakerec.tables import replace_slice, sql_string, table_exists
+from lakerec.tables import replace_slice, table_exists
 
 BUCKETS = 1_000_000
 ASSIGNMENTS_COLUMNS_DOC = {
@@ -100,7 +100,7 @@ def assignments(spark, conf: Conf, run_id: str) -> DataFrame:
 def assign(spark, conf: Conf, run: Run) -> dict:
     rows = assignments(spark, conf, run.run_id)
     table = conf.require("tables.ab_assignments")
-    replace_slice(rows, table, f"experiment = '{sql_string(experiment(conf))}'", ["experiment"],
+    replace_slice(rows, table, {"experiment": experiment(conf)}, ["experiment"],
                   ASSIGNMENTS_COLUMNS_DOC)
     counts = {r.variant: r.n for r in spark.table(table).where(F.col("experiment") == experiment(conf))
               .groupBy("variant").agg(F.count("*").alias("n")).collect()}
@@ -167,5 +167,5 @@ def write_metrics(spark, conf: Conf, run: Run, rows: list[dict]) -> None:
     df = df.select(F.lit(experiment(conf)).alias("experiment"), F.lit(run.run_date).cast("date").alias("run_date"),
                    *fields, F.lit(run.run_id).alias("run_id"), F.current_timestamp().alias("computed_at"))
     replace_slice(df, conf.require("tables.ab_metrics"),
-                  f"experiment = '{sql_string(experiment(conf))}' AND run_date = '{run.run_date.isoformat()}'",
+                  {"experiment": experiment(conf), "run_date": run.run_date},
                   ["experiment"], METRICS_COLUMNS_DOC)

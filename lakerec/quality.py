@@ -24,7 +24,14 @@ def checks(spark, conf: Conf, run_date: dt.date, variant: str = "default") -> di
     top_k = int(conf.get("score.top_k", 10))
     per_user = recs.groupBy("user_id").agg(F.count("*").alias("n"), F.countDistinct("rank").alias("ranks"),
                                            F.countDistinct("item_id").alias("distinct_items"))
-    s = per_user.agg(F.count("*").alias("users"), F.min("n").alias("min_n"), F.max("n").alias("max_n"),
+    # Every user gets top_k rows, or every candidate when fewer are left (catalogue minus history).
+    catalogue = items.select(F.col(item_col).alias("item_id")).distinct()
+    known_seen = (prompts.select("user_id", F.explode("seen_item_ids").alias("item_id")).distinct()
+                  .join(catalogue, "item_id").groupBy("user_id").agg(F.count("*").alias("seen")))
+    expected = per_user.join(known_seen, "user_id", "left").withColumn(
+        "expected", F.least(F.lit(top_k), F.lit(catalogue.count()) - F.coalesce(F.col("seen"), F.lit(0))))
+    s = expected.agg(F.count("*").alias("users"), F.min("n").alias("min_n"), F.max("n").alias("max_n"),
+                     F.sum((F.col("n") != F.col("expected")).cast("int")).alias("wrong_n"),
                      F.sum((F.col("n") != F.col("ranks")).cast("int")).alias("dup_ranks"),
                      F.sum((F.col("n") != F.col("distinct_items")).cast("int")).alias("dup_items")).first()
     n_prompts = prompts.count()
@@ -38,8 +45,9 @@ def checks(spark, conf: Conf, run_date: dt.date, variant: str = "default") -> di
     users = s["users"] or 0
     return {
         "has_rows": (users > 0, f"{users} users with recommendations"),
-        "rows_per_user": (users > 0 and 1 <= s["min_n"] and s["max_n"] <= top_k,
-                          f"between {s['min_n']} and {s['max_n']} rows per user (top_k {top_k})"),
+        "rows_per_user": (users > 0 and not s["wrong_n"],
+                          f"{s['wrong_n'] or 0} users without top_k {top_k} rows (or all their candidates "
+                          f"when fewer); {s['min_n']} to {s['max_n']} rows per user"),
         "no_duplicates": (not s["dup_ranks"] and not s["dup_items"],
                           f"{s['dup_ranks'] or 0} users with a repeated rank, {s['dup_items'] or 0} with a repeated item"),
         "items_exist": (unknown == 0, f"{unknown} rows whose item is not in {conf.require('source.items.table')}"),

@@ -2,6 +2,8 @@
 write patterns every job uses (replace one slice atomically; append)."""
 from __future__ import annotations
 
+import datetime as dt
+
 from typing import Optional
 
 from lakerec.errors import StructuralError
@@ -83,9 +85,29 @@ def with_comments(df, docs: dict[str, str] | None):
                        for c in df.columns])
 
 
-def replace_slice(df, name: str, predicate: str, partition_by: list[str], docs: dict | None = None):
-    """Atomically replace the rows matching `predicate` (one Delta commit), creating the table on
-    first use. Re-running with the same input leaves the same table: no duplicates, no half writes."""
+def sql_literal(value) -> str:
+    """A Spark SQL literal for a date, timestamp, number or string (quotes and backslashes escaped)."""
+    if isinstance(value, dt.datetime):
+        return f"TIMESTAMP '{value.isoformat(sep=' ')}'"
+    if isinstance(value, dt.date):
+        return f"DATE '{value.isoformat()}'"
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return repr(value)
+    if isinstance(value, str):
+        return f"'{sql_string(value)}'"
+    raise TypeError(f"no SQL literal for {type(value).__name__} {value!r}")
+
+
+def slice_predicate(where: dict) -> str:
+    """`col = literal AND ...` for a slice given as {column: value}: the one place predicates are built."""
+    return " AND ".join(f"`{column}` = {sql_literal(value)}" for column, value in where.items())
+
+
+def replace_slice(df, name: str, where: dict, partition_by: list[str], docs: dict | None = None):
+    """Atomically replace the slice `where` ({column: value}, e.g. run date and variant) with df (one
+    Delta commit), creating the table on first use. Re-running with the same input leaves the same
+    table: no duplicates, no half writes. Every row of df must belong to the slice (Delta checks)."""
+    predicate = slice_predicate(where)
     spark = df.sparkSession
     ensure_database(spark, name)
     if table_exists(spark, name):
@@ -124,7 +146,7 @@ def append(df, name: str, docs: dict | None = None):
     ensure_database(spark, name)
     if not table_exists(spark, name):
         df = with_comments(df, docs)
-    df.write.format("delta").mode("append").saveAsTable(name)
+    df.write.format("delta").mode("append").option("mergeSchema", "true").saveAsTable(name)   # additive evolution
 
 
 def overwrite(df, name: str):

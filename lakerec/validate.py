@@ -139,7 +139,7 @@ def write_quarantine(validated: Validated, conf: Conf, job: str, run_id: str, ru
     rows = quarantine_records(validated, job, run_id, run_date).persist(StorageLevel.MEMORY_AND_DISK)
     count = rows.count()
     replace_slice(rows, conf.require("tables.quarantine"),
-                  f"run_date = '{run_date.isoformat()}' AND job = '{job}'", ["run_date"],
+                  {"run_date": run_date, "job": job}, ["run_date"],
                   QUARANTINE_COLUMNS_DOC)
     rows.unpersist()
     return count

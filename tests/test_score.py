@@ -134,6 +134,19 @@ def test_older_date_backfill_keeps_latest_view_on_newest(spark, setup):
     assert {str(r.run_date) for r in spark.sql("SELECT DISTINCT run_date FROM st.latest_recs").collect()} == {str(DATE)}
 
 
+def test_check_wants_k_rows_for_every_user(spark, setup):
+    """`lakerec check` passes the scored slice and fails one cut short by a single row."""
+    from lakerec.quality import checks
+    conf = setup["conf"].with_overrides({"quality.max_quarantined_share": 0.5})   # the long user's 1 of 12
+    _score(spark, conf)
+    results = checks(spark, conf, DATE)
+    assert all(ok for ok, _ in results.values()), results
+    spark.sql(f"DELETE FROM st.recs WHERE run_date = '{DATE}' AND user_id = 2 AND rank = {TOP_K}")
+    ok, detail = checks(spark, conf, DATE)["rows_per_user"]
+    assert not ok and detail.startswith("1 users without top_k 5 rows"), detail
+    _score(spark, conf)                     # the slice whole again for the tests after this one
+
+
 def test_missing_bundle_file_stops_before_writing(spark, setup):
     from lakerec.tables import delta_version
     from rec_udf.errors import BundleError
@@ -242,6 +255,25 @@ def test_ab_assign_score_variant_and_evaluate(spark, setup):
     assert (control["diff"] == 0).all()
     holdout_users = spark.table("st.holdout_prompts").where(f"run_date = '{DATE}'").count()
     assert metrics.groupby("variant")["users"].first().sum() == holdout_users - 1    # the over-long prompt
+
+
+def test_a_hostile_variant_name_replaces_only_its_own_slice(spark, setup):
+    """A variant name with quotes cannot widen the slice predicate: other variants' rows stay as they were."""
+    from jobs import ab, score
+    hostile = "x' OR variant <> 'x"
+    conf = setup["conf"].with_overrides({
+        "tables.ab_assignments": "st.ab_assignments", "tables.ab_metrics": "st.ab_metrics", "ab.experiment": "hostile",
+        "ab.variants": {"control": {"share": 0.5, "model": "champion"}, hostile: {"share": 0.5, "model": "champion"}}})
+    before = _recs(spark)
+    ab.assign(spark, conf, DATE)
+    score.run(spark, conf, DATE, variant=hostile)
+    after = _recs(spark)
+
+    def others(df):
+        rows = df[df["variant"] != hostile].sort_values(["variant", "user_id", "rank"])
+        return rows[["variant", "user_id", "rank", "item_id", "run_id"]].reset_index(drop=True)
+    assert len(others(before)) > 0 and others(after).equals(others(before))
+    assert (after["variant"] == hostile).sum() > 0
 
 
 def ab_assignments_with_salt(spark, conf, salt):

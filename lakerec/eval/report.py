@@ -48,7 +48,7 @@ def write_model_metrics(spark, table: str, rows: list[dict], *, run_id: str, run
     records = [(run_id, run_date, version, profile, dataset, r["model"], r["seed"], r["split"], r["family"],
                 r["template"], r["metric"], r["value"], now) for r in rows]
     frame = spark.createDataFrame(records, MODEL_METRICS_SCHEMA)
-    replace_slice(frame, table, f"run_id = '{run_id}'", [], MODEL_METRICS_COLUMNS_DOC)
+    replace_slice(frame, table, {"run_id": run_id}, [], MODEL_METRICS_COLUMNS_DOC)
     return len(records)
 
 
