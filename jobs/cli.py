@@ -77,6 +77,8 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--force", action="store_true", help="re-export even if a verified bundle exists")
     p = jobs.add_parser("info", parents=[common], help="warehouse, tables, locations, versions")
     p.add_argument("--json", action="store_true", help="one JSON object")
+    jobs.add_parser("maintain", parents=[common],
+                    help="OPTIMIZE and VACUUM LakeRec's tables; delete unused shipping archives")
     p = jobs.add_parser("submit-args", parents=[common],
                         help="the spark-submit arguments a scheduler needs to run a LakeRec job")
     p.add_argument("--json", action="store_true", help="one JSON object: application, conf, env_vars")
@@ -120,6 +122,9 @@ def dispatch(args, spark, conf) -> None:
     elif args.job == "demo":
         from jobs import demo
         demo.run(spark, conf, args.run_date)
+    elif args.job == "maintain":
+        from jobs import maintain
+        maintain.run(spark, conf, args.run_date)
     elif args.job == "info":
         from jobs import info
         info.run(spark, conf, as_json=args.json)

@@ -6,6 +6,7 @@ import platform
 from importlib import metadata
 
 from lakerec import __version__
+from lakerec.runs import abandoned_runs
 from lakerec.sources.schema import ROLES, mapping
 from lakerec.tables import describe, latest_version, local_path, table_exists
 
@@ -38,6 +39,7 @@ def collect(spark, conf) -> dict:
         "table_versions": versions,
         "views": views,
         "missing_tables": missing,
+        "abandoned_runs": abandoned_runs(spark, conf),
         "versions": {
             "spark": spark.version,
             "delta": metadata.version("delta-spark"),
@@ -61,6 +63,9 @@ def render(info: dict) -> str:
         lines.append(f"  {name:45s} (view)")
     for name in info["missing_tables"]:
         lines.append(f"  {name:45s} (not created yet)")
+    for r in info.get("abandoned_runs", []):
+        lines.append(f"abandoned run: {r['job']} for {r['run_date']} (run_id {r['run_id']}, started {r['started_at']}, "
+                     f"process {r['pid']} gone): it did not finish; re-run the date (its writes are all or nothing)")
     lines.append("versions: " + ", ".join(f"{k} {v}" for k, v in info["versions"].items()))
     return "\n".join(lines)
 

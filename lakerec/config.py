@@ -99,11 +99,19 @@ def _read(file: Path) -> dict:
     return tree
 
 
-def _merge(base: dict, over: dict) -> dict:
+# Sections a file of your own replaces whole instead of merging into the default's: a column mapping
+# names what your table has (a column left out is absent, not the default's name), and A/B variants
+# are the ones you list.
+REPLACED_WHOLE = {("source", role, "columns") for role in ("users", "items", "interactions")} | {("ab", "variants")}
+
+
+def _merge(base: dict, over: dict, path: tuple = ()) -> dict:
     """`over` on top of `base`, section by section (mappings merge, anything else replaces)."""
     out = dict(base)
     for key, value in over.items():
-        out[key] = _merge(base[key], value) if isinstance(value, dict) and isinstance(base.get(key), dict) else value
+        here = (*path, key)
+        merge = isinstance(value, dict) and isinstance(base.get(key), dict) and here not in REPLACED_WHOLE
+        out[key] = _merge(base[key], value, here) if merge else value
     return out
 
 

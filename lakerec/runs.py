@@ -1,10 +1,14 @@
-"""The `runs` table: one appended row per job run (success or failure) with counts and timings,
-and the one-line summary every job prints at the end."""
+"""The `runs` table: one row per job run with counts and timings, and the one-line summary every
+job prints at the end. The row is written `running` when the job starts and replaced by its final
+state (succeeded / failed) when it ends, so a run that was killed stays visible: `abandoned_runs`
+finds rows still `running` whose process on this host is gone (`lakerec info` lists them)."""
 from __future__ import annotations
 
 import contextlib
 import datetime as dt
 import json
+import os
+import socket
 import sys
 import time
 import uuid
@@ -12,13 +16,13 @@ from dataclasses import dataclass, field
 
 from lakerec import __version__
 from lakerec.config import Conf
-from lakerec.tables import append
+from lakerec.tables import append, replace_slice, table_exists
 
 RUNS_COLUMNS_DOC = {
     "run_id": "unique id of the run",
     "job": "ingest, generate, validate, textualize, ...",
     "run_date": "logical date the job ran for (--run-date)",
-    "status": "succeeded or failed",
+    "status": "running (written at start), then succeeded or failed; running for good: the process died",
     "started_at": "start time (UTC)",
     "finished_at": "end time (UTC)",
     "duration_s": "wall time in seconds",
@@ -29,11 +33,14 @@ RUNS_COLUMNS_DOC = {
     "error": "error message when status = failed",
     "lakerec_version": "package version that ran the job",
     "conf_source": "configuration file used",
+    "host": "machine the job's driver ran on",
+    "pid": "process id of the job's driver on that host",
 }
 RUNS_SCHEMA = (
     "run_id string, job string, run_date date, status string, started_at timestamp, "
     "finished_at timestamp, duration_s double, rows_in bigint, rows_out bigint, "
-    "rows_quarantined bigint, metrics string, error string, lakerec_version string, conf_source string"
+    "rows_quarantined bigint, metrics string, error string, lakerec_version string, conf_source string, "
+    "host string, pid int"
 )
 
 
@@ -70,6 +77,7 @@ def recorded_run(spark, conf: Conf, job: str, run_date: dt.date):
     A failing job still gets a `failed` row with the error, then the exception propagates."""
     run = Run(job=job, run_date=run_date)
     status, error = "succeeded", None
+    _write(spark, conf, run, "running", None)
     try:
         yield run
     except BaseException as exc:
@@ -87,8 +95,37 @@ def _write(spark, conf: Conf, run: Run, status: str, error: str | None) -> None:
            dt.datetime.fromtimestamp(finished, dt.timezone.utc).replace(tzinfo=None),
            round(finished - run.started, 3), int(run.rows_in), int(run.rows_out),
            int(run.rows_quarantined), json.dumps(run.metrics, default=str, sort_keys=True),
-           error[:4000] if error else None, __version__, conf.source)
+           error[:4000] if error else None, __version__, conf.source, socket.gethostname(), os.getpid())
+    table = conf.require("tables.runs")
     try:
-        append(spark.createDataFrame([row], RUNS_SCHEMA), conf.require("tables.runs"), RUNS_COLUMNS_DOC)
+        frame = spark.createDataFrame([row], RUNS_SCHEMA)
+        if status == "running" or not table_exists(spark, table):
+            append(frame, table, RUNS_COLUMNS_DOC)
+        else:                   # the run's `running` row becomes its final one, in one commit
+            replace_slice(frame, table, {"run_id": run.run_id}, [], RUNS_COLUMNS_DOC)
     except Exception as exc:  # never hide the job's own error behind a bookkeeping failure
         print(f"warning: could not record the run in {conf.get('tables.runs')}: {exc}", file=sys.stderr)
+
+
+def abandoned_runs(spark, conf: Conf) -> list[dict]:
+    """Runs still marked `running` whose driver process on this host no longer exists (killed, or
+    the machine went down). Runs on other hosts cannot be checked from here and are not listed."""
+    from pyspark.sql import functions as F
+
+    table = conf.require("tables.runs")
+    if not table_exists(spark, table) or "pid" not in spark.table(table).columns:
+        return []
+    rows = (spark.table(table).where((F.col("status") == "running") & (F.col("host") == socket.gethostname()))
+            .select("run_id", "job", "run_date", "started_at", "pid").collect())
+    return [{"run_id": r.run_id, "job": r.job, "run_date": str(r.run_date), "started_at": str(r.started_at),
+             "pid": r.pid} for r in rows if r.pid is not None and not _alive(r.pid)]
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:        # exists, owned by someone else
+        return True
+    return True

@@ -122,6 +122,8 @@ def archive(bundle_dir: Path, sha: str, shipping_dir: Path) -> Path:
                 if file.is_file():
                     tar.add(file, arcname=str(file.relative_to(bundle_dir)))
         tmp.rename(path)
+    else:
+        path.touch()            # last use: `lakerec maintain` deletes archives unused for a while
     return path
 
 
@@ -306,7 +308,7 @@ def score(spark, conf: Conf, run, *, model: str | None = None, variant: str | No
         scored = score_prompts(spark, conf, prompts, model_for(conf, variant, model))
     try:
         job = f"score:{t.variant}" + (":holdout" if holdout else "")
-        slice_ = f"run_date = '{run_date.isoformat()}' AND variant = '{t.variant}'"
+        slice_ = {"run_date": run_date, "variant": t.variant}
         recs = recommendation_rows(scored.rows, scored.items, prompts, version=scored.version, variant=t.variant,
                                    input_version=input_version, run_id=run.run_id, run_date=run_date, holdout=holdout)
         with run.timed("write_s"):
@@ -314,7 +316,7 @@ def score(spark, conf: Conf, run, *, model: str | None = None, variant: str | No
             replace_slice(recs, t.output_table, slice_, ["run_date"])
             bad = quarantine_rows(scored.rows, t.prompts_table, job, run.run_id, run_date)
             replace_slice(bad, conf.require("tables.quarantine"),
-                          f"run_date = '{run_date.isoformat()}' AND job = '{job}'", ["run_date"], QUARANTINE_COLUMNS_DOC)
+                          {"run_date": run_date, "job": job}, ["run_date"], QUARANTINE_COLUMNS_DOC)
         if not holdout:
             latest_view(spark, conf)
     finally:

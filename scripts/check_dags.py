@@ -9,7 +9,7 @@ except ImportError:
 
 EXPECTED = {
     "lakerec_nightly": ["validate", "textualize", "score", "check_output"],
-    "lakerec_weekly": ["train", "export", "promote_if_better"],
+    "lakerec_weekly": ["train", "export", "promote_if_better", "maintain"],
 }
 
 bag = DagBag(dag_folder=sys.argv[1])            # examples are off: AIRFLOW__CORE__LOAD_EXAMPLES

@@ -124,13 +124,13 @@ def test_dags_load_in_real_airflow():
     proc = subprocess.run(["bash", str(ROOT / "scripts" / "check_dags.sh")], capture_output=True, text=True,
                           timeout=1800)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
-    assert "DAGs OK: lakerec_nightly (4 tasks), lakerec_weekly (3 tasks)" in proc.stdout
+    assert "DAGs OK: lakerec_nightly (4 tasks), lakerec_weekly (4 tasks)" in proc.stdout
 
 
-def test_weekly_dag_trains_exports_and_promotes(deployment, weekly):
+def test_weekly_dag_trains_exports_promotes_and_maintains(deployment, weekly):
     assert weekly["state"] == "success", weekly["log"]
     assert {t: s["state"] for t, s in weekly["tasks"].items()} == {
-        "train": "success", "export": "success", "promote_if_better": "success"}
+        "train": "success", "export": "success", "promote_if_better": "success", "maintain": "success"}
     listing = json.loads(deployment.run(deployment.lakerec, "models", "--json", "--conf", deployment.conf).stdout)
     assert [(r["version"], r["champion"]) for r in listing] == [("v0001", True)]
     from rec_udf.bundle import verify

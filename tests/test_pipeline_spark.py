@@ -196,3 +196,106 @@ def test_full_ranking_evaluation_of_most_popular_on_a_toy_split(spark):
     # user 3: excluded {10, 11, 12}; candidates 13 (0), 14 (0): a tie counts against -> rank 2
     assert m["hr@1"] == pytest.approx(2 / 3) and m["hr@2"] == pytest.approx(1.0)
     assert m["mrr"] == pytest.approx((1 + 1 + 0.5) / 3)
+
+
+def test_a_warehouse_of_its_own_mapped_by_a_conf_that_names_only_what_it_has(spark, base_conf, tmp_path):
+    """README "Your own warehouse": a conf file maps other table and column names and leaves the
+    optional columns out (no demographics, no year or genres, implicit feedback without ratings)."""
+    from lakerec.config import load_conf
+    from lakerec.sources.schema import mapping
+    conf_file = tmp_path / "shop.yaml"
+    conf_file.write_text("""
+source:
+  users: {table: shop.customers, columns: {user_id: customer_id, age: years}}
+  items: {table: shop.products, columns: {item_id: sku, title: name}}
+  interactions: {table: shop.orders, columns: {user_id: customer, item_id: sku, event_time: ordered_at}}
+tables: {prompts: shop.prompts, quarantine: shop.quarantine, runs: shop.runs}
+""")
+    conf = load_conf(conf_file, [f"warehouse_root={base_conf.warehouse_root}"])
+    assert mapping(conf, "users")[1] == {"user_id": "customer_id", "age": "years", "gender": None,
+                                         "occupation": None, "zip_code": None}
+    spark.sql("CREATE DATABASE IF NOT EXISTS shop")
+    spark.createDataFrame([(1, 31), (2, 45)], "customer_id bigint, years int").write.saveAsTable("shop.customers")
+    spark.createDataFrame([(10, "Blue Kettle"), (11, "Red Mug")], "sku bigint, name string").write.saveAsTable(
+        "shop.products")
+    spark.createDataFrame([(1, 10, at(0)), (1, 11, at(1)), (2, 10, at(2))],
+                          "customer bigint, sku bigint, ordered_at timestamp").write.saveAsTable("shop.orders")
+    textualize.run(spark, conf, RUN_DATE)
+    prompts = {r.user_id: r.prompt for r in spark.table("shop.prompts").collect()}
+    assert sorted(prompts) == [1, 2] and "Blue Kettle" in prompts[1] and "Red Mug" in prompts[1]
+    assert spark.table("shop.quarantine").count() == 0
+
+
+def test_a_run_is_visible_while_running_and_after_its_process_died(spark, base_conf, monkeypatch):
+    import os
+    import subprocess
+    from lakerec import runs
+    conf = conf_for(base_conf, "runrows")
+
+    def rows(run_id):
+        return spark.table("runrows.runs").where(F.col("run_id") == run_id).collect()
+    with runs.recorded_run(spark, conf, "validate", RUN_DATE) as run:
+        during = rows(run.run_id)
+    after = rows(run.run_id)
+    assert [r.status for r in during] == ["running"] and during[0].pid == os.getpid()
+    assert [r.status for r in after] == ["succeeded"] and after[0].finished_at >= during[0].started_at
+    assert runs.abandoned_runs(spark, conf) == []
+
+    # A driver killed mid-run never writes its final row: its `running` row names a process that is gone.
+    gone = subprocess.Popen(["true"])
+    gone.wait()
+    monkeypatch.setattr(runs.os, "getpid", lambda: gone.pid)
+    killed = runs.Run(job="score", run_date=RUN_DATE)
+    runs._write(spark, conf, killed, "running", None)
+    assert [r["run_id"] for r in runs.abandoned_runs(spark, conf)] == [killed.run_id]
+
+
+def test_a_second_process_on_the_embedded_metastore_stops_with_one_line(spark, base_conf):
+    """The test session's JVM has the warehouse's embedded Derby booted: another `lakerec` process on
+    the same warehouse stops before starting Spark, exit 2, naming the holder and the remedy."""
+    import os
+    import subprocess
+    import sys
+    from lakerec.spark import build_session
+    assert build_session(base_conf) is spark            # this process's own session: no complaint
+    proc = subprocess.run([sys.executable, "-m", "jobs.cli", "validate", "--run-date", str(RUN_DATE),
+                           "--set", f"warehouse_root={base_conf.warehouse_root}"], capture_output=True, text=True)
+    assert proc.returncode == 2
+    last = proc.stderr.strip().splitlines()
+    assert len(last) == 1, proc.stderr[-3000:]
+    assert f"{base_conf.warehouse_root}/metastore_db is in use by pid" in last[0]
+    assert f"the JVM of pid {os.getpid()}" in last[0] and "shared metastore" in last[0]
+
+
+def test_maintain_compacts_vacuums_orphans_and_old_archives(spark, base_conf, tmp_path):
+    import os
+    import time
+    from jobs import maintain
+    from lakerec.tables import location
+    conf = conf_for(base_conf, "upkeep").with_overrides({"cache_dir": str(tmp_path / "cache")})
+    write(spark, conf, GOOD_USERS, GOOD_ITEMS, GOOD_EVENTS)
+    for day in (4, 5, 6):
+        textualize.run(spark, conf, dt.date(2001, 3, day))
+    prompts = conf.require("tables.prompts")
+    before = sorted(map(tuple, spark.table(prompts).select("run_date", "user_id", "prompt").collect()))
+    # what a write killed before its commit leaves: a data file no table version names, 10 days old
+    orphan = f"{location(spark, prompts)}/run_date=2001-03-05/part-00000-orphan.c000.snappy.parquet"
+    with open(orphan, "wb") as f:
+        f.write(b"PAR1")
+    ten_days_ago = time.time() - 10 * 86400
+    os.utime(orphan, (ten_days_ago, ten_days_ago))
+    shipping = tmp_path / "cache" / "shipping"
+    shipping.mkdir(parents=True)
+    (shipping / "lakerec-bundle-old.tar").write_bytes(b"x")
+    os.utime(shipping / "lakerec-bundle-old.tar", (ten_days_ago, ten_days_ago))
+    (shipping / "lakerec-bundle-recent.tar").write_bytes(b"x")
+
+    run = maintain.run(spark, conf, RUN_DATE)
+    report = run.metrics["tables"][prompts]
+    assert report["files_after"] < report["files_before"]                   # three slices' files compacted
+    assert not os.path.exists(orphan) and report["vacuumed_paths"] >= 1
+    assert sorted(map(tuple, spark.table(prompts).select("run_date", "user_id", "prompt").collect())) == before
+    assert run.metrics["archives_removed"] == ["lakerec-bundle-old.tar"]
+    assert (shipping / "lakerec-bundle-recent.tar").exists()
+    assert set(run.metrics["tables"]) >= {prompts, conf.require("tables.runs")}
+    assert conf.require("source.users.table") not in run.metrics["tables"]   # the warehouse's own: untouched
