@@ -25,7 +25,7 @@ from lakerec.errors import ConfigError, StructuralError
 from lakerec.model.registry import Registry
 from lakerec.sources.schema import read_source
 from lakerec.tables import create_table_if_missing, delta_version, read_at_version, replace_slice, table_exists
-from lakerec.validate import QUARANTINE_COLUMNS_DOC
+from lakerec.validate import QUARANTINE_COLUMNS_DOC, shorten
 from rec_udf import bundle as bundle_format
 from rec_udf.errors import BundleError
 from rec_udf.explanations import EXPLAINER_PROMPT_VERSION
@@ -266,7 +266,8 @@ def score_prompts(spark, conf: Conf, prompts: DataFrame, model: str) -> ScoredBa
     version, bundle_dir, manifest = bundle_for(conf, model)
     require_explainer(conf, bundle_dir, manifest)
     # one row per item id (validation quarantines duplicates; scoring must not multiply rows by them)
-    items = (read_source(spark, conf, "items").df.where(F.col("item_id").isNotNull()).select("item_id", "title")
+    items = (read_source(spark, conf, "items").df.where(F.col("item_id").isNotNull())
+             .select("item_id", shorten("title", int(conf.get("validation.max_title_chars", 200))).alias("title"))
              .dropDuplicates(["item_id"]))
     # Catalogue items no longer in the items table: one mask for the whole job, in the bundle's order.
     allowed = np.array([r.item_id for r in items.select("item_id").collect()], dtype=np.int64)

@@ -11,7 +11,7 @@ from pyspark import StorageLevel
 from pyspark.sql import DataFrame, Window, functions as F
 
 from lakerec.config import Conf
-from lakerec.sources.schema import SourceRead, read_sources
+from lakerec.sources.schema import CANONICAL, RAW_PREFIX, SourceRead, read_sources
 from lakerec.tables import replace_slice
 
 REASONS = "_reasons"
@@ -73,17 +73,50 @@ def _flag(df: DataFrame, rules) -> DataFrame:
     return df.withColumn(REASONS, _reasons(*rules))
 
 
+def _raw(df: DataFrame, column: str):
+    """The warehouse's string before parsing (null when the source column was not a string)."""
+    return F.col(RAW_PREFIX + column) if RAW_PREFIX + column in df.columns else F.lit(None).cast("string")
+
+
+def _parsing_rules(df: DataFrame, source: SourceRead, nullable: set[str]) -> list:
+    """Per mapped column: `unparseable:<col>` when a string did not parse (the raw value stays in the
+    quarantined row), `null_<col>` when a value is missing that conf does not allow to be missing."""
+    rules = []
+    for column, (_, required) in CANONICAL[source.role].items():
+        if column not in source.mapped:
+            continue
+        raw = _raw(df, column)
+        rules.append((raw.isNotNull() & F.col(column).isNull(), f"unparseable:{column}"))
+        if column not in nullable:
+            rules.append((raw.isNull() & F.col(column).isNull(), f"null_{column}"))
+    return rules
+
+
+def _good(df: DataFrame) -> DataFrame:
+    return df.where(F.size(REASONS) == 0).drop(REASONS, *[c for c in df.columns if c.startswith(RAW_PREFIX)])
+
+
+def shorten(column: str, limit: int) -> F.Column:
+    """Text over `limit` characters cut to limit - 1 and marked with an ellipsis (never dropped)."""
+    return F.when(F.length(column) > limit, F.concat(F.substring(column, 1, limit - 1), F.lit("\u2026"))
+                  ).otherwise(F.col(column))
+
+
 def validate(sources: dict[str, SourceRead], conf: Conf, now: dt.datetime | None = None) -> Validated:
     now = now or dt.datetime.now(dt.timezone.utc).replace(tzinfo=None)
     latest = now + dt.timedelta(hours=float(conf.get("validation.future_tolerance_hours", 24)))
     earliest = dt.datetime.fromisoformat(str(conf.get("validation.min_event_time", "1990-01-01")))
     rating_min = float(conf.get("validation.rating_min", 1))
     rating_max = float(conf.get("validation.rating_max", 5))
+    years = (int(conf.get("validation.min_release_year", 1870)),
+             now.year + int(conf.get("validation.max_release_years_ahead", 5)))
+    nullable = set(conf.get("validation.nullable") or [])
     keep = StorageLevel.MEMORY_AND_DISK
 
     users = sources["users"].df
     users = _flag(users, [
-        (F.col("user_id").isNull(), "null_user_id"),
+        *_parsing_rules(users, sources["users"], nullable),
+        (F.col("user_id") <= 0, "non_positive_user_id"),
         _duplicate(["user_id"], users.columns, "duplicate_user_id"),
         ((F.col("age") < 0) | (F.col("age") > 120), "age_out_of_range"),
         _bad_text("gender"), _bad_text("occupation"), _bad_text("zip_code"),
@@ -91,15 +124,17 @@ def validate(sources: dict[str, SourceRead], conf: Conf, now: dt.datetime | None
 
     items = sources["items"].df
     items = _flag(items, [
-        (F.col("item_id").isNull(), "null_item_id"),
+        *_parsing_rules(items, sources["items"], nullable | {"title"}),    # title: missing_title below
+        (F.col("item_id") <= 0, "non_positive_item_id"),
         _duplicate(["item_id"], items.columns, "duplicate_item_id"),
         (F.col("title").isNull() | (F.trim("title") == ""), "missing_title"),
         _bad_text("title"),
         (F.exists(F.coalesce("genres", F.array()), lambda g: g.rlike(BAD_TEXT)), "bad_text:genres"),
+        ((F.col("release_year") < years[0]) | (F.col("release_year") > years[1]), "implausible_release_year"),
     ]).persist(keep)
 
-    good_users = users.where(F.size(REASONS) == 0).drop(REASONS)
-    good_items = items.where(F.size(REASONS) == 0).drop(REASONS)
+    good_users = _good(users)
+    good_items = _good(items).withColumn("title", shorten("title", int(conf.get("validation.max_title_chars", 200))))
 
     inter = sources["interactions"].df
     cols = inter.columns
@@ -107,11 +142,9 @@ def validate(sources: dict[str, SourceRead], conf: Conf, now: dt.datetime | None
              .join(good_users.select("user_id", F.lit(True).alias("_user_ok")), "user_id", "left")
              .join(good_items.select("item_id", F.lit(True).alias("_item_ok")), "item_id", "left"))
     inter = _flag(inter, [
-        (F.col("user_id").isNull(), "null_user_id"),
-        (F.col("item_id").isNull(), "null_item_id"),
+        *_parsing_rules(inter, sources["interactions"], nullable),
         (F.col("user_id").isNotNull() & F.col("_user_ok").isNull(), "unknown_user_id"),
         (F.col("item_id").isNotNull() & F.col("_item_ok").isNull(), "unknown_item_id"),
-        (F.col("event_time").isNull(), "null_event_time"),
         (F.col("event_time") < F.lit(earliest), "event_time_before_min"),
         (F.col("event_time") > F.lit(latest), "event_time_in_future"),
         ((F.col("rating") < rating_min) | (F.col("rating") > rating_max), "rating_out_of_range"),
@@ -119,8 +152,7 @@ def validate(sources: dict[str, SourceRead], conf: Conf, now: dt.datetime | None
     ]).select(*cols, REASONS).persist(keep)
 
     return Validated(
-        good={"users": good_users, "items": good_items,
-              "interactions": inter.where(F.size(REASONS) == 0).drop(REASONS)},
+        good={"users": good_users, "items": good_items, "interactions": _good(inter)},
         flagged={"users": users, "items": items, "interactions": inter},
         tables={role: s.table for role, s in sources.items()},
     )
@@ -159,6 +191,9 @@ def validated_sources(spark, conf: Conf, run, job: str):
             run.rows_in = sum(df.count() for df in checked.flagged.values())
         with run.timed("quarantine_s"):
             run.rows_quarantined = write_quarantine(checked, conf, job, run.run_id, run.run_date)
+        limit = int(conf.get("validation.max_title_chars", 200))
+        run.metrics["titles_shortened"] = checked.flagged["items"].where(
+            (F.size(REASONS) == 0) & (F.length("title") > limit)).count()
         yield checked, versions
     finally:
         checked.release()

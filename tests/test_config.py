@@ -38,3 +38,15 @@ def test_own_file_merges_over_the_defaults_and_gpu_example_loads():
     assert settings["spark.task.resource.gpu.amount"] == "1"
     assert settings["spark.executor.resource.gpu.discoveryScript"].endswith("gpu_discovery.sh")
     assert settings["spark.python.worker.reuse"] == "true"
+
+
+def test_own_column_mapping_and_variants_replace_the_defaults_whole(tmp_path):
+    from lakerec.config import load_conf
+    own = tmp_path / "own.yaml"
+    own.write_text("source: {users: {table: shop.customers, columns: {user_id: customer_id}}}\n"
+                   "ab: {variants: {a: {share: 1.0, model: champion}}}\nscore: {top_k: 20}\n")
+    conf = load_conf(own)
+    assert conf.get("source.users.columns") == {"user_id": "customer_id"}          # no default zip_code etc.
+    assert conf.get("source.items.columns.title") == "title"                     # sections it leaves alone stay
+    assert list(conf.get("ab.variants")) == ["a"] and conf.get("ab.experiment") == "model_comparison"
+    assert conf.get("score.top_k") == 20 and conf.get("score.explain_top_k") == 1  # other sections still merge

@@ -139,10 +139,10 @@ def test_missing_column_and_wrong_type_name_table_and_column(spark, base_conf):
         textualize.run(spark, conf, RUN_DATE)
     _assert_nothing_written(spark, conf)
 
-    spark.createDataFrame([("u1", 3)], "user_id string, age int").write.format("delta") \
+    spark.createDataFrame([(1.5, 3)], "user_id double, age int").write.format("delta") \
         .mode("overwrite").option("overwriteSchema", "true").saveAsTable("structure.users")
     conf = conf_for(base_conf, "structure")
-    with pytest.raises(StructuralError, match=r"table structure\.users, column user_id: type string, "
+    with pytest.raises(StructuralError, match=r"table structure\.users, column user_id: type double, "
                                               r"expected an integer type"):
         textualize.run(spark, conf, RUN_DATE)
     _assert_nothing_written(spark, conf)
@@ -299,3 +299,40 @@ def test_maintain_compacts_vacuums_orphans_and_old_archives(spark, base_conf, tm
     assert (shipping / "lakerec-bundle-recent.tar").exists()
     assert set(run.metrics["tables"]) >= {prompts, conf.require("tables.runs")}
     assert conf.require("source.users.table") not in run.metrics["tables"]   # the warehouse's own: untouched
+
+
+def test_values_that_do_not_fit_are_quarantined_with_the_raw_row_and_long_titles_shortened(spark, base_conf):
+    """Columns typed as strings (as a CSV landing table often is) are parsed by LakeRec; what does not
+    parse, what is missing without conf allowing it, non-positive ids and implausible years go to
+    quarantine with the reason and the raw value; genres may be null or empty; an over-long title is
+    cut and marked, and the user's history keeps every item."""
+    conf = conf_for(base_conf, "typed")
+    spark.sql("CREATE DATABASE IF NOT EXISTS typed")
+    users = [("1", "30", "M", "writer", "11111"), ("2", "40", "F", "artist", "22222"), ("abc", "20", "M", "x", "1"),
+             ("0", "25", "M", "x", "1"), ("-3", "25", "M", "x", "1"), ("4", "forty", "M", "x", "1")]
+    items = [(10, "Good Movie", 1999, ["Drama"]), (11, "T" * 10_000, 2001, ["Comedy"]),
+             (12, "Future Film", 3000, ["Drama"]), (13, "No Genre Film", 2002, None), (14, "Empty Genres", 2003, []),
+             (0, "Zero", 2000, ["Drama"])]
+    events = [(1, 10, at(0), "4"), (1, 11, at(1), "5"), (1, 13, at(2), "3"), (1, 14, at(3), "4"),
+              (2, 10, at(0), "five"), (2, 13, at(1), None), (2, 14, at(2), "2")]
+    for name, rows, schema in [
+            ("users", users, "user_id string, age string, gender string, occupation string, zip_code string"),
+            ("items", items, "item_id bigint, title string, release_year int, genres array<string>"),
+            ("interactions", events, "user_id bigint, item_id bigint, event_time timestamp, rating string")]:
+        spark.createDataFrame(rows, schema).write.mode("overwrite").saveAsTable(f"typed.{name}")
+
+    run = textualize.run(spark, conf, RUN_DATE)
+    reasons, rows = _quarantine(spark, conf, "textualize")
+    assert reasons == sorted([
+        ("users", "unparseable:user_id"), ("users", "non_positive_user_id"), ("users", "non_positive_user_id"),
+        ("users", "unparseable:age"), ("items", "implausible_release_year"), ("items", "non_positive_item_id"),
+        ("interactions", "unparseable:rating"), ("interactions", "null_rating")])
+    raw = {r.reason: json.loads(r.row_json) for r in rows}
+    assert raw["unparseable:user_id"]["_raw_user_id"] == "abc" and raw["unparseable:user_id"].get("user_id") is None
+    assert raw["unparseable:rating"]["_raw_rating"] == "five"
+    assert run.metrics["titles_shortened"] == 1
+    prompts = {p.user_id: p for p in spark.table(conf.require("tables.prompts")).collect()}
+    assert sorted(prompts) == [1, 2]
+    assert prompts[1].history_item_ids == [10, 11, 13, 14]                  # nothing lost with the long title
+    assert "T" * 199 + "\u2026" in prompts[1].prompt and "T" * 200 not in prompts[1].prompt
+    assert prompts[2].history_item_ids == [14]

@@ -31,14 +31,19 @@ CANONICAL_TYPE = {"id": T.LongType(), "int": T.IntegerType(), "string": T.String
                   "number": T.FloatType()}
 _INTEGRAL = (T.ByteType, T.ShortType, T.IntegerType, T.LongType)
 _NUMERIC = _INTEGRAL + (T.FloatType, T.DoubleType, T.DecimalType)
+# A string column is accepted for every family: LakeRec parses it, and a value that does not parse is
+# kept, raw, in a `_raw_<column>` column so that validation quarantines the row with it (a table
+# typed by a permissive reader has already turned such values into nulls, without a trace).
 _ACCEPTS = {
-    "id": (_INTEGRAL, "an integer type"),
-    "int": (_INTEGRAL, "an integer type"),
+    "id": (_INTEGRAL + (T.StringType,), "an integer type (or a string of digits)"),
+    "int": (_INTEGRAL + (T.StringType,), "an integer type (or a string of digits)"),
     "string": ((T.StringType,), "string"),
     "genres": ((T.ArrayType, T.StringType), "array<string> or a '|'-separated string"),
-    "timestamp": ((T.TimestampType, T.TimestampNTZType, T.DateType), "timestamp or date"),
-    "number": (_NUMERIC, "a numeric type"),
+    "timestamp": ((T.TimestampType, T.TimestampNTZType, T.DateType, T.StringType),
+                  "timestamp or date (or an ISO-8601 string)"),
+    "number": (_NUMERIC + (T.StringType,), "a numeric type (or a numeric string)"),
 }
+RAW_PREFIX = "_raw_"
 
 
 @dataclass(frozen=True)
@@ -46,7 +51,8 @@ class SourceRead:
     role: str
     table: str
     version: Optional[int]   # Delta version read; None for non-Delta tables
-    df: DataFrame            # canonical column names and types
+    df: DataFrame            # canonical column names and types (+ _raw_<column> for parsed strings)
+    mapped: tuple[str, ...] = ()   # canonical columns the warehouse has (the rest are null)
 
 
 def mapping(conf: Conf, role: str) -> tuple[str, dict[str, Optional[str]]]:
@@ -74,13 +80,13 @@ def _canonical_column(family: str, column: str):
     col = F.col(f"`{column}`")
     if family == "genres":
         return col  # strings are split by the caller, which knows the type
-    return col.cast(CANONICAL_TYPE[family])
+    return col.try_cast(CANONICAL_TYPE[family])    # null where a string does not parse (kept raw, below)
 
 
 def canonicalize(df: DataFrame, table: str, role: str, columns: dict[str, Optional[str]]) -> DataFrame:
     """Check the mapped columns' presence and types; return canonical names and types."""
     fields = {f.name: f.dataType for f in df.schema.fields}
-    out = []
+    out, raw = [], []
     for canon, (family, required) in CANONICAL[role].items():
         column = columns.get(canon)
         if column is None:
@@ -96,7 +102,9 @@ def canonicalize(df: DataFrame, table: str, role: str, columns: dict[str, Option
         if family == "genres" and isinstance(fields[column], T.StringType):
             expr = F.split(expr, r"\s*\|\s*")
         out.append(expr.alias(canon))
-    return df.select(*out)
+        if family not in ("string", "genres") and isinstance(fields[column], T.StringType):
+            raw.append(F.col(f"`{column}`").alias(RAW_PREFIX + canon))
+    return df.select(*out, *raw)
 
 
 def read_source(spark, conf: Conf, role: str, version: Optional[int] = None) -> SourceRead:
@@ -105,7 +113,8 @@ def read_source(spark, conf: Conf, role: str, version: Optional[int] = None) -> 
     if version is None:
         version = delta_version(spark, table)
     raw = read_at_version(spark, table, version)
-    return SourceRead(role, table, version, canonicalize(raw, table, role, columns))
+    return SourceRead(role, table, version, canonicalize(raw, table, role, columns),
+                      tuple(canon for canon, column in columns.items() if column))
 
 
 def read_sources(spark, conf: Conf) -> dict[str, SourceRead]:
