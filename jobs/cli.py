@@ -77,6 +77,8 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--force", action="store_true", help="re-export even if a verified bundle exists")
     p = jobs.add_parser("info", parents=[common], help="warehouse, tables, locations, versions")
     p.add_argument("--json", action="store_true", help="one JSON object")
+    jobs.add_parser("metastore-init", parents=[common],
+                    help="create the Hive metastore schema in the shared database at spark.metastore.url (once)")
     jobs.add_parser("maintain", parents=[common],
                     help="OPTIMIZE and VACUUM LakeRec's tables; delete unused shipping archives")
     p = jobs.add_parser("submit-args", parents=[common],
@@ -143,6 +145,10 @@ def main(argv: list[str] | None = None) -> int:
         if args.job == "export":             # registry -> bundles: no Spark session either
             from jobs import export
             export.run(conf, args.model, args.precision.split(",") if args.precision else None, args.force)
+            return 0
+        if args.job == "metastore-init":     # DataNucleus SchemaTool in a JVM of its own: no Spark session
+            from lakerec.metastore import init_schema
+            print(f"lakerec metastore-init succeeded: the Hive metastore schema is in {init_schema(conf)}")
             return 0
         if args.job == "submit-args":        # conf -> spark-submit arguments: no Spark session
             from jobs import submit

@@ -51,10 +51,25 @@ def _spark_shipped_bases() -> set[str]:
 
 def fetch(conf: Conf) -> Path:
     """Download the Delta jars once; return the folder. Idempotent."""
-    folder = Path(conf.require("spark.delta_jars_dir"))
+    return fetch_package(conf.require("spark.delta_package"), Path(conf.require("spark.delta_jars_dir")))
+
+
+def metastore_jars(conf: Conf) -> list[str]:
+    """The JDBC driver of a shared metastore (spark.metastore.driver_package), fetched on first use
+    into cache_dir/jars/<artifact>-<version>; [] for the embedded default."""
+    coordinate = conf.get("spark.metastore.driver_package")
+    if not conf.get("spark.metastore.url") or not coordinate:
+        return []
+    _, artifact, version = coordinate.split(":")
+    folder = fetch_package(coordinate, conf.cache_dir / "jars" / f"{artifact}-{version}")
+    return sorted(str(p) for p in folder.glob("*.jar"))
+
+
+def fetch_package(coordinate: str, folder: Path) -> Path:
+    """Resolve a Maven coordinate and its runtime dependencies into folder, keeping only the jars
+    pyspark does not already ship. Idempotent: a complete folder is reused."""
     if (folder / COMPLETE_MARK).exists():
         return folder
-    coordinate = conf.require("spark.delta_package")
     group, artifact, version = coordinate.split(":")
     if not shutil.which("mvn"):
         raise LakeRecError("Maven (mvn) is not on PATH; install it or let Spark resolve "

@@ -1,0 +1,171 @@
+"""The Hive metastore behind LakeRec's table names.
+
+- Local default: embedded Derby under the warehouse root. It admits one process at a time; a second
+  job on the same warehouse is stopped before it starts Spark, naming the process that holds it.
+- Shared: a database server at `spark.metastore.url` (PostgreSQL, MySQL, MariaDB), which many jobs
+  use at once (the nightly chain and `lakerec stream` side by side). Its schema is created once with
+  `lakerec metastore-init` (DataNucleus SchemaTool over Hive's own metadata, all tables and
+  constraints in one go; letting Hive create tables lazily on PostgreSQL deadlocks: an open
+  transaction on TBLS blocks the foreign key DDL of the next table). See docs/metastore.md.
+"""
+from __future__ import annotations
+
+import fcntl
+import os
+import shutil
+import subprocess
+import tempfile
+import zipfile
+from pathlib import Path
+
+from lakerec.config import Conf
+from lakerec.errors import ConfigError
+from lakerec.jars import metastore_jars
+
+JDBC_DRIVERS = {"postgresql": "org.postgresql.Driver", "mysql": "com.mysql.cj.jdbc.Driver",
+                "mariadb": "org.mariadb.jdbc.Driver"}
+
+
+def metastore_settings(conf: Conf) -> dict[str, str]:
+    """The Hive metastore's database: embedded Derby under the warehouse root (the default; one
+    process at a time), or the shared database at spark.metastore.url (many processes at once: the
+    nightly chain and `lakerec stream` side by side). Its JDBC driver is fetched from Maven and put on
+    the driver's class path; its schema is created once by `lakerec metastore-init` (init_schema)."""
+    url = conf.get("spark.metastore.url")
+    if not url:
+        metastore = conf.warehouse_root / "metastore_db"
+        return {"spark.hadoop.javax.jdo.option.ConnectionURL": f"jdbc:derby:;databaseName={metastore};create=true"}
+    kind = url.split(":")[1] if url.startswith("jdbc:") else ""
+    driver = conf.get("spark.metastore.driver") or JDBC_DRIVERS.get(kind)
+    if not driver:
+        raise ConfigError(f"spark.metastore.url {url!r}: no JDBC driver known for {kind!r}; set spark.metastore.driver")
+    settings = {
+        "spark.hadoop.javax.jdo.option.ConnectionURL": url,
+        "spark.hadoop.javax.jdo.option.ConnectionDriverName": driver,
+        "spark.hadoop.datanucleus.schema.autoCreateAll": "false",    # created whole by `lakerec metastore-init`
+        "spark.hadoop.hive.metastore.schema.verification": "false",
+    }
+    if conf.get("spark.metastore.user"):
+        settings["spark.hadoop.javax.jdo.option.ConnectionUserName"] = str(conf.get("spark.metastore.user"))
+    if conf.get("spark.metastore.password"):
+        settings["spark.hadoop.javax.jdo.option.ConnectionPassword"] = str(conf.get("spark.metastore.password"))
+    jars = metastore_jars(conf)
+    if jars:                    # on the JVM's own class path: DataNucleus loads the driver by name
+        settings["spark.driver.extraClassPath"] = ":".join(jars)
+        settings["spark.executor.extraClassPath"] = ":".join(jars)
+    return settings
+
+
+def embedded_metastore(conf: Conf) -> Path | None:
+    """The embedded Derby metastore folder, when conf uses one (the local default)."""
+    if not conf.get("spark.hive_catalog", True):
+        return None
+    own_url = "spark.hadoop.javax.jdo.option.ConnectionURL" in (conf.get("spark.config") or {})
+    if conf.get("spark.metastore.url") or own_url:
+        return None             # a metastore server admits many processes
+    return conf.warehouse_root / "metastore_db"
+
+
+def metastore_holder(folder: Path) -> int | None:
+    """The pid of another process that has this embedded Derby metastore booted, else None.
+    Derby keeps an exclusive POSIX lock on dbex.lck while booted (a killed process leaves the file,
+    not the lock); probing that lock is how we know before a JVM is started."""
+    lock = folder / "dbex.lck"
+    try:
+        fd = os.open(lock, os.O_RDWR)
+    except OSError:
+        return None
+    try:
+        fcntl.lockf(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        fcntl.lockf(fd, fcntl.LOCK_UN)
+        return None
+    except OSError:
+        owner = _posix_lock_owner(lock)
+        return owner if owner is not None else -1
+    finally:
+        os.close(fd)
+
+
+def _posix_lock_owner(path: Path) -> int | None:
+    inode = path.stat().st_ino
+    try:
+        lines = Path("/proc/locks").read_text().splitlines()
+    except OSError:
+        return None
+    for line in lines:       # "1: POSIX  ADVISORY  WRITE 17519 fe:00:9986698 0 EOF"
+        parts = line.split()
+        if len(parts) > 5 and parts[1] == "POSIX" and parts[5].rsplit(":", 1)[-1] == str(inode):
+            return int(parts[4])
+    return None
+
+
+def _describe_process(pid: int) -> str:
+    """`pid N (command)`, with the parent's command when N is a JVM (the job that started it)."""
+    def cmdline(p):
+        try:
+            return Path(f"/proc/{p}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace").strip()
+        except OSError:
+            return ""
+    def parent(p):
+        try:
+            return int(next(line.split()[1] for line in Path(f"/proc/{p}/status").read_text().splitlines()
+                            if line.startswith("PPid:")))
+        except (OSError, StopIteration, ValueError):
+            return None
+    text = cmdline(pid)
+    if "java" in text.split(" ", 1)[0] and parent(pid):
+        text = f"the JVM of pid {parent(pid)}: {cmdline(parent(pid))}"
+    return f"pid {pid} ({text[:200] or 'command unknown'})"
+
+
+def check_metastore_free(conf: Conf) -> None:
+    """Stop with one clear line when another process has the embedded Derby metastore booted."""
+    folder = embedded_metastore(conf)
+    holder = metastore_holder(folder) if folder else None
+    if holder is None:
+        return
+    if holder > 0:
+        ours = holder == os.getppid() or f"PPid:\t{os.getpid()}\n" in _read(f"/proc/{holder}/status")
+        if ours:                # this job's own JVM (a session already started in this process)
+            return
+    who = _describe_process(holder) if holder > 0 else "a process this machine does not name"
+    raise ConfigError(f"the warehouse's embedded metastore {folder} is in use by {who}; the local default "
+                      "(embedded Derby) admits one process at a time: wait for that job to end, or set "
+                      "spark.metastore.url to a shared metastore database (docs/metastore.md)")
+
+
+def _read(path: str) -> str:
+    try:
+        return Path(path).read_text()
+    except OSError:
+        return ""
+
+
+# Hive 2.3's DataNucleus settings (HiveConf defaults), so the schema matches what Hive's client expects.
+_HIVE_DATANUCLEUS = {"datanucleus.identifierFactory": "datanucleus1",
+                     "datanucleus.rdbms.useLegacyNativeValueStrategy": "true", "datanucleus.storeManagerType": "rdbms"}
+
+
+def init_schema(conf: Conf) -> str:
+    """Create every table of the Hive metastore schema in the shared database (idempotent)."""
+    url = conf.get("spark.metastore.url")
+    if not url:
+        raise ConfigError("spark.metastore.url is not set: the embedded metastore needs no initialisation")
+    settings = {k[len("spark.hadoop."):]: v for k, v in metastore_settings(conf).items() if k.startswith("spark.hadoop.")}
+    props = {**_HIVE_DATANUCLEUS, **{k: v for k, v in settings.items() if k.startswith("javax.jdo.")}}
+    import pyspark
+    spark_jars = Path(pyspark.__file__).parent / "jars"
+    java = Path(os.environ["JAVA_HOME"]) / "bin" / "java" if os.environ.get("JAVA_HOME") else shutil.which("java")
+    if not java:
+        raise ConfigError("java is not on PATH (and JAVA_HOME is not set): it is needed to create the metastore schema")
+    with tempfile.TemporaryDirectory() as tmp:
+        (Path(tmp) / "datanucleus.properties").write_text("".join(f"{k}={v}\n" for k, v in props.items()))
+        with zipfile.ZipFile(next(spark_jars.glob("hive-metastore-*.jar"))) as jar:
+            (Path(tmp) / "package.jdo").write_bytes(jar.read("package.jdo"))       # Hive's object model
+        classpath = ":".join([f"{spark_jars}/*", *metastore_jars(conf)])
+        proc = subprocess.run([str(java), "-cp", classpath, "org.datanucleus.store.schema.SchemaTool", "-create",
+                               "-api", "JDO", "-props", f"{tmp}/datanucleus.properties", f"{tmp}/package.jdo"],
+                              capture_output=True, text=True)
+    if proc.returncode != 0 or "completed successfully" not in proc.stdout:
+        raise ConfigError(f"could not create the metastore schema at {url}:\n{(proc.stdout + proc.stderr)[-3000:]}")
+    return url
