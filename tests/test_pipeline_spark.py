@@ -272,7 +272,8 @@ def test_maintain_compacts_vacuums_orphans_and_old_archives(spark, base_conf, tm
     import time
     from jobs import maintain
     from lakerec.tables import location
-    conf = conf_for(base_conf, "upkeep").with_overrides({"cache_dir": str(tmp_path / "cache")})
+    conf = conf_for(base_conf, "upkeep").with_overrides({       # every LakeRec table of its own
+        "cache_dir": str(tmp_path / "cache"), **{f"tables.{key}": f"upkeep.{key}" for key in base_conf.get("tables")}})
     write(spark, conf, GOOD_USERS, GOOD_ITEMS, GOOD_EVENTS)
     for day in (4, 5, 6):
         textualize.run(spark, conf, dt.date(2001, 3, day))
@@ -331,6 +332,8 @@ def test_values_that_do_not_fit_are_quarantined_with_the_raw_row_and_long_titles
     assert raw["unparseable:user_id"]["_raw_user_id"] == "abc" and raw["unparseable:user_id"].get("user_id") is None
     assert raw["unparseable:rating"]["_raw_rating"] == "five"
     assert run.metrics["titles_shortened"] == 1
+    # nothing lost: every row read is quarantined or reaches a prompt (2 users, 4 items, 5 events)
+    assert run.rows_in == len(users) + len(items) + len(events) == 19 and run.rows_quarantined == 8
     prompts = {p.user_id: p for p in spark.table(conf.require("tables.prompts")).collect()}
     assert sorted(prompts) == [1, 2]
     assert prompts[1].history_item_ids == [10, 11, 13, 14]                  # nothing lost with the long title
