@@ -27,6 +27,8 @@ _POM = """<project xmlns="http://maven.apache.org/POM/4.0.0">
   </dependency></dependencies>
 </project>
 """
+# The JDBC driver fetched for a shared metastore, by the URL's kind (spark.metastore.driver_package wins).
+DRIVER_PACKAGES = {"postgresql": "org.postgresql:postgresql:42.7.4"}
 _VERSIONED_JAR = re.compile(r"^(?P<base>.+?)-\d[\w.\-]*\.jar$")
 
 
@@ -57,9 +59,14 @@ def fetch(conf: Conf) -> Path:
 def metastore_jars(conf: Conf) -> list[str]:
     """The JDBC driver of a shared metastore (spark.metastore.driver_package), fetched on first use
     into cache_dir/jars/<artifact>-<version>; [] for the embedded default."""
-    coordinate = conf.get("spark.metastore.driver_package")
-    if not conf.get("spark.metastore.url") or not coordinate:
+    url = conf.get("spark.metastore.url")
+    if not url:
         return []
+    kind = url.split(":")[1] if url.startswith("jdbc:") else ""
+    coordinate = conf.get("spark.metastore.driver_package") or DRIVER_PACKAGES.get(kind)
+    if not coordinate:
+        raise LakeRecError(f"spark.metastore.url {url!r}: set spark.metastore.driver_package to the Maven "
+                           "coordinate of its JDBC driver")
     _, artifact, version = coordinate.split(":")
     folder = fetch_package(coordinate, conf.cache_dir / "jars" / f"{artifact}-{version}")
     return sorted(str(p) for p in folder.glob("*.jar"))
@@ -87,13 +94,15 @@ def fetch_package(coordinate: str, folder: Path) -> Path:
             raise LakeRecError(f"mvn could not resolve {coordinate}:\n{proc.stdout[-2000:]}{proc.stderr[-2000:]}")
         # Spark already ships Hadoop, Parquet, Jackson, Scala...: keep its versions, add only the rest.
         shipped = _spark_shipped_bases()
-        staging = folder.with_name(folder.name + ".partial")
-        shutil.rmtree(staging, ignore_errors=True)
-        staging.mkdir(parents=True)
+        folder.parent.mkdir(parents=True, exist_ok=True)
+        staging = Path(tempfile.mkdtemp(prefix=folder.name + ".partial-", dir=folder.parent))   # one per process
         for jar in sorted(out.glob("*.jar")):
             if _artifact_base(jar.name) not in shipped:
                 shutil.copy2(jar, staging / jar.name)
     (staging / COMPLETE_MARK).write_text(coordinate + "\n")
+    if (folder / COMPLETE_MARK).exists():      # another process finished first: keep its folder
+        shutil.rmtree(staging, ignore_errors=True)
+        return folder
     shutil.rmtree(folder, ignore_errors=True)
     staging.rename(folder)
     return folder

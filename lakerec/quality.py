@@ -8,6 +8,7 @@ from pyspark.sql import functions as F
 
 from lakerec.config import Conf
 from lakerec.errors import LakeRecError
+from lakerec.sources.schema import read_source
 
 
 class QualityError(LakeRecError):
@@ -19,13 +20,13 @@ def checks(spark, conf: Conf, run_date: dt.date, variant: str = "default") -> di
     recs = spark.table(conf.require("tables.recommendations")).where(
         (F.col("run_date") == F.lit(run_date)) & (F.col("variant") == variant))
     prompts = spark.table(conf.require("tables.prompts")).where(F.col("run_date") == F.lit(run_date))
-    items = spark.table(conf.require("source.items.table"))
-    item_col = (conf.get("source.items.columns") or {}).get("item_id", "item_id")
+    # the items table through the column mapping (ids parsed as scoring reads them)
+    items = read_source(spark, conf, "items").df.where(F.col("item_id") > 0).select("item_id")
     top_k = int(conf.get("score.top_k", 10))
     per_user = recs.groupBy("user_id").agg(F.count("*").alias("n"), F.countDistinct("rank").alias("ranks"),
                                            F.countDistinct("item_id").alias("distinct_items"))
     # Every user gets top_k rows, or every candidate when fewer are left (catalogue minus history).
-    catalogue = items.select(F.col(item_col).alias("item_id")).distinct()
+    catalogue = items.distinct()
     known_seen = (prompts.select("user_id", F.explode("seen_item_ids").alias("item_id")).distinct()
                   .join(catalogue, "item_id").groupBy("user_id").agg(F.count("*").alias("seen")))
     expected = per_user.join(known_seen, "user_id", "left").withColumn(
@@ -35,7 +36,7 @@ def checks(spark, conf: Conf, run_date: dt.date, variant: str = "default") -> di
                      F.sum((F.col("n") != F.col("ranks")).cast("int")).alias("dup_ranks"),
                      F.sum((F.col("n") != F.col("distinct_items")).cast("int")).alias("dup_items")).first()
     n_prompts = prompts.count()
-    unknown = recs.join(items.select(F.col(item_col).alias("item_id")), "item_id", "left_anti").count()
+    unknown = recs.join(catalogue, "item_id", "left_anti").count()
     seen = (recs.join(prompts.select("user_id", F.explode("seen_item_ids").alias("item_id")), ["user_id", "item_id"])
             .count())
     nulls = recs.where(F.col("score").isNull() | F.col("item_id").isNull() | F.isnan("score")).count()

@@ -24,8 +24,8 @@ RUNS_COLUMNS_DOC = {
     "run_date": "logical date the job ran for (--run-date)",
     "status": "running (written at start), then succeeded or failed; running for good: the process died",
     "started_at": "start time (UTC)",
-    "finished_at": "end time (UTC)",
-    "duration_s": "wall time in seconds",
+    "finished_at": "end time (UTC); null while running",
+    "duration_s": "wall time in seconds; null while running",
     "rows_in": "rows read",
     "rows_out": "rows written to the job's main output",
     "rows_quarantined": "rows sent to the quarantine table",
@@ -36,6 +36,7 @@ RUNS_COLUMNS_DOC = {
     "host": "machine the job's driver ran on",
     "pid": "process id of the job's driver on that host",
 }
+WRITE_ATTEMPTS = 5          # a run's final row against concurrent commits to the runs table
 RUNS_SCHEMA = (
     "run_id string, job string, run_date date, status string, started_at timestamp, "
     "finished_at timestamp, duration_s double, rows_in bigint, rows_out bigint, "
@@ -89,22 +90,30 @@ def recorded_run(spark, conf: Conf, job: str, run_date: dt.date):
 
 
 def _write(spark, conf: Conf, run: Run, status: str, error: str | None) -> None:
-    finished = time.time()
+    running = status == "running"
+    finished = None if running else time.time()
     row = (run.run_id, run.job, run.run_date, status,
            dt.datetime.fromtimestamp(run.started, dt.timezone.utc).replace(tzinfo=None),
-           dt.datetime.fromtimestamp(finished, dt.timezone.utc).replace(tzinfo=None),
-           round(finished - run.started, 3), int(run.rows_in), int(run.rows_out),
+           None if running else dt.datetime.fromtimestamp(finished, dt.timezone.utc).replace(tzinfo=None),
+           None if running else round(finished - run.started, 3), int(run.rows_in), int(run.rows_out),
            int(run.rows_quarantined), json.dumps(run.metrics, default=str, sort_keys=True),
            error[:4000] if error else None, __version__, conf.source, socket.gethostname(), os.getpid())
     table = conf.require("tables.runs")
-    try:
-        frame = spark.createDataFrame([row], RUNS_SCHEMA)
-        if status == "running" or not table_exists(spark, table):
-            append(frame, table, RUNS_COLUMNS_DOC)
-        else:                   # the run's `running` row becomes its final one, in one commit
-            replace_slice(frame, table, {"run_id": run.run_id}, [], RUNS_COLUMNS_DOC)
-    except Exception as exc:  # never hide the job's own error behind a bookkeeping failure
-        print(f"warning: could not record the run in {conf.get('tables.runs')}: {exc}", file=sys.stderr)
+    for attempt in range(WRITE_ATTEMPTS):
+        try:
+            frame = spark.createDataFrame([row], RUNS_SCHEMA)
+            if running or not table_exists(spark, table):
+                append(frame, table, RUNS_COLUMNS_DOC)            # a blind append: never in conflict
+            else:               # the run's `running` row becomes its final one, in one commit
+                replace_slice(frame, table, {"run_id": run.run_id}, [], RUNS_COLUMNS_DOC)
+            return
+        except Exception as exc:  # never hide the job's own error behind a bookkeeping failure
+            # Another job's final row (or `lakerec maintain`) committed first: Delta asks to try again.
+            if "Concurrent" in str(exc) and attempt + 1 < WRITE_ATTEMPTS:
+                time.sleep(0.5 * (attempt + 1))
+                continue
+            print(f"warning: could not record the run in {table}: {exc}", file=sys.stderr)
+            return
 
 
 def abandoned_runs(spark, conf: Conf) -> list[dict]:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import datetime as dt
 import functools
+import os
 import tarfile
 import time
 from dataclasses import dataclass
@@ -25,7 +26,7 @@ from lakerec.errors import ConfigError, StructuralError
 from lakerec.model.registry import Registry
 from lakerec.sources.schema import read_source
 from lakerec.tables import create_table_if_missing, delta_version, read_at_version, replace_slice, table_exists
-from lakerec.validate import QUARANTINE_COLUMNS_DOC, shorten
+from lakerec.validate import QUARANTINE_COLUMNS_DOC, shorten, title_limit
 from rec_udf import bundle as bundle_format
 from rec_udf.errors import BundleError
 from rec_udf.explanations import EXPLAINER_PROMPT_VERSION
@@ -114,6 +115,11 @@ def bundle_for(conf: Conf, model: str) -> tuple[str, Path, dict]:
 def archive(bundle_dir: Path, sha: str, shipping_dir: Path) -> Path:
     """The bundle as one uncompressed tar named by its manifest hash (built once, reused)."""
     path = shipping_dir / f"lakerec-bundle-{sha[:16]}.tar"
+    try:
+        os.utime(path)          # last use: `lakerec maintain` deletes archives unused for a while
+        return path
+    except FileNotFoundError:
+        pass
     if not path.exists():
         shipping_dir.mkdir(parents=True, exist_ok=True)
         tmp = path.with_suffix(".tmp")
@@ -122,8 +128,6 @@ def archive(bundle_dir: Path, sha: str, shipping_dir: Path) -> Path:
                 if file.is_file():
                     tar.add(file, arcname=str(file.relative_to(bundle_dir)))
         tmp.rename(path)
-    else:
-        path.touch()            # last use: `lakerec maintain` deletes archives unused for a while
     return path
 
 
@@ -267,7 +271,7 @@ def score_prompts(spark, conf: Conf, prompts: DataFrame, model: str) -> ScoredBa
     require_explainer(conf, bundle_dir, manifest)
     # one row per item id (validation quarantines duplicates; scoring must not multiply rows by them)
     items = (read_source(spark, conf, "items").df.where(F.col("item_id").isNotNull())
-             .select("item_id", shorten("title", int(conf.get("validation.max_title_chars", 200))).alias("title"))
+             .select("item_id", shorten("title", title_limit(conf)).alias("title"))
              .dropDuplicates(["item_id"]))
     # Catalogue items no longer in the items table: one mask for the whole job, in the bundle's order.
     allowed = np.array([r.item_id for r in items.select("item_id").collect()], dtype=np.int64)

@@ -40,7 +40,7 @@ def checkpoint_dir(conf: Conf) -> str:
 
 def touched_users(batch: DataFrame, conf: Conf) -> DataFrame:
     _, columns = mapping(conf, "interactions")
-    return (batch.select(F.col(f"`{columns.get('user_id') or 'user_id'}`").cast("bigint").alias("user_id"))
+    return (batch.select(F.col(f"`{columns.get('user_id') or 'user_id'}`").try_cast("bigint").alias("user_id"))
             .where(F.col("user_id").isNotNull()).distinct())
 
 

@@ -3,6 +3,7 @@ write patterns every job uses (replace one slice atomically; append)."""
 from __future__ import annotations
 
 import datetime as dt
+import math
 
 from typing import Optional
 
@@ -91,7 +92,7 @@ def sql_literal(value) -> str:
         return f"TIMESTAMP '{value.isoformat(sep=' ')}'"
     if isinstance(value, dt.date):
         return f"DATE '{value.isoformat()}'"
-    if isinstance(value, (int, float)) and not isinstance(value, bool):
+    if isinstance(value, int) and not isinstance(value, bool) or isinstance(value, float) and math.isfinite(value):
         return repr(value)
     if isinstance(value, str):
         return f"'{sql_string(value)}'"
@@ -100,6 +101,8 @@ def sql_literal(value) -> str:
 
 def slice_predicate(where: dict) -> str:
     """`col = literal AND ...` for a slice given as {column: value}: the one place predicates are built."""
+    if not where:
+        raise ValueError("a slice needs at least one column (an empty predicate would replace the whole table)")
     return " AND ".join(f"`{column}` = {sql_literal(value)}" for column, value in where.items())
 
 

@@ -15,6 +15,7 @@ from lakerec.sources.schema import CANONICAL, RAW_PREFIX, SourceRead, read_sourc
 from lakerec.tables import replace_slice
 
 REASONS = "_reasons"
+DEFAULT_NULLABLE = ["age", "gender", "occupation", "zip_code", "release_year", "genres"]
 # C0/C1 control characters (tab, LF and CR allowed) and U+FFFD, which is what invalid UTF-8
 # becomes when a reader decodes it.
 BAD_TEXT = r"[\x00-\x08\x0B\x0C\x0E-\x1F\x7F-\x9F\uFFFD]"
@@ -74,8 +75,12 @@ def _flag(df: DataFrame, rules) -> DataFrame:
 
 
 def _raw(df: DataFrame, column: str):
-    """The warehouse's string before parsing (null when the source column was not a string)."""
-    return F.col(RAW_PREFIX + column) if RAW_PREFIX + column in df.columns else F.lit(None).cast("string")
+    """The warehouse's string before parsing (null when the source column was not a string, or when
+    the string is blank: an empty CSV field is a missing value, not an unparseable one)."""
+    if RAW_PREFIX + column not in df.columns:
+        return F.lit(None).cast("string")
+    raw = F.col(RAW_PREFIX + column)
+    return F.when(F.trim(raw) != "", raw)
 
 
 def _parsing_rules(df: DataFrame, source: SourceRead, nullable: set[str]) -> list:
@@ -96,6 +101,10 @@ def _good(df: DataFrame) -> DataFrame:
     return df.where(F.size(REASONS) == 0).drop(REASONS, *[c for c in df.columns if c.startswith(RAW_PREFIX)])
 
 
+def title_limit(conf: Conf) -> int:
+    return int(conf.get("validation.max_title_chars", 200))
+
+
 def shorten(column: str, limit: int) -> F.Column:
     """Text over `limit` characters cut to limit - 1 and marked with an ellipsis (never dropped)."""
     return F.when(F.length(column) > limit, F.concat(F.substring(column, 1, limit - 1), F.lit("\u2026"))
@@ -110,7 +119,7 @@ def validate(sources: dict[str, SourceRead], conf: Conf, now: dt.datetime | None
     rating_max = float(conf.get("validation.rating_max", 5))
     years = (int(conf.get("validation.min_release_year", 1870)),
              now.year + int(conf.get("validation.max_release_years_ahead", 5)))
-    nullable = set(conf.get("validation.nullable") or [])
+    nullable = set(conf.get("validation.nullable", DEFAULT_NULLABLE) or [])
     keep = StorageLevel.MEMORY_AND_DISK
 
     users = sources["users"].df
@@ -134,7 +143,7 @@ def validate(sources: dict[str, SourceRead], conf: Conf, now: dt.datetime | None
     ]).persist(keep)
 
     good_users = _good(users)
-    good_items = _good(items).withColumn("title", shorten("title", int(conf.get("validation.max_title_chars", 200))))
+    good_items = _good(items).withColumn("title", shorten("title", title_limit(conf)))
 
     inter = sources["interactions"].df
     cols = inter.columns
@@ -191,9 +200,8 @@ def validated_sources(spark, conf: Conf, run, job: str):
             run.rows_in = sum(df.count() for df in checked.flagged.values())
         with run.timed("quarantine_s"):
             run.rows_quarantined = write_quarantine(checked, conf, job, run.run_id, run.run_date)
-        limit = int(conf.get("validation.max_title_chars", 200))
         run.metrics["titles_shortened"] = checked.flagged["items"].where(
-            (F.size(REASONS) == 0) & (F.length("title") > limit)).count()
+            (F.size(REASONS) == 0) & (F.length("title") > title_limit(conf))).count()
         yield checked, versions
     finally:
         checked.release()

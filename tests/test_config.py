@@ -50,3 +50,17 @@ def test_own_column_mapping_and_variants_replace_the_defaults_whole(tmp_path):
     assert conf.get("source.items.columns.title") == "title"                     # sections it leaves alone stay
     assert list(conf.get("ab.variants")) == ["a"] and conf.get("ab.experiment") == "model_comparison"
     assert conf.get("score.top_k") == 20 and conf.get("score.explain_top_k") == 1  # other sections still merge
+
+
+def test_slice_predicates_escape_what_they_are_given():
+    import datetime as dt
+    import pytest
+    from lakerec.tables import slice_predicate, sql_literal
+    assert slice_predicate({"run_date": dt.date(2026, 11, 23), "variant": "b"}) == \
+        "`run_date` = DATE '2026-11-23' AND `variant` = 'b'"
+    assert sql_literal("x' OR '1'='1") == "'x\\' OR \\'1\\'=\\'1'"
+    assert sql_literal("a\\") == "'a\\\\'" and sql_literal(3) == "3"
+    assert sql_literal(dt.datetime(2026, 1, 2, 3, 4, 5)) == "TIMESTAMP '2026-01-02 03:04:05'"
+    for bad in ({}, {"x": float("nan")}, {"x": None}):
+        with pytest.raises((ValueError, TypeError)):
+            slice_predicate(bad)

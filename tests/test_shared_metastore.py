@@ -91,7 +91,8 @@ def test_stream_and_nightly_score_at_once_on_a_postgres_metastore(postgres, tmp_
     _, err = before_init.communicate(timeout=600)
     assert before_init.returncode == 2, err[-3000:]          # no schema yet: one clear line, exit 2
     assert "has no Hive schema yet: run `lakerec metastore-init`" in err.strip().splitlines()[-1]
-    for args in (["metastore-init"], ["generate", "--users", str(USERS), "--items", "120"], ["train"],
+    # metastore-init twice: the second finds the schema whole and changes nothing
+    for args in (["metastore-init"], ["metastore-init"], ["generate", "--users", str(USERS), "--items", "120"], ["train"],
                  ["export", "--model", "champion"], ["textualize"]):
         done(lakerec(*args))
     assert not (tmp_path / "warehouse" / "metastore_db").exists()       # no Derby anywhere

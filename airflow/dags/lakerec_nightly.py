@@ -1,7 +1,9 @@
 """Nightly scoring for the logical date: validate the sources -> textualize -> score -> check the
 output. Each step replaces only its own date's slice, so retries and backfills
 (`airflow backfill create --dag-id lakerec_nightly --from-date 2026-03-01 --to-date 2026-03-07`) are
-safe: a retried task or a re-run date leaves what one clean run leaves (tests/test_airflow_dags.py)."""
+safe: a retried task or a re-run date leaves what one clean run leaves (tests/test_airflow_dags.py
+runs three dates one after the other with `airflow dags test` and kills one task mid-write). On the
+embedded metastore add `--max-active-runs 1` (docs/airflow.md)."""
 from airflow.sdk import DAG
 
 from lakerec_common import DEFAULT_ARGS, START, spark_job
