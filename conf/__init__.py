@@ -1,5 +1,5 @@
 """YAML configuration shipped with LakeRec: `local.yaml` (one machine, no cluster) and
-`cluster.example.yaml` (GPU executors, shared storage). Loaded by `lakerec.config`."""
+`cluster-gpu.yaml` (GPU executors on YARN; read on top of local.yaml). Loaded by `lakerec.config`."""
 from pathlib import Path
 
 CONF_DIR = Path(__file__).resolve().parent
