@@ -6,6 +6,7 @@ import platform
 from importlib import metadata
 
 from lakerec import __version__
+from lakerec.metastore import embedded_metastore
 from lakerec.runs import abandoned_runs
 from lakerec.sources.schema import ROLES, mapping
 from lakerec.tables import describe, latest_version, local_path, table_exists
@@ -33,7 +34,7 @@ def collect(spark, conf) -> dict:
     return {
         "lakerec_version": __version__,
         "warehouse": str(conf.warehouse_root),
-        "metastore": str(conf.warehouse_root / "metastore_db") if conf.get("spark.hive_catalog", True) else None,
+        "metastore": str(embedded_metastore(conf) or conf.get("spark.metastore.url") or "") or None,
         "conf": conf.source,
         "tables": tables,
         "table_versions": versions,

@@ -27,8 +27,6 @@ _POM = """<project xmlns="http://maven.apache.org/POM/4.0.0">
   </dependency></dependencies>
 </project>
 """
-# The JDBC driver fetched for a shared metastore, by the URL's kind (spark.metastore.driver_package wins).
-DRIVER_PACKAGES = {"postgresql": "org.postgresql:postgresql:42.7.4"}
 _VERSIONED_JAR = re.compile(r"^(?P<base>.+?)-\d[\w.\-]*\.jar$")
 
 
@@ -54,22 +52,6 @@ def _spark_shipped_bases() -> set[str]:
 def fetch(conf: Conf) -> Path:
     """Download the Delta jars once; return the folder. Idempotent."""
     return fetch_package(conf.require("spark.delta_package"), Path(conf.require("spark.delta_jars_dir")))
-
-
-def metastore_jars(conf: Conf) -> list[str]:
-    """The JDBC driver of a shared metastore (spark.metastore.driver_package), fetched on first use
-    into cache_dir/jars/<artifact>-<version>; [] for the embedded default."""
-    url = conf.get("spark.metastore.url")
-    if not url:
-        return []
-    kind = url.split(":")[1] if url.startswith("jdbc:") else ""
-    coordinate = conf.get("spark.metastore.driver_package") or DRIVER_PACKAGES.get(kind)
-    if not coordinate:
-        raise LakeRecError(f"spark.metastore.url {url!r}: set spark.metastore.driver_package to the Maven "
-                           "coordinate of its JDBC driver")
-    _, artifact, version = coordinate.split(":")
-    folder = fetch_package(coordinate, conf.cache_dir / "jars" / f"{artifact}-{version}")
-    return sorted(str(p) for p in folder.glob("*.jar"))
 
 
 def fetch_package(coordinate: str, folder: Path) -> Path:

@@ -20,10 +20,37 @@ from pathlib import Path
 
 from lakerec.config import Conf
 from lakerec.errors import ConfigError
-from lakerec.jars import metastore_jars
+from lakerec.jars import fetch_package
 
+# By the URL's kind (jdbc:<kind>:...): the driver class, and the Maven coordinate of its jar where
+# one is tested (spark.metastore.driver / driver_package win).
 JDBC_DRIVERS = {"postgresql": "org.postgresql.Driver", "mysql": "com.mysql.cj.jdbc.Driver",
                 "mariadb": "org.mariadb.jdbc.Driver"}
+DRIVER_PACKAGES = {"postgresql": "org.postgresql:postgresql:42.7.4"}
+
+
+def jdbc_kind(url: str) -> str:
+    return url.split(":")[1] if url.startswith("jdbc:") else ""
+
+
+def derby_folder(conf: Conf) -> Path:
+    """Where the embedded Derby metastore lives."""
+    return conf.warehouse_root / "metastore_db"
+
+
+def metastore_jars(conf: Conf) -> list[str]:
+    """The JDBC driver of a shared metastore, fetched on first use into cache_dir/jars/<artifact>-<version>;
+    [] for the embedded default."""
+    url = conf.get("spark.metastore.url")
+    if not url:
+        return []
+    coordinate = conf.get("spark.metastore.driver_package") or DRIVER_PACKAGES.get(jdbc_kind(url))
+    if not coordinate:
+        raise ConfigError(f"spark.metastore.url {url!r}: set spark.metastore.driver_package to the Maven "
+                          "coordinate of its JDBC driver")
+    _, artifact, version = coordinate.split(":")
+    folder = fetch_package(coordinate, conf.cache_dir / "jars" / f"{artifact}-{version}")
+    return sorted(str(p) for p in folder.glob("*.jar"))
 
 
 def metastore_settings(conf: Conf) -> dict[str, str]:
@@ -33,12 +60,12 @@ def metastore_settings(conf: Conf) -> dict[str, str]:
     the driver's class path; its schema is created once by `lakerec metastore-init` (init_schema)."""
     url = conf.get("spark.metastore.url")
     if not url:
-        metastore = conf.warehouse_root / "metastore_db"
-        return {"spark.hadoop.javax.jdo.option.ConnectionURL": f"jdbc:derby:;databaseName={metastore};create=true"}
-    kind = url.split(":")[1] if url.startswith("jdbc:") else ""
-    driver = conf.get("spark.metastore.driver") or JDBC_DRIVERS.get(kind)
+        return {"spark.hadoop.javax.jdo.option.ConnectionURL":
+                f"jdbc:derby:;databaseName={derby_folder(conf)};create=true"}
+    driver = conf.get("spark.metastore.driver") or JDBC_DRIVERS.get(jdbc_kind(url))
     if not driver:
-        raise ConfigError(f"spark.metastore.url {url!r}: no JDBC driver known for {kind!r}; set spark.metastore.driver")
+        raise ConfigError(f"spark.metastore.url {url!r}: no JDBC driver known for {jdbc_kind(url)!r}; "
+                          "set spark.metastore.driver")
     settings = {
         "spark.hadoop.javax.jdo.option.ConnectionURL": url,
         "spark.hadoop.javax.jdo.option.ConnectionDriverName": driver,
@@ -63,7 +90,7 @@ def embedded_metastore(conf: Conf) -> Path | None:
     own_url = "spark.hadoop.javax.jdo.option.ConnectionURL" in (conf.get("spark.config") or {})
     if conf.get("spark.metastore.url") or own_url:
         return None             # a metastore server admits many processes
-    return conf.warehouse_root / "metastore_db"
+    return derby_folder(conf)
 
 
 def metastore_holder(folder: Path) -> int | None:

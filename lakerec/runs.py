@@ -99,9 +99,9 @@ def _write(spark, conf: Conf, run: Run, status: str, error: str | None) -> None:
            int(run.rows_quarantined), json.dumps(run.metrics, default=str, sort_keys=True),
            error[:4000] if error else None, __version__, conf.source, socket.gethostname(), os.getpid())
     table = conf.require("tables.runs")
+    frame = spark.createDataFrame([row], RUNS_SCHEMA)
     for attempt in range(WRITE_ATTEMPTS):
         try:
-            frame = spark.createDataFrame([row], RUNS_SCHEMA)
             if running or not table_exists(spark, table):
                 append(frame, table, RUNS_COLUMNS_DOC)            # a blind append: never in conflict
             else:               # the run's `running` row becomes its final one, in one commit

@@ -120,14 +120,13 @@ def archive(bundle_dir: Path, sha: str, shipping_dir: Path) -> Path:
         return path
     except FileNotFoundError:
         pass
-    if not path.exists():
-        shipping_dir.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(".tmp")
-        with tarfile.open(tmp, "w") as tar:
-            for file in sorted(bundle_dir.rglob("*")):
-                if file.is_file():
-                    tar.add(file, arcname=str(file.relative_to(bundle_dir)))
-        tmp.rename(path)
+    shipping_dir.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    with tarfile.open(tmp, "w") as tar:
+        for file in sorted(bundle_dir.rglob("*")):
+            if file.is_file():
+                tar.add(file, arcname=str(file.relative_to(bundle_dir)))
+    tmp.rename(path)
     return path
 
 

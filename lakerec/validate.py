@@ -87,7 +87,7 @@ def _parsing_rules(df: DataFrame, source: SourceRead, nullable: set[str]) -> lis
     """Per mapped column: `unparseable:<col>` when a string did not parse (the raw value stays in the
     quarantined row), `null_<col>` when a value is missing that conf does not allow to be missing."""
     rules = []
-    for column, (_, required) in CANONICAL[source.role].items():
+    for column in CANONICAL[source.role]:
         if column not in source.mapped:
             continue
         raw = _raw(df, column)

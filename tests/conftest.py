@@ -16,6 +16,29 @@ TEST_SPARK = [
     "spark.config.spark.driver.memory=2g",
 ]
 
+# A LakeRec configuration file as a deployment writes one, for the tests that run `lakerec` (or
+# Airflow) in processes of their own: tables, registry and bundles under {root}, the metastore
+# ({url: null}: embedded Derby), small Spark settings, the data-built explanation sentence, and the
+# quick profile shrunk to well under a minute of training.
+DEPLOYMENT_CONF = """\
+warehouse_root: {root}/warehouse
+models: {{registry_dir: {root}/models, bundles_dir: {root}/bundles}}
+spark:
+  metastore: {metastore}
+  config: {{spark.sql.shuffle.partitions: 2, spark.default.parallelism: 2,
+           spark.databricks.delta.snapshotPartitions: 1, spark.driver.memory: {driver_memory}}}
+textualize: {{max_prompt_tokens: 80}}
+score: {{top_k: {top_k}, explainer: template}}      # the explainer LLM is tested in test_score/test_export
+export: {{precisions: [fp32], explainer: false}}
+train:
+  profile: quick
+  profiles:
+    quick:
+      sasrec_train: {{epochs: 2, eval_every: 1}}
+      baselines: {{als_iterations: 2}}
+      llm_train: {{max_users: 12, rank_users: 24, eval_users: 3, max_new_tokens: 3, stage1_epochs: 0}}
+"""
+
 
 @pytest.fixture(scope="session")
 def base_conf(tmp_path_factory):

@@ -16,31 +16,14 @@ from pathlib import Path
 import pytest
 from deltalake import DeltaTable
 
+from tests.conftest import DEPLOYMENT_CONF
+
 pytestmark = pytest.mark.airflow
 ROOT = Path(__file__).resolve().parent.parent
 USERS, ITEMS, TOP_K = 200, 300, 10
 DATES = ["2026-11-20", "2026-11-21", "2026-11-22"]     # after the DAGs' start_date, or nothing runs
 RETRIED = DATES[1]             # its score task is killed once, mid-write
 
-# A LakeRec configuration file as a deployment writes one; the quick profile is shrunk so that the
-# weekly DAG's training takes well under a minute here.
-CONF = """\
-warehouse_root: {root}/warehouse
-models: {{registry_dir: {root}/models, bundles_dir: {root}/bundles}}
-spark:
-  config: {{spark.sql.shuffle.partitions: 2, spark.default.parallelism: 2,
-           spark.databricks.delta.snapshotPartitions: 1, spark.driver.memory: 2g}}
-textualize: {{max_prompt_tokens: 80}}
-score: {{top_k: {top_k}, explainer: template}}      # the explainer LLM is tested in test_score/test_export
-export: {{precisions: [fp32], explainer: false}}
-train:
-  profile: quick
-  profiles:
-    quick:
-      sasrec_train: {{epochs: 2, eval_every: 1}}
-      baselines: {{als_iterations: 2}}
-      llm_train: {{max_users: 12, rank_users: 24, eval_users: 3, max_new_tokens: 3, stage1_epochs: 0}}
-"""
 
 
 class Deployment:
@@ -101,7 +84,8 @@ def deployment(tmp_path_factory):
                           timeout=1800)
     assert venv.returncode == 0, venv.stderr[-3000:]
     root = tmp_path_factory.mktemp("airflow_deployment")
-    (root / "lakerec.yaml").write_text(CONF.format(root=root, top_k=TOP_K))
+    (root / "lakerec.yaml").write_text(DEPLOYMENT_CONF.format(root=root, top_k=TOP_K, driver_memory="2g",
+                                                                metastore="{url: null}"))
     deployment = Deployment(root, Path(venv.stdout.strip()))
     deployment.run(deployment.lakerec, "generate", "--users", USERS, "--items", ITEMS, "--run-date", "2026-11-19",
                    "--conf", deployment.conf)

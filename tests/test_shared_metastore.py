@@ -15,26 +15,10 @@ from pathlib import Path
 import pytest
 from deltalake import DeltaTable
 
+from tests.conftest import DEPLOYMENT_CONF
+
 pytestmark = pytest.mark.spark
 RUN_DATE, TOP_K, USERS = "2026-11-20", 10, 150
-
-CONF = """\
-warehouse_root: {root}/warehouse
-models: {{registry_dir: {root}/models, bundles_dir: {root}/bundles}}
-spark:
-  metastore: {{url: "jdbc:postgresql://127.0.0.1:{port}/metastore", user: lakerec}}
-  config: {{spark.sql.shuffle.partitions: 2, spark.default.parallelism: 2,
-           spark.databricks.delta.snapshotPartitions: 1, spark.driver.memory: 1g}}
-textualize: {{max_prompt_tokens: 80}}
-score: {{top_k: {top_k}, explainer: template}}
-export: {{precisions: [fp32], explainer: false}}
-train:
-  profiles:
-    quick:
-      sasrec_train: {{epochs: 2, eval_every: 1}}
-      baselines: {{als_iterations: 2}}
-      llm_train: {{max_users: 12, rank_users: 24, eval_users: 3, max_new_tokens: 3, stage1_epochs: 0}}
-"""
 
 
 def _postgres_bin() -> Path:
@@ -78,7 +62,8 @@ def postgres():
 
 def test_stream_and_nightly_score_at_once_on_a_postgres_metastore(postgres, tmp_path):
     conf = tmp_path / "lakerec.yaml"
-    conf.write_text(CONF.format(root=tmp_path, port=postgres, top_k=TOP_K))
+    metastore = f'{{url: "jdbc:postgresql://127.0.0.1:{postgres}/metastore", user: lakerec}}'
+    conf.write_text(DEPLOYMENT_CONF.format(root=tmp_path, top_k=TOP_K, driver_memory="1g", metastore=metastore))
 
     def lakerec(*args):
         return subprocess.Popen([sys.executable, "-m", "jobs.cli", *args, "--run-date", RUN_DATE, "--conf", str(conf)],
