@@ -17,7 +17,7 @@ def assign(spark, conf, run_date):
 
 
 def evaluate(spark, conf, run_date):
-    k = int(conf.get("ab.metrics_k", 10))
+    k = int(conf.get("ab.metrics_k"))
     eval_conf = conf.with_overrides({"score.top_k": k, "score.explain_top_k": 0})
     with recorded_run(spark, conf, "ab:evaluate", run_date) as run:
         per_variant, models = {}, {}
@@ -25,8 +25,8 @@ def evaluate(spark, conf, run_date):
             scored = score.run(spark, eval_conf, run_date, variant=variant.name, holdout=True)
             models[variant.name] = scored.metrics["model_version"]
             per_variant[variant.name] = ab.per_user_metrics(spark, conf, run_date, variant.name, k)
-        rows = ab.metric_rows(per_variant, models, k, int(conf.get("ab.bootstrap", 1000)),
-                              float(conf.get("ab.confidence", 0.95)), int(conf.get("ab.seed", 0)))
+        rows = ab.metric_rows(per_variant, models, k, int(conf.get("ab.bootstrap")),
+                              float(conf.get("ab.confidence")), int(conf.get("ab.seed")))
         ab.write_metrics(spark, conf, run, rows)
         run.rows_out = len(rows)
         run.metrics.update(experiment=ab.experiment(conf), users={v: len(m) for v, m in per_variant.items()})

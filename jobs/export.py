@@ -17,11 +17,11 @@ def run(conf, model: str = "champion", precisions: list[str] | None = None, forc
     registry = Registry.from_conf(conf)
     model_dir = registry.resolve(model)
     version = model_dir.name
-    precisions = precisions or list(conf.get("export.precisions", ["fp32", "fp16", "int8"]))
+    precisions = precisions or list(conf.get("export.precisions"))
     root = registry.bundles_root
     fingerprint = model_fingerprint(model_dir)
     explainer = None
-    if conf.get("export.explainer", True):
+    if conf.get("export.explainer"):
         wanted = sorted({explainer_model.FOR_BUNDLE[p] for p in precisions if p in explainer_model.FOR_BUNDLE})
         explainer = explainer_model.prepare(conf.cache_dir, wanted)
     todo = []

@@ -5,6 +5,8 @@ import json
 import platform
 from importlib import metadata
 
+import yaml
+
 from lakerec import __version__
 from lakerec.metastore import embedded_metastore
 from lakerec.runs import abandoned_runs
@@ -41,6 +43,7 @@ def collect(spark, conf) -> dict:
         "views": views,
         "missing_tables": missing,
         "abandoned_runs": abandoned_runs(spark, conf),
+        "configuration": effective_configuration(conf),
         "versions": {
             "spark": spark.version,
             "delta": metadata.version("delta-spark"),
@@ -50,6 +53,14 @@ def collect(spark, conf) -> dict:
             "pyarrow": metadata.version("pyarrow"),
         },
     }
+
+
+def effective_configuration(conf) -> dict:
+    """The merged, validated configuration every job runs with (the metastore password masked)."""
+    settings = conf.settings.model_dump()
+    if settings["spark"]["metastore"]["password"]:
+        settings["spark"]["metastore"]["password"] = "***"
+    return settings
 
 
 def render(info: dict) -> str:
@@ -68,6 +79,8 @@ def render(info: dict) -> str:
         lines.append(f"abandoned run: {r['job']} for {r['run_date']} (run_id {r['run_id']}, started {r['started_at']}, "
                      f"process {r['pid']} gone): it did not finish; re-run the date (its writes are all or nothing)")
     lines.append("versions: " + ", ".join(f"{k} {v}" for k, v in info["versions"].items()))
+    lines.append("effective configuration (conf/local.yaml, your file and --set, merged and validated):")
+    lines += ["  " + line for line in yaml.safe_dump(info["configuration"], sort_keys=False).splitlines()]
     return "\n".join(lines)
 
 

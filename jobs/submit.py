@@ -31,7 +31,7 @@ def arguments(conf: Conf) -> dict:
     python = python_interpreter(conf)
     settings.setdefault("spark.pyspark.python", python)
     settings.setdefault("spark.pyspark.driver.python", python)
-    settings.setdefault("spark.app.name", conf.get("spark.app_name", "lakerec"))
+    settings.setdefault("spark.app.name", conf.get("spark.app_name"))
     return {"application": str(APPLICATION), "conf": settings, "env_vars": dict(JOB_ENVIRONMENT)}
 
 

@@ -42,13 +42,13 @@ def evidence_sets(spark, conf, run_date, scorer: Scorer, n_train: int, n_heldout
 def run(spark, conf, run_date) -> dict:
     logging.basicConfig(level=logging.INFO, format="[lakerec train-explainer] %(message)s", force=True)
     registry = Registry.from_conf(conf)
-    version = registry.resolve(str(conf.get("score.model", "champion"))).name
+    version = registry.resolve(str(conf.get("score.model"))).name
     bundle = registry.bundle_dir(version, "fp32")
     if not bundle.exists():
         raise StructuralError(f"no fp32 bundle for {version} at {bundle}; run `lakerec export --model {version}`")
     scorer = Scorer.open(bundle, prefer="cpu")
-    train, heldout = evidence_sets(spark, conf, run_date, scorer, int(conf.get("explainer.train_prompts", 400)),
-                                   int(conf.get("explainer.heldout_prompts", 200)))
+    train, heldout = evidence_sets(spark, conf, run_date, scorer, int(conf.get("explainer.train_prompts")),
+                                   int(conf.get("explainer.heldout_prompts")))
     cache = conf.cache_dir
     base_hf = explainer_model.base_copy(cache)
     base_onnx = explainer_model.base_onnx(cache, "int4")

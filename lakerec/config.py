@@ -11,6 +11,7 @@ import yaml
 
 from conf import LOCAL_DEFAULT
 from lakerec.errors import ConfigError
+from lakerec.settings import validate
 
 _ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
 
@@ -41,17 +42,20 @@ def _set_path(tree: dict, dotted: str, value: Any) -> None:
 
 
 class Conf:
-    """Read-only view of the merged configuration with dotted-path access."""
+    """Read-only view of the merged configuration, validated against `lakerec.settings` once: the
+    typed `settings`, and `get("a.b")` by dotted path. There is no fallback argument: every default
+    is in conf/local.yaml, and a path the schema does not know is a bug (KeyError)."""
 
     def __init__(self, tree: dict, source: str):
-        self._tree = tree
+        self.settings = validate(tree, source)
+        self._tree = self.settings.model_dump()          # values as the schema typed them
         self.source = source
 
-    def get(self, dotted: str, default: Any = None) -> Any:
+    def get(self, dotted: str) -> Any:
         node: Any = self._tree
         for part in dotted.split("."):
             if not isinstance(node, dict) or part not in node:
-                return default
+                raise KeyError(f"configuration key {dotted!r} is not in the schema (lakerec/settings.py)")
             node = node[part]
         return copy.deepcopy(node)
 

@@ -32,7 +32,7 @@ _VERSIONED_JAR = re.compile(r"^(?P<base>.+?)-\d[\w.\-]*\.jar$")
 
 def local_jars(conf: Conf) -> list[str]:
     """Jars in the configured folder, or [] when the folder is absent or incomplete."""
-    folder = Path(conf.get("spark.delta_jars_dir", "") or "/nonexistent")
+    folder = Path(conf.get("spark.delta_jars_dir") or "/nonexistent")
     if not (folder / COMPLETE_MARK).exists():
         return []
     return sorted(str(p) for p in folder.glob("*.jar"))

@@ -36,7 +36,7 @@ def _files(spark, name: str) -> tuple[int, int]:
 
 
 def maintain_tables(spark, conf: Conf) -> dict[str, dict]:
-    retention = float(conf.get("maintain.vacuum_retention_hours", 168))
+    retention = float(conf.get("maintain.vacuum_retention_hours"))
     # VACUUM lists the table's files in spark.sql.sources.parallelPartitionDiscovery.parallelism tasks
     # (10,000 by default): ~30 s of scheduling per table on 2 cores. One task per core is plenty.
     spark.conf.set("spark.sql.sources.parallelPartitionDiscovery.parallelism",
@@ -57,7 +57,7 @@ def maintain_tables(spark, conf: Conf) -> dict[str, dict]:
 
 
 def remove_old_archives(conf: Conf, now: float | None = None) -> list[str]:
-    days = float(conf.get("maintain.archive_retention_days", 7))
+    days = float(conf.get("maintain.archive_retention_days"))
     cutoff = (now or time.time()) - days * 86400
     removed = []
     for path in sorted(Path(conf.cache_dir, "shipping").glob(SHIPPING_GLOB)):

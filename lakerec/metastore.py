@@ -85,7 +85,7 @@ def metastore_settings(conf: Conf) -> dict[str, str]:
 
 def embedded_metastore(conf: Conf) -> Path | None:
     """The embedded Derby metastore folder, when conf uses one (the local default)."""
-    if not conf.get("spark.hive_catalog", True):
+    if not conf.get("spark.hive_catalog"):
         return None
     own_url = "spark.hadoop.javax.jdo.option.ConnectionURL" in (conf.get("spark.config") or {})
     if conf.get("spark.metastore.url") or own_url:

@@ -32,8 +32,8 @@ PROMPTS_COLUMNS_DOC = {
 
 
 def template_spec(conf: Conf) -> dict[str, str]:
-    return {"item_noun_plural": conf.get("textualize.item_noun_plural", "movies"),
-            "history_verb": conf.get("textualize.history_verb", "watched")}
+    return {"item_noun_plural": conf.get("textualize.item_noun_plural"),
+            "history_verb": conf.get("textualize.history_verb")}
 
 
 HOLDOUT_COLUMNS_DOC = {
@@ -48,7 +48,7 @@ def build_prompts(good: dict[str, DataFrame], conf: Conf, run_date: dt.date, run
     (lakerec.eval.split): users with 3+ interactions (the `textualize.holdout_users` lowest ids when
     set), each prompt without the user's last one, which is kept in `heldout_item_id`."""
     cutoff = dt.datetime.combine(run_date + dt.timedelta(days=1), dt.time())
-    max_items = int(conf.get("textualize.max_history_items", 200))
+    max_items = int(conf.get("textualize.max_history_items"))
     events = (good["interactions"].where(F.col("event_time") < F.lit(cutoff))
               .join(good["items"].select("item_id", "title", "release_year", "genres"), "item_id"))
     # sort_array orders the structs by their first fields: event_time, then item_id.
@@ -76,7 +76,7 @@ def build_prompts(good: dict[str, DataFrame], conf: Conf, run_date: dt.date, run
         "user_id", "age", "gender", "occupation", "zip_code", "history",
         F.coalesce("seen_item_ids", F.array().cast("array<bigint>")).alias("seen_item_ids"),
         F.coalesce("n_history", F.lit(0)).alias("n_history"))
-    render = functools.partial(textualize_frames, max_tokens=int(conf.get("textualize.max_prompt_tokens", 384)),
+    render = functools.partial(textualize_frames, max_tokens=int(conf.get("textualize.max_prompt_tokens")),
                                max_items=max_items, spec=template_spec(conf))
     versions = F.create_map(*[x for role_table, version in sorted(input_versions.items())
                               for x in (F.lit(role_table), F.lit(version).cast("bigint"))])

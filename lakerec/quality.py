@@ -22,7 +22,7 @@ def checks(spark, conf: Conf, run_date: dt.date, variant: str = "default") -> di
     prompts = spark.table(conf.require("tables.prompts")).where(F.col("run_date") == F.lit(run_date))
     # the items table through the column mapping (ids parsed as scoring reads them)
     items = read_source(spark, conf, "items").df.where(F.col("item_id") > 0).select("item_id")
-    top_k = int(conf.get("score.top_k", 10))
+    top_k = int(conf.get("score.top_k"))
     per_user = recs.groupBy("user_id").agg(F.count("*").alias("n"), F.countDistinct("rank").alias("ranks"),
                                            F.countDistinct("item_id").alias("distinct_items"))
     # Every user gets top_k rows, or every candidate when fewer are left (catalogue minus history).
@@ -42,7 +42,7 @@ def checks(spark, conf: Conf, run_date: dt.date, variant: str = "default") -> di
     nulls = recs.where(F.col("score").isNull() | F.col("item_id").isNull() | F.isnan("score")).count()
     quarantined = spark.table(conf.require("tables.quarantine")).where(
         (F.col("run_date") == F.lit(run_date)) & (F.col("job") == f"score:{variant}")).count()
-    max_share = float(conf.get("quality.max_quarantined_share", 0.01))
+    max_share = float(conf.get("quality.max_quarantined_share"))
     users = s["users"] or 0
     return {
         "has_rows": (users > 0, f"{users} users with recommendations"),

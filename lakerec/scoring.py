@@ -97,14 +97,14 @@ def model_for(conf: Conf, variant: str | None, model: str | None) -> str:
         if variant not in models:
             raise ConfigError(f"variant {variant!r} is not in conf ab.variants ({', '.join(models)})")
         return models[variant]
-    return str(conf.get("score.model", "champion"))
+    return str(conf.get("score.model"))
 
 
 def bundle_for(conf: Conf, model: str) -> tuple[str, Path, dict]:
     """(version, bundle directory, manifest) for a registered version, verified on the driver."""
     registry = Registry.from_conf(conf)
     version = registry.resolve(model).name
-    precision = conf.get("score.precision", "fp32")
+    precision = conf.get("score.precision")
     directory = registry.bundle_dir(version, precision)
     if not directory.exists():
         raise ConfigError(f"no {precision} bundle for model {version} at {directory}; run "
@@ -134,7 +134,7 @@ def ship(spark, conf: Conf, bundle_dir: Path) -> BundleRef:
     """score.ship = archive: SparkContext.addArchive, unpacked once per executor (by path, never
     as bytes in a closure or broadcast); shared: a directory every executor can read."""
     sha = bundle_format.sha256(bundle_dir / bundle_format.MANIFEST)
-    mode = conf.get("score.ship", "archive")
+    mode = conf.get("score.ship")
     if mode == "shared":
         return BundleRef(sha, path=str(bundle_dir))
     if mode != "archive":
@@ -180,10 +180,10 @@ def read_prompts(spark, t: Target, run_date: dt.date, users: DataFrame | None) -
 
 
 def explainer_mode(conf: Conf) -> str:
-    mode = str(conf.get("score.explainer", "llm"))
+    mode = str(conf.get("score.explainer"))
     if mode not in EXPLAINERS:
         raise ConfigError(f"score.explainer must be one of {', '.join(EXPLAINERS)}, not {mode!r}")
-    return "off" if int(conf.get("score.explain_top_k", 1)) == 0 else mode
+    return "off" if int(conf.get("score.explain_top_k")) == 0 else mode
 
 
 def require_explainer(conf: Conf, bundle_dir: Path, manifest: dict) -> None:
@@ -202,13 +202,12 @@ def require_explainer(conf: Conf, bundle_dir: Path, manifest: dict) -> None:
 
 
 def scoring_spec(conf: Conf, ref: BundleRef, blocked, loads, explained=None) -> ScoringSpec:
+    score = conf.settings.score
     return ScoringSpec(
-        ref, top_k=int(conf.get("score.top_k", 10)), explain_k=int(conf.get("score.explain_top_k", 1)),
-        explainer=explainer_mode(conf),
-        max_new_tokens=int(conf.get("score.max_new_tokens", 40)), batch_size=int(conf.get("score.batch_size", 32)),
-        explain_batch_size=int(conf.get("score.explain_batch_size", 8)),
-        device=str(conf.get("score.device", "auto")), allow_cpu_fallback=bool(conf.get("score.allow_cpu_fallback", False)),
-        blocked=blocked, loads=loads, explained=explained)
+        ref, top_k=score.top_k, explain_k=score.explain_top_k, explainer=explainer_mode(conf),
+        max_new_tokens=score.max_new_tokens, batch_size=score.batch_size, explain_batch_size=score.explain_batch_size,
+        device=score.device, allow_cpu_fallback=score.allow_cpu_fallback, blocked=blocked, loads=loads,
+        explained=explained)
 
 
 def recommendation_rows(scored: DataFrame, items: DataFrame, prompts: DataFrame, *, version: str, variant: str,
@@ -279,7 +278,7 @@ def score_prompts(spark, conf: Conf, prompts: DataFrame, model: str) -> ScoredBa
     loads = spark.sparkContext.accumulator({}, _CountsParam())
     explained = spark.sparkContext.accumulator({}, _CountsParam())
     spec = scoring_spec(conf, ref, blocked, loads, explained)
-    spark.conf.set("spark.sql.execution.arrow.maxRecordsPerBatch", str(conf.get("score.arrow_max_records_per_batch", 1024)))
+    spark.conf.set("spark.sql.execution.arrow.maxRecordsPerBatch", str(conf.get("score.arrow_max_records_per_batch")))
     partitions = int(conf.get("score.partitions") or spark.sparkContext.defaultParallelism)
     columns = ["user_id", "prompt", "entity_spans", "sequence_item_ids", "seen_item_ids"]
     columns += ["sequence_ratings"] if "sequence_ratings" in prompts.columns else []   # older prompts tables lack it

@@ -36,11 +36,11 @@ def session_config(conf: Conf) -> dict[str, str]:
         settings["spark.jars"] = ",".join(jars)
     else:
         settings["spark.jars.packages"] = conf.require("spark.delta_package")
-    if conf.get("spark.hive_catalog", True):
+    if conf.get("spark.hive_catalog"):
         settings["spark.sql.catalogImplementation"] = "hive"
         settings.update(metastore_settings(conf))
     java_options = [f"-Dlog4j2.configurationFile={LOG4J_CONFIG}"]
-    if conf.get("spark.hive_catalog", True):
+    if conf.get("spark.hive_catalog"):
         # derby.log goes under the warehouse root instead of the current directory.
         java_options.append(f"-Dderby.system.home={root}")
     settings["spark.driver.extraJavaOptions"] = " ".join(java_options)
@@ -73,14 +73,14 @@ def build_session(conf: Conf):
         # Python workers run the driver's interpreter (this virtual environment) unless conf says otherwise.
         os.environ.setdefault("PYSPARK_PYTHON", python_interpreter(conf))
         os.environ.setdefault("PYSPARK_DRIVER_PYTHON", python_interpreter(conf))
-        builder = builder.master(conf.get("spark.master", "local[2]")).appName(conf.get("spark.app_name", "lakerec"))
+        builder = builder.master(conf.get("spark.master")).appName(conf.get("spark.app_name"))
     for key, value in session_config(conf).items():
         builder = builder.config(key, value)
-    if conf.get("spark.hive_catalog", True):
+    if conf.get("spark.hive_catalog"):
         builder = builder.enableHiveSupport()
     spark = builder.getOrCreate()
-    spark.sparkContext.setLogLevel(conf.get("spark.log_level", "WARN"))
-    if conf.get("spark.hive_catalog", True) and conf.get("spark.metastore.url"):
+    spark.sparkContext.setLogLevel(conf.get("spark.log_level"))
+    if conf.get("spark.hive_catalog") and conf.get("spark.metastore.url"):
         _require_metastore_schema(spark, conf)
     if not _class_loadable(spark, DELTA_CATALOG):
         spark.stop()

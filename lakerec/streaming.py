@@ -63,10 +63,10 @@ def live_rows(spark, conf: Conf, users: DataFrame, run_date: dt.date,
     try:
         prompts = build_prompts(checked.good, conf, run_date, run_id,
                                 {s.table: s.version for s in sources.values()}).persist()
-        scored = score_prompts(spark, conf, prompts, str(conf.get("stream.model") or conf.get("score.model", "champion")))
+        scored = score_prompts(spark, conf, prompts, str(conf.get("stream.model") or conf.get("score.model")))
         recs = recommendation_rows(scored.rows, scored.items, prompts, version=scored.version, variant=LIVE_VARIANT,
                                    input_version=None, run_id=run_id, run_date=run_date, holdout=False)
-        top_k = int(conf.get("score.top_k", 10))
+        top_k = int(conf.get("score.top_k"))
         grid = users.crossJoin(spark.range(1, top_k + 1).select(F.col("id").cast("int").alias("rank")))
         rows = grid.join(recs, ["user_id", "rank"], "left").select(*recs.columns).persist()
         rows.count()

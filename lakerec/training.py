@@ -46,10 +46,10 @@ class Profile:
 
 
 def load_profile(conf: Conf, name: str | None) -> Profile:
-    name = name or conf.get("train.profile", "quick")
-    raw = conf.get(f"train.profiles.{name}")
+    name = name or conf.get("train.profile")
+    raw = conf.get("train.profiles").get(name)
     if raw is None:
-        raise ConfigError(f"train.profiles.{name} is not defined (profiles: {sorted(conf.get('train.profiles', {}))})")
+        raise ConfigError(f"train.profiles.{name} is not defined (profiles: {sorted(conf.get('train.profiles'))})")
     try:
         return Profile(name=name, seeds=list(raw.get("seeds", [0])),
                        sasrec=SASRecConfig(n_items=0, **raw.get("sasrec", {})),
@@ -78,8 +78,8 @@ def prepare_data(spark, conf: Conf, good: dict, run_date: dt.date) -> tuple[Spli
 
 
 def builder_for(conf: Conf, text: TextData, tokenizer, special) -> ExampleBuilder:
-    return ExampleBuilder(text, tokenizer, special, max_tokens=int(conf.get("textualize.max_prompt_tokens", 384)),
-                          max_items=int(conf.get("textualize.max_history_items", 200)), spec=template_spec(conf))
+    return ExampleBuilder(text, tokenizer, special, max_tokens=int(conf.get("textualize.max_prompt_tokens")),
+                          max_items=int(conf.get("textualize.max_history_items")), spec=template_spec(conf))
 
 
 def scored_candidates(scores: np.ndarray, users: np.ndarray, split: SplitData, on: str,
@@ -175,7 +175,7 @@ class Recorder:
 def run_training(spark, conf: Conf, good: dict, versions: dict, run, profile: Profile,
                  warm_from: str | None = None) -> dict:
     """Everything `lakerec train` does after validation. Returns the run's results."""
-    torch.set_num_threads(max(1, int(conf.get("train.threads", os.cpu_count() or 1))))
+    torch.set_num_threads(max(1, int(conf.get("train.threads") or os.cpu_count() or 1)))
     split, text, split_df = prepare_data(spark, conf, good, run.run_date)
     limit = profile.llm_train.rank_users or None
     test_users = np.array(sorted(split.test)[:limit], dtype=np.int64)
@@ -286,8 +286,8 @@ def run_training(spark, conf: Conf, good: dict, versions: dict, run, profile: Pr
                   if profile.llm.backbone in ("", "minilm") else None},
         template={"name": textualizer.TEMPLATE_NAME, "version": textualizer.TEMPLATE_VERSION,
                   "hash": textualizer.template_hash(spec), "spec": spec,
-                  "max_prompt_tokens": int(conf.get("textualize.max_prompt_tokens", 384)),
-                  "max_history_items": int(conf.get("textualize.max_history_items", 200))},
+                  "max_prompt_tokens": int(conf.get("textualize.max_prompt_tokens")),
+                  "max_history_items": int(conf.get("textualize.max_history_items"))},
         hybrid={"lm_weight": weight, "serving": serving, "temperature": profile.llm.temperature,
                 "weight_grid": list(hybrid.WEIGHT_GRID)},
         llm_train=profile.llm_train.to_dict(), lineage={
@@ -301,7 +301,7 @@ def run_training(spark, conf: Conf, good: dict, versions: dict, run, profile: Pr
     registry.commit(version, tmp)
     promotion = {"valid_ndcg@10": valid_ndcg, "valid_users": len(valid_users),
                  "sasrec_valid_ndcg@10": sasrec_valid["ndcg@10"]}
-    if conf.get("train.promote", True):
+    if conf.get("train.promote"):
         promoted, message = registry.promote_if_better(version, promotion)
     else:       # the weekly DAG exports first, then promotes (`lakerec models --promote-if-better`)
         promoted, message = False, f"{version} registered, not promoted (train.promote is false)"

@@ -15,7 +15,6 @@ from lakerec.sources.schema import CANONICAL, RAW_PREFIX, SourceRead, read_sourc
 from lakerec.tables import replace_slice
 
 REASONS = "_reasons"
-DEFAULT_NULLABLE = ["age", "gender", "occupation", "zip_code", "release_year", "genres"]
 # C0/C1 control characters (tab, LF and CR allowed) and U+FFFD, which is what invalid UTF-8
 # becomes when a reader decodes it.
 BAD_TEXT = r"[\x00-\x08\x0B\x0C\x0E-\x1F\x7F-\x9F\uFFFD]"
@@ -102,7 +101,7 @@ def _good(df: DataFrame) -> DataFrame:
 
 
 def title_limit(conf: Conf) -> int:
-    return int(conf.get("validation.max_title_chars", 200))
+    return int(conf.get("validation.max_title_chars"))
 
 
 def shorten(column: str, limit: int) -> F.Column:
@@ -113,13 +112,13 @@ def shorten(column: str, limit: int) -> F.Column:
 
 def validate(sources: dict[str, SourceRead], conf: Conf, now: dt.datetime | None = None) -> Validated:
     now = now or dt.datetime.now(dt.timezone.utc).replace(tzinfo=None)
-    latest = now + dt.timedelta(hours=float(conf.get("validation.future_tolerance_hours", 24)))
-    earliest = dt.datetime.fromisoformat(str(conf.get("validation.min_event_time", "1990-01-01")))
-    rating_min = float(conf.get("validation.rating_min", 1))
-    rating_max = float(conf.get("validation.rating_max", 5))
-    years = (int(conf.get("validation.min_release_year", 1870)),
-             now.year + int(conf.get("validation.max_release_years_ahead", 5)))
-    nullable = set(conf.get("validation.nullable", DEFAULT_NULLABLE) or [])
+    latest = now + dt.timedelta(hours=float(conf.get("validation.future_tolerance_hours")))
+    earliest = dt.datetime.fromisoformat(str(conf.get("validation.min_event_time")))
+    rating_min = float(conf.get("validation.rating_min"))
+    rating_max = float(conf.get("validation.rating_max"))
+    years = (int(conf.get("validation.min_release_year")),
+             now.year + int(conf.get("validation.max_release_years_ahead")))
+    nullable = set(conf.get("validation.nullable") or [])
     keep = StorageLevel.MEMORY_AND_DISK
 
     users = sources["users"].df

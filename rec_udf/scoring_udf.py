@@ -49,15 +49,17 @@ class BundleRef:
 
 @dataclass(frozen=True)
 class ScoringSpec:
+    """What a scoring task needs, filled by the driver from the `score` settings (no defaults here:
+    conf/local.yaml holds them, lakerec/scoring.py:scoring_spec copies them)."""
     bundle: BundleRef
-    top_k: int = 10
-    explain_k: int = 1
-    explainer: str = "llm"                # llm | template | off (see rec_udf.explanations)
-    max_new_tokens: int = 40
-    explain_batch_size: int = 8           # explanations per explainer call
-    batch_size: int = 32
-    device: str = "auto"                  # auto | cuda | cpu
-    allow_cpu_fallback: bool = False
+    top_k: int
+    explain_k: int
+    explainer: str                        # llm | template | off (see rec_udf.explanations)
+    max_new_tokens: int
+    explain_batch_size: int               # explanations per explainer call
+    batch_size: int                       # users per ONNX Runtime call
+    device: str                           # auto | cuda | cpu
+    allow_cpu_fallback: bool
     blocked: Optional[np.ndarray] = None  # catalogue-order bool mask of items nobody may get (None: none)
     loads: object = None                  # Spark accumulator of {"pid:provider": loads}
     explained: object = None              # Spark accumulator of {"llm_first_attempt" | "llm_later_attempt" |

@@ -64,3 +64,40 @@ def test_slice_predicates_escape_what_they_are_given():
     for bad in ({}, {"x": float("nan")}, {"x": None}):
         with pytest.raises((ValueError, TypeError)):
             slice_predicate(bad)
+
+
+def test_a_misspelt_or_mistyped_key_in_a_conf_file_stops_with_its_path(tmp_path):
+    own = tmp_path / "mine.yaml"
+    own.write_text("score:\n  top_kk: 5\nvalidation:\n  rating_max: five\n")
+    with pytest.raises(ConfigError) as err:
+        load_conf(own)
+    assert "score.top_kk: unknown key" in str(err.value)
+    assert "validation.rating_max" in str(err.value) and "'five'" in str(err.value)
+    with pytest.raises(ConfigError, match=r"score\.precision"):
+        load_conf(None, ["score.precision=fp8"])
+    with pytest.raises(ConfigError, match=r"tables\.recomendations: unknown key"):
+        load_conf(None, ["tables.recomendations=x.y"])
+    # Free-form sections stay free: Spark's own settings pass through.
+    assert load_conf(None, ["spark.config.spark.foo.bar=1"]).get("spark.config")["spark.foo.bar"] == 1
+
+
+def test_values_are_typed_by_the_schema_and_unknown_paths_in_code_are_errors():
+    conf = load_conf(None, ["score.top_k=7", "validation.rating_min=2"])
+    assert conf.settings.score.top_k == 7 and conf.get("score.top_k") == 7
+    assert conf.get("validation.rating_min") == 2.0 and isinstance(conf.get("validation.rating_min"), float)
+    with pytest.raises(KeyError, match="score.topk"):
+        conf.get("score.topk")
+
+
+def test_no_configuration_default_is_written_in_code():
+    """Every default lives in conf/local.yaml: no `conf.get(key, fallback)` in product code."""
+    import re
+    from pathlib import Path
+    root = Path(__file__).resolve().parents[1]
+    call = re.compile(r"conf\.get\(\s*(f?['\"][^'\"]*['\"])\s*,")
+    offenders = [f"{path.relative_to(root)}:{n}" for folder in ("lakerec", "jobs", "rec_udf", "model_export",
+                                                               "airflow", "bench")
+                 for path in sorted((root / folder).rglob("*.py"))
+                 for n, line in enumerate(path.read_text().splitlines(), 1) if call.search(line)]
+    assert offenders == []
+    assert call.search('x = conf.get("score.top_k", 10)')          # the pattern does catch a fallback

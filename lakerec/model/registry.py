@@ -27,7 +27,7 @@ PROMOTION_METRIC = "valid_ndcg@10"
 
 def training_conf_hash(conf, profile: str) -> str:
     """Identity of what a training run was asked to do: the profile's settings and the prompt settings."""
-    spec = {"profile": profile, "settings": conf.get(f"train.profiles.{profile}"), "textualize": conf.get("textualize")}
+    spec = {"profile": profile, "settings": conf.get("train.profiles").get(profile), "textualize": conf.get("textualize")}
     return hashlib.sha256(json.dumps(spec, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 

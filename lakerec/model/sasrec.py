@@ -3,6 +3,11 @@ trained with full cross-entropy over the catalogue (the strongest ID baseline in
 re-evaluations). Its item embeddings also feed the LM through the RSLLM projector.
 
 Item index 0 is padding; catalogue item i is index i + 1.
+
+With `text_dim` > 0 the same network is LLM-ESR's semantic view: its item embeddings are not free
+ID rows but an adapter over frozen text features of each item (the LM backbone's pooled item text,
+`RecLLM.item_features`), so items with similar text start and stay close, rare ones included.
+The hybrid adds this text-view model's score to SASRec's (`lakerec.model.hybrid`).
 """
 from __future__ import annotations
 
@@ -20,13 +25,20 @@ class SASRecConfig:
     layers: int = 2
     heads: int = 2
     dropout: float = 0.2
+    text_dim: int = 0            # > 0: the text view (item embeddings = adapter(text features of that size))
 
 
 class SASRec(nn.Module):
     def __init__(self, config: SASRecConfig):
         super().__init__()
         self.config = config
-        self.item_emb = nn.Embedding(config.n_items + 1, config.dim, padding_idx=0)
+        if config.text_dim:
+            # LLM-ESR's adapter: a dimension-reducing MLP over frozen text features (set_text_features).
+            self.register_buffer("text_features", torch.zeros(config.n_items, config.text_dim))
+            self.text_adapter = nn.Sequential(nn.Linear(config.text_dim, config.text_dim // 2), nn.GELU(),
+                                              nn.Linear(config.text_dim // 2, config.dim))
+        else:
+            self.item_emb = nn.Embedding(config.n_items + 1, config.dim, padding_idx=0)
         self.pos_emb = nn.Embedding(config.max_len, config.dim)
         self.dropout = nn.Dropout(config.dropout)
         layer = nn.TransformerEncoderLayer(config.dim, config.heads, dim_feedforward=config.dim * 4,
@@ -34,26 +46,40 @@ class SASRec(nn.Module):
                                            activation="gelu")
         self.encoder = nn.TransformerEncoder(layer, config.layers, enable_nested_tensor=False)
         self.norm = nn.LayerNorm(config.dim)
-        nn.init.normal_(self.item_emb.weight, std=0.02)
+        if not config.text_dim:
+            nn.init.normal_(self.item_emb.weight, std=0.02)
         nn.init.normal_(self.pos_emb.weight, std=0.02)
 
-    def hidden(self, seq: torch.Tensor) -> torch.Tensor:
+    def set_text_features(self, features: torch.Tensor) -> None:
+        """(n_items, text_dim) frozen text features in catalogue order (text view only)."""
+        self.text_features.copy_(features.to(self.text_features.device, self.text_features.dtype))
+
+    def item_table(self) -> torch.Tensor:
+        """(n_items + 1, dim): row 0 padding, row i + 1 catalogue item i."""
+        if not self.config.text_dim:
+            return self.item_emb.weight
+        rows = self.text_adapter(self.text_features)
+        return torch.cat([rows.new_zeros(1, rows.shape[1]), rows])
+
+    def hidden(self, seq: torch.Tensor, table: torch.Tensor | None = None) -> torch.Tensor:
         """seq: (batch, max_len) item indices, left-padded with 0 -> (batch, max_len, dim)."""
         length = seq.shape[1]
         positions = torch.arange(length, device=seq.device).unsqueeze(0)
-        x = self.item_emb(seq) * (self.config.dim ** 0.5) + self.pos_emb(positions)
+        table = self.item_table() if table is None else table
+        x = nn.functional.embedding(seq, table) * (self.config.dim ** 0.5) + self.pos_emb(positions)
         x = self.dropout(x) * (seq > 0).unsqueeze(-1)
         causal = torch.triu(torch.full((length, length), float("-inf"), device=seq.device), diagonal=1)
         x = self.encoder(x, mask=causal)
         return self.norm(x)
 
-    def logits(self, hidden: torch.Tensor) -> torch.Tensor:
+    def logits(self, hidden: torch.Tensor, table: torch.Tensor | None = None) -> torch.Tensor:
         """Scores over the whole catalogue (padding column excluded)."""
-        return hidden @ self.item_emb.weight[1:].T
+        return hidden @ (self.item_table() if table is None else table)[1:].T
 
     def loss(self, seq: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         """Full cross-entropy at every non-padded position; target index 0 is ignored."""
-        logits = self.logits(self.hidden(seq))
+        table = self.item_table()                 # once per step (the text view runs its adapter here)
+        logits = self.logits(self.hidden(seq, table), table)
         return nn.functional.cross_entropy(logits.reshape(-1, logits.shape[-1]), (target - 1).reshape(-1),
                                            ignore_index=-1)
 
@@ -68,4 +94,4 @@ class SASRec(nn.Module):
 
     def item_embeddings(self) -> torch.Tensor:
         """(n_items, dim) catalogue embeddings, index i = catalogue item i."""
-        return self.item_emb.weight[1:].detach()
+        return self.item_table()[1:].detach()

@@ -61,13 +61,17 @@ def scorer(model: SASRec, data: SplitData, on: str, device: str = "cpu") -> Scor
 
 
 def fit(data: SplitData, model_config: SASRecConfig, train: TrainConfig, device: str = "cpu",
-        log=lambda msg: print(msg, file=sys.stderr, flush=True), init_state: dict | None = None) -> FitResult:
-    """init_state: weights to start from (a warm start from the champion) instead of a fresh init."""
+        log=lambda msg: print(msg, file=sys.stderr, flush=True), init_state: dict | None = None,
+        text_features: torch.Tensor | None = None, name: str = "sasrec") -> FitResult:
+    """init_state: weights to start from (a warm start from the champion) instead of a fresh init;
+    text_features: the text view's frozen item features (model_config.text_dim > 0)."""
     torch.manual_seed(train.seed)
     rng = np.random.default_rng(train.seed)
     model = SASRec(model_config)
     if init_state is not None:
         model.load_state_dict(init_state)
+    if text_features is not None:
+        model.set_text_features(text_features)
     model = model.to(device)
     optimizer = torch.optim.AdamW(model.parameters(), lr=train.lr, weight_decay=train.weight_decay)
     inputs, targets = training_tensors(data, model_config.max_len)
@@ -89,7 +93,7 @@ def fit(data: SplitData, model_config: SASRecConfig, train: TrainConfig, device:
             continue
         valid = evaluate(scorer(model, data, VALID, device), data, on=VALID)
         log_rows.append({"epoch": epoch, "loss": total / len(order), **valid})
-        log(f"[sasrec] epoch {epoch}: loss {total / len(order):.4f} valid ndcg@10 {valid['ndcg@10']:.4f} "
+        log(f"[{name}] epoch {epoch}: loss {total / len(order):.4f} valid ndcg@10 {valid['ndcg@10']:.4f} "
             f"hr@10 {valid['hr@10']:.4f}")
         if best is None or valid["ndcg@10"] > best["ndcg@10"]:
             best, since_best = valid, 0
