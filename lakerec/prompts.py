@@ -8,6 +8,7 @@ import functools
 from pyspark.sql import DataFrame, functions as F
 
 from lakerec.config import Conf
+from lakerec.sources.schema import tie_order_column
 from rec_udf.textualize_udf import PROMPT_SCHEMA, textualize_frames
 
 PROMPTS_COLUMNS_DOC = {
@@ -51,10 +52,10 @@ def build_prompts(good: dict[str, DataFrame], conf: Conf, run_date: dt.date, run
     max_items = int(conf.get("textualize.max_history_items"))
     events = (good["interactions"].where(F.col("event_time") < F.lit(cutoff))
               .join(good["items"].select("item_id", "title", "release_year", "genres"), "item_id"))
-    # sort_array orders the structs by their first fields: event_time, then item_id.
+    # sort_array orders the structs by their first fields: event_time, the tie order, item_id.
     history = events.groupBy("user_id").agg(
-        F.sort_array(F.collect_list(F.struct("event_time", "item_id", "title", "release_year",
-                                             "genres", "rating"))).alias("all_history"))
+        F.sort_array(F.collect_list(F.struct("event_time", tie_order_column().alias("tie"), "item_id", "title",
+                                             "release_year", "genres", "rating"))).alias("all_history"))
     heldout = []
     if holdout:
         history = history.where(F.size("all_history") >= 3).select(

@@ -12,6 +12,7 @@ Changing how text is rendered is a new TEMPLATE_VERSION; the template hash also 
 from __future__ import annotations
 
 import functools
+import zlib
 import hashlib
 import json
 import math
@@ -21,7 +22,7 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable, Mapping, Sequence
 
 TEMPLATE_NAME = "user_history"
-TEMPLATE_VERSION = "1.0.0"
+TEMPLATE_VERSION = "1.1.0"         # 1.1: same-second events ordered by tie_order, no longer by item id
 DEFAULT_SPEC = {"item_noun_plural": "movies", "history_verb": "watched"}
 ENTITY_SEPARATOR = "; "
 
@@ -121,25 +122,34 @@ def entity_text(item: Mapping[str, Any]) -> str:
     return text
 
 
-def _sort_key(item: Mapping[str, Any]):
-    """Oldest first, undated entries before dated ones, ties by item id."""
+def tie_order(user_id: Any, item_id: Any) -> int:
+    """The order of a user's events that share a timestamp (MovieLens has many same-second ratings):
+    CRC-32 of "user_id:item_id". Not the item id itself: ordering ties by id plants a pattern
+    (ids rise within a session) that an ID model learns and a leave-one-out test rewards, though
+    no real next item follows it. Spark computes the same number (lakerec.eval.split.tie_order_column)."""
+    return zlib.crc32(f"{int(user_id)}:{int(item_id)}".encode())
+
+
+def _sort_key(item: Mapping[str, Any], user_id: Any):
+    """Oldest first, undated entries before dated ones, ties by `tie_order`."""
     when = item.get("event_time")
-    return (when is not None, when, int(item["item_id"]))
+    return (when is not None, when, tie_order(user_id, item["item_id"]), int(item["item_id"]))
 
 
-def _epoch_sort_key(item: Mapping[str, Any]):
+def _epoch_sort_key(item: Mapping[str, Any], user_id: Any):
     """Fallback for histories mixing time types that do not compare (e.g. datetime and epoch seconds)."""
     when = item.get("event_time")
     if hasattr(when, "timestamp"):
         when = when.timestamp()
-    return (when is not None, when if when is not None else 0.0, int(item["item_id"]))
+    return (when is not None, when if when is not None else 0.0, tie_order(user_id, item["item_id"]),
+            int(item["item_id"]))
 
 
-def chronological(history: Iterable[Mapping[str, Any]]) -> list:
+def chronological(history: Iterable[Mapping[str, Any]], user_id: Any) -> list:
     try:
-        return sorted(history, key=_sort_key)
+        return sorted(history, key=lambda item: _sort_key(item, user_id))
     except TypeError:
-        return sorted(history, key=_epoch_sort_key)
+        return sorted(history, key=lambda item: _epoch_sort_key(item, user_id))
 
 
 def _assemble(head: str, intro: str, entity_texts: Sequence[str], empty: str):
@@ -161,9 +171,9 @@ def textualize(user: Mapping[str, Any], history: Iterable[Mapping[str, Any]], *,
                spec: Mapping[str, str] | None = None,
                count_tokens: Callable[[str], int] = count_pretokens) -> Prompt:
     """Render one user's prompt. `history` entries carry item_id, title, release_year, genres,
-    rating and event_time; they are ordered chronologically here (ties by item id)."""
+    rating and event_time; they are ordered chronologically here (ties by `tie_order`)."""
     spec = dict(spec or DEFAULT_SPEC)
-    ordered = chronological(history)
+    ordered = chronological(history, user["user_id"])
     total = len(ordered)
     if max_items is not None and total > max_items:
         ordered = ordered[total - max_items:]

@@ -171,12 +171,21 @@ def test_any_spark_table_works_and_invalid_utf8_is_quarantined(spark, base_conf,
 
 def test_leave_one_out_split(spark):
     from lakerec.eval.split import leave_one_out
-    rows = [(1, 10, at(0)), (1, 11, at(1)), (1, 12, at(2)), (1, 13, at(2)),   # tie at t=2: item 13 is last
+    from lakerec.sources.schema import tie_order_column
+    from rec_udf.textualizer import tie_order
+    # tie at t=2: the tie order, not the item id, decides (crc32 "1:13" < "1:12": item 12 is last)
+    assert tie_order(1, 13) < tie_order(1, 12)
+    rows = [(1, 10, at(0)), (1, 11, at(1)), (1, 12, at(2)), (1, 13, at(2)),
             (2, 10, at(0)), (2, 11, at(1))]                                    # too short: all train
     df = spark.createDataFrame(rows, "user_id bigint, item_id bigint, event_time timestamp")
     got = {(r.user_id, r.item_id): r.split for r in leave_one_out(df).collect()}
-    assert got == {(1, 10): "train", (1, 11): "train", (1, 12): "valid", (1, 13): "test",
+    assert got == {(1, 10): "train", (1, 11): "train", (1, 13): "valid", (1, 12): "test",
                    (2, 10): "train", (2, 11): "train"}
+    # Spark and the executors' textualizer compute the same tie order
+    pairs = spark.createDataFrame([(u, i) for u in (1, 7, 943, 2**40) for i in (1, 12, 1682, 10**9)],
+                                  "user_id bigint, item_id bigint")
+    for r in pairs.select("user_id", "item_id", tie_order_column().alias("tie")).collect():
+        assert r.tie == tie_order(r.user_id, r.item_id)
 
 
 def test_full_ranking_evaluation_of_most_popular_on_a_toy_split(spark):

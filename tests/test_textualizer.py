@@ -107,3 +107,16 @@ def test_profile_sentence_variants():
                                          "from zip code 91344.")
     assert tx.profile_sentence({"user_id": 2, "gender": "F", "occupation": "other"}) == "User 2 is a woman."
     assert "of gender X" in tx.profile_sentence({"user_id": 3, "gender": "X"})
+
+
+def test_same_second_events_follow_the_tie_order_not_the_item_id():
+    import datetime as dt
+    when = dt.datetime(1998, 3, 1, 12, 0, 0)
+    items = [{"item_id": i, "title": f"Film {i}", "event_time": when} for i in (12, 13, 14, 15)]
+    user = {"user_id": 1}
+    expected = sorted((12, 13, 14, 15), key=lambda i: tx.tie_order(1, i))
+    assert expected != [12, 13, 14, 15]                 # the case where the two orders differ
+    for history in (items, items[::-1]):
+        assert list(tx.textualize(user, history, max_tokens=200).history_item_ids) == expected
+    # another user's same items tie in another order: the rule is per (user, item), not per item
+    assert sorted((12, 13, 14, 15), key=lambda i: tx.tie_order(3, i)) != expected

@@ -15,6 +15,7 @@ from pyspark.sql import DataFrame, functions as F
 
 from lakerec.eval.metrics import ranking_metrics, target_rank
 from lakerec.eval.split import TEST, TRAIN, VALID
+from lakerec.sources.schema import tie_order_column
 
 Scorer = Callable[[np.ndarray], np.ndarray]
 
@@ -38,7 +39,8 @@ def collect_split(split_df: DataFrame, catalog_item_ids: DataFrame) -> SplitData
                         dtype=np.int64)
     index = {int(item): i for i, item in enumerate(item_ids)}
     rows = (split_df.groupBy("user_id", "split")
-            .agg(F.sort_array(F.collect_list(F.struct("event_time", "item_id"))).alias("events"))
+            .agg(F.sort_array(F.collect_list(F.struct("event_time", tie_order_column().alias("tie"), "item_id")))
+                 .alias("events"))
             .collect())
     train, valid, test = {}, {}, {}
     for row in rows:

@@ -19,6 +19,7 @@ from lakerec.eval.split import TEST
 from lakerec.model import tasks
 from lakerec.model.glm import (GLMExample, SpecialTokens, build_example, choose_masked_entities,
                                mask_token_ranges, tokenize_item, tokenize_prompt, LEVELS)
+from lakerec.sources.schema import tie_order_column
 from rec_udf.textualizer import Prompt, entity_text, textualize
 from rec_udf.textualize_udf import USER_FIELDS
 
@@ -66,7 +67,8 @@ def collect_text_data(split: SplitData, split_df: DataFrame, users: DataFrame, i
     item_rows = catalogue_items(items, split.item_ids)
     profiles = {int(r.user_id): r.asDict() for r in users.select(*USER_FIELDS).collect()}
     rows = (split_df.groupBy("user_id")
-            .agg(F.sort_array(F.collect_list(F.struct("event_time", "item_id", "rating"))).alias("events"))
+            .agg(F.sort_array(F.collect_list(F.struct("event_time", tie_order_column().alias("tie"), "item_id",
+                                                      "rating"))).alias("events"))
             .collect())
     sequences, ratings, times = {}, {}, {}
     for row in rows:

@@ -17,6 +17,13 @@ from lakerec.tables import delta_version, read_at_version, require_table
 
 ROLES = ("users", "items", "interactions")
 
+
+def tie_order_column(user: str = "user_id", item: str = "item_id"):
+    """Spark's `rec_udf.textualizer.tie_order`: the order of a user's same-second events, CRC-32 of
+    "user_id:item_id" (Spark's crc32 is zlib's). Every chronological order sorts by (event_time, this,
+    item_id): the split, the training sequences, the prompts and so the sequences scored."""
+    return F.crc32(F.concat_ws(":", F.col(user).cast("bigint").cast("string"), F.col(item).cast("bigint").cast("string")))
+
 # role -> ordered {canonical column: (family, required)}
 CANONICAL: dict[str, dict[str, tuple[str, bool]]] = {
     "users": {"user_id": ("id", True), "age": ("int", False), "gender": ("string", False),
