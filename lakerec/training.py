@@ -19,6 +19,7 @@ from lakerec.eval.metrics import candidate_metrics, ndcg_at, ranking_metrics
 from lakerec.eval.protocol import Scorer, SplitData, candidate_lists, collect_split, coverage, matrix_ranks
 from lakerec.eval.split import TEST, VALID, leave_one_out
 from lakerec.model import hybrid
+from lakerec.model.hybrid import IDSide
 from lakerec.model.examples import ExampleBuilder, TextData, collect_text_data
 from lakerec.model.recllm import RecLLMConfig
 from lakerec.model.registry import Registry, git_commit, training_conf_hash
@@ -43,6 +44,7 @@ class Profile:
     llm: RecLLMConfig
     llm_train: LLMTrainConfig
     baselines: dict = field(default_factory=dict)
+    text_view: bool = False            # train the text view (SASRec over LM text features) for the ID side
 
 
 def load_profile(conf: Conf, name: str | None) -> Profile:
@@ -56,7 +58,7 @@ def load_profile(conf: Conf, name: str | None) -> Profile:
                        sasrec_train=TrainConfig(**raw.get("sasrec_train", {})),
                        llm=RecLLMConfig(**raw.get("llm", {})),
                        llm_train=LLMTrainConfig(**raw.get("llm_train", {})),
-                       baselines=raw.get("baselines", {}))
+                       baselines=raw.get("baselines", {}), text_view=bool(raw.get("text_view", False)))
     except TypeError as exc:
         raise ConfigError(f"train.profiles.{name}: {exc}") from None
 
@@ -116,6 +118,17 @@ def train_id_model(split: SplitData, profile: Profile, seed: int, warm: SASRec |
     if warm is not None:
         init = warm_start_state(warm, warm_items, split.item_ids, config)
     return fit(split, config, train_config, device(), init_state=init)
+
+
+def train_text_view(split: SplitData, profile: Profile, seed: int, features: torch.Tensor) -> SASRec:
+    """The text view (LLM-ESR's semantic view): SASRec's network and training over item embeddings
+    that are an adapter on the LM backbone's frozen text features of each item."""
+    config = SASRecConfig(**{**profile.sasrec.__dict__, "n_items": split.n_items, "text_dim": int(features.shape[1])})
+    train_config = TrainConfig(**{**profile.sasrec_train.__dict__, "seed": seed})
+    model = fit(split, config, train_config, device(), text_features=features.detach().cpu(), name="text_view").model
+    for p in model.parameters():
+        p.requires_grad_(False)
+    return model.eval()
 
 
 def warm_start_state(old: SASRec, old_items: np.ndarray, new_items: np.ndarray, config: SASRecConfig) -> dict:
@@ -188,6 +201,7 @@ def run_training(spark, conf: Conf, good: dict, versions: dict, run, profile: Pr
     if warm_from:
         path = registry.resolve(warm_from)
         warm_model, warm, warm_info, _, warm_items = load_model(path, device())
+        warm = warm.sasrec                             # the text view is trained afresh (minutes)
         if warm_info["template"]["version"] != textualizer.TEMPLATE_VERSION:
             raise ConfigError(f"{path / 'model.json'}: trained on prompt template "
                               f"{warm_info['template']['version']}, the textualizer is "
@@ -229,6 +243,24 @@ def run_training(spark, conf: Conf, good: dict, versions: dict, run, profile: Pr
         trainer = Trainer(model, builder, id_model, profile.llm_train.__class__(
             **{**profile.llm_train.to_dict(), "seed": seed}), device())
         evaluator = Evaluator(trainer)
+        # The ID side: SASRec, plus the text view when it helps on validation (out of fold).
+        side, id_valid, id_test = IDSide(id_model), sas_valid.scores, sas_test.scores
+        if profile.text_view:
+            with run.timed(f"seed{seed}_text_view_s"):
+                features = model.eval().item_features(trainer.text_items, special.pad)  # the backbone's, pre-LoRA
+                text_view = train_text_view(split, profile, seed, features)
+                tv = {on: evaluated(score_matrix(sasrec_scorer(text_view, split, on, device()), users), users, split, on)
+                      for on, users in ((VALID, valid_users), (TEST, test_users))}
+                rec.ranking("text_view", seed, VALID, tv[VALID])
+                rec.ranking("text_view", seed, TEST, tv[TEST])
+                chosen = hybrid.choose_weight(sas_valid.scores, tv[VALID].scores, valid_users, split, VALID)
+                side = IDSide(id_model, text_view, chosen.weight)
+                id_valid = hybrid.mix(sas_valid.scores, tv[VALID].scores, side.text_weight)
+                id_test = hybrid.mix(sas_test.scores, tv[TEST].scores, side.text_weight)
+                rec.add("sasrec+text_view", seed, VALID, chosen.honest)
+                rec.ranking("sasrec+text_view", seed, TEST, evaluated(id_test, test_users, split, TEST))
+                log(f"[train] seed {seed}: text view weight {side.text_weight} (validation, out of fold: "
+                    f"{chosen.honest['ndcg@10']:.4f} vs SASRec {sasrec_valid['ndcg@10']:.4f})")
         stages = {}
         # Stage 1 (text only, LLaRA's curriculum start): its LM alone is the `lm_text` row.
         if warm_model is None and profile.llm_train.stage1_epochs > 0:
@@ -242,7 +274,7 @@ def run_training(spark, conf: Conf, good: dict, versions: dict, run, profile: Pr
         # Stage 2 (unified prompts): the hybrid = SASRec + lm_weight * this LM, weight fitted on validation.
         with run.timed(f"seed{seed}_stage2_s"):
             stage2 = stages["stage2"] = trainer.fit_stage("stage2", profile.llm_train.stage2_epochs, unified=True,
-                                                          id_valid=sas_valid.scores, select="hybrid")
+                                                          id_valid=id_valid, select="hybrid")
         weight = stage2["lm_weight"]
         with run.timed(f"seed{seed}_eval_hybrid_s"):
             lm_test = evaluated(evaluator.lm_scores(test_users, TEST, True), test_users, split, TEST)
@@ -251,8 +283,8 @@ def run_training(spark, conf: Conf, good: dict, versions: dict, run, profile: Pr
             hybrid_valid = stage2["best_hybrid_valid"]
             rec.add("hybrid", seed, VALID, hybrid_valid)
             hybrid_test = rec.ranking("hybrid", seed, TEST, evaluated(
-                hybrid.mix(sas_test.scores, lm_test.scores, weight), test_users, split, TEST))
-            rec.add("hybrid", seed, VALID, {"lm_weight": weight}, family="mix")
+                hybrid.mix(id_test, lm_test.scores, weight), test_users, split, TEST))
+            rec.add("hybrid", seed, VALID, {"lm_weight": weight, "text_weight": side.text_weight}, family="mix")
             generation = evaluator.generation_report(TEST, unified=True)
             for family, values in generation.items():
                 rec.add("hybrid", seed, TEST, values, template="heldout" if family.endswith("_heldout") else "trained",
@@ -262,7 +294,7 @@ def run_training(spark, conf: Conf, good: dict, versions: dict, run, profile: Pr
             "examples_per_s": trainer.examples_seen / trainer.train_seconds if trainer.train_seconds else 0.0,
             "useful_tokens_per_s": trainer.tokens_real / trainer.train_seconds if trainer.train_seconds else 0.0,
             "padding_share": 1 - trainer.tokens_real / max(trainer.tokens_padded, 1),
-            "sasrec_examples_per_s": fitted.examples_per_s, "lm_weight": weight,
+            "sasrec_examples_per_s": fitted.examples_per_s, "lm_weight": weight, "text_weight": side.text_weight,
             "weight_table": stage2["weight_table"],
             "explanation_example": generation["explanation"]["example"],
             "stages": {name: stage["history"] for name, stage in stages.items()}}
@@ -270,13 +302,15 @@ def run_training(spark, conf: Conf, good: dict, versions: dict, run, profile: Pr
             f"SASRec {sasrec_test['ndcg@10']:.4f}; validation hybrid {hybrid_valid['ndcg@10']:.4f}, "
             f"SASRec {sasrec_valid['ndcg@10']:.4f}")
         if best is None or hybrid_valid["ndcg@10"] > best[0]:
-            best = (hybrid_valid["ndcg@10"], seed, model, id_model, hybrid_test, sasrec_valid, sasrec_test, weight)
+            best = (hybrid_valid["ndcg@10"], seed, model, side, hybrid_test, sasrec_valid, sasrec_test, weight)
 
-    valid_ndcg, seed, model, id_model, test_metrics, sasrec_valid, sasrec_test, weight = best
-    serving = "hybrid" if weight > 0 else "id_model"
-    message_mix = (f"LM term weight {weight} (chosen on validation)" if weight > 0 else
-                   "the LM term did not help on validation (out of fold): serving the ID model (SASRec) alone, "
-                   "lm_weight 0")
+    valid_ndcg, seed, model, side, test_metrics, sasrec_valid, sasrec_test, weight = best
+    id_model, text_weight = side.sasrec, side.text_weight
+    serving = hybrid.serving_label(weight, text_weight)
+    text_part = f"text view weight {text_weight}" if text_weight else "no text view (it did not help on validation)"
+    message_mix = (f"LM term weight {weight}, {text_part} (chosen on validation, seed {seed})" if weight > 0 else
+                   f"the LM term did not help on validation (out of fold): lm_weight 0, serving SASRec with "
+                   f"{text_part} (seed {seed})")
     log(f"[train] {message_mix}")
     version, tmp = registry.staging()
     spec = template_spec(conf)
@@ -288,7 +322,8 @@ def run_training(spark, conf: Conf, good: dict, versions: dict, run, profile: Pr
                   "hash": textualizer.template_hash(spec), "spec": spec,
                   "max_prompt_tokens": int(conf.get("textualize.max_prompt_tokens")),
                   "max_history_items": int(conf.get("textualize.max_history_items"))},
-        hybrid={"lm_weight": weight, "serving": serving, "temperature": profile.llm.temperature,
+        hybrid={"lm_weight": weight, "text_weight": text_weight, "serving": serving,
+                "temperature": profile.llm.temperature,
                 "weight_grid": list(hybrid.WEIGHT_GRID)},
         llm_train=profile.llm_train.to_dict(), lineage={
             "run_id": run.run_id, "run_date": run.run_date.isoformat(), "input_table_versions": versions,
@@ -297,7 +332,7 @@ def run_training(spark, conf: Conf, good: dict, versions: dict, run, profile: Pr
         metrics={"valid_ndcg@10": valid_ndcg, "valid_users": len(valid_users),
                  "sasrec_valid_ndcg@10": sasrec_valid["ndcg@10"], "test": test_metrics, "test_sasrec": sasrec_test},
         created_at=dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"))
-    save_model(tmp, model, id_model, split.item_ids, text.items, info)
+    save_model(tmp, model, side, split.item_ids, text.items, info)
     registry.commit(version, tmp)
     promotion = {"valid_ndcg@10": valid_ndcg, "valid_users": len(valid_users),
                  "sasrec_valid_ndcg@10": sasrec_valid["ndcg@10"]}

@@ -70,7 +70,7 @@ def export_bundles(model_dir: Path, bundles_dir: Path, precisions=("fp32",), par
     reference = copy.deepcopy(model).eval()          # unmerged: parity also checks the LoRA merge
     with torch.no_grad():
         text_items = reference.item_matrix(item_examples(tokenizer, special, items, unified=False), special.pad)
-    item_matrix = hybrid.item_matrix(id_model.item_embeddings().numpy(), text_items.numpy())
+    item_matrix = hybrid.item_matrix(id_model.score_items().numpy(), text_items.numpy())
     prompts, sequences = parity.parity_users(items, info["template"], n=parity_users)
     expected = parity.torch_user_vectors(reference, id_model, tokenizer, special, item_ids, prompts, sequences)
     log(f"[export] {model_dir.name}: item matrix {item_matrix.shape}, torch reference on {len(prompts)} prompts "
@@ -133,8 +133,9 @@ def _manifest(info: dict, precision: str, specs: dict, model, id_model, special:
         "template": info["template"],
         "prompt_form": "unified",
         "hybrid": {"lm_weight": float(model.lm_weight), "temperature": float(model.config.temperature),
-                   "id_dim": int(id_model.config.dim), "lm_dim": int(model.config.dim),
-                   "serving": "hybrid" if model.lm_weight > 0 else "id_model"},
+                   "id_dim": int(id_model.score_dim), "lm_dim": int(model.config.dim),
+                   "text_weight": float(id_model.text_weight),
+                   "serving": hybrid.serving_label(model.lm_weight, id_model.text_weight)},
         "tasks": {"scoring": {"name": SCORING_TEMPLATE[0], "text": SCORING_TEMPLATE[1]},
                   "explanation": {"name": EXPLANATION_TEMPLATE[0], "text": EXPLANATION_TEMPLATE[1]}},
         "tokenizer": {"file": bundle_format.TOKENIZER, "special_tokens": {

@@ -2,8 +2,9 @@
 
   sequence_encoder  id_sequence (B, S) -> user_slot (B, H), id_state (B, d)
       SASRec over the user's item indices (catalogue index + 1, left-padded with 0): its user state
-      (the ID model's half of the hybrid score) and, through the user projector, the USER slot's
-      input embedding. Run once per user; both LM graphs take the slot.
+      and, with a text view, the weighted text view's after it (the ID side of the hybrid score,
+      `lakerec.model.hybrid.IDSide.score_state`), and, through the user projector over SASRec's
+      state, the USER slot's input embedding. Run once per user; both LM graphs take the slot.
   user_encoder      prompt tensors + user_slot + id_state -> user_vector (B, d + D)
       Part A of the scoring prompt (bidirectional, padding masked), its mean-pooled hidden states
       through user_head, L2-normalised, scaled by lm_weight / temperature and put after SASRec's
@@ -29,6 +30,7 @@ from torch.nn import functional as F
 
 from lakerec.model import hybrid
 from lakerec.model.backbone import BertGLM
+from lakerec.model.hybrid import IDSide
 from lakerec.model.recllm import RecLLM
 from lakerec.model.sasrec import SASRec
 
@@ -37,13 +39,13 @@ PROMPT_INPUTS = ["input_ids", "slot", "item", "positions", "inter", "intra"]
 
 
 class SequenceEncoder(nn.Module):
-    def __init__(self, model: RecLLM, id_model: SASRec):
+    def __init__(self, model: RecLLM, id_model: IDSide):
         super().__init__()
         self.id_model, self.user_projector = id_model, model.user_projector
 
     def forward(self, id_sequence):
-        state = self.id_model.hidden(id_sequence)[:, -1, :]
-        return self.user_projector(state), state
+        state = self.id_model.hidden(id_sequence)[:, -1, :]          # SASRec's: the USER slot's source
+        return self.user_projector(state), self.id_model.score_state(id_sequence, state)
 
 
 class _PromptInputs(nn.Module):
@@ -116,9 +118,9 @@ def merged(model: RecLLM) -> RecLLM:
     return model.eval()
 
 
-def export_graphs(model: RecLLM, id_model: SASRec, directory: Path) -> dict[str, GraphSpec]:
+def export_graphs(model: RecLLM, id_model: "SASRec | IDSide", directory: Path) -> dict[str, GraphSpec]:
     """Write sequence_encoder.onnx, user_encoder.onnx and generator.onnx (fp32) into `directory`."""
-    model, id_model = merged(model).cpu(), id_model.cpu().eval()
+    model, id_model = merged(model).cpu(), hybrid.id_side(id_model).cpu().eval()
     bb = model.backbone
     layers, heads = len(bb.layers), bb.layers[0].attention.heads
     head_dim = bb.hidden_size // heads
@@ -128,7 +130,7 @@ def export_graphs(model: RecLLM, id_model: SASRec, directory: Path) -> dict[str,
     zeros = torch.zeros(b, t, dtype=torch.long)
     pos = torch.arange(t).expand(b, t).contiguous()
     user_slot = torch.zeros(b, bb.hidden_size)
-    id_dim = id_model.config.dim
+    id_dim = id_model.score_dim                       # SASRec's state, and the weighted text view's
     id_state = torch.zeros(b, id_dim)
     specs = {}
 

@@ -45,9 +45,11 @@ def torch_user_vectors(model: RecLLM, id_model: SASRec, tokenizer, special, item
         batch = collate(examples, special.pad)
         seqs = np.stack([left_pad(np.array([index[i] for i in s if i in index], dtype=np.int64),
                                   id_model.config.max_len) for s in sequences[b:b + batch_size]])
-        states = id_model.user_embedding(torch.from_numpy(seqs))
+        seqs = torch.from_numpy(seqs)
+        states = id_model.user_embedding(seqs)
         lm_user = model.user_vectors(model.hidden(batch, states), batch)
-        out.append(hybrid.user_vector(states, lm_user, model.lm_weight, model.config.temperature).numpy())
+        out.append(hybrid.user_vector(hybrid.id_side(id_model).score_state(seqs), lm_user, model.lm_weight,
+                                      model.config.temperature).numpy())
     return np.concatenate(out)
 
 

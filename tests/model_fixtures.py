@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from lakerec.model import hybrid
 from lakerec.model.recllm import RecLLMConfig
 from lakerec.model.sasrec import SASRec, SASRecConfig
 from lakerec.model.store import build_model, model_info, save_model
@@ -28,11 +29,15 @@ def catalogue(n_items: int, seed: int = 0) -> list[dict]:
 
 
 def random_model_version(directory: Path, n_items: int = 80, version: str = "v0001", seed: int = 0,
-                         lm_weight: float = 0.7) -> Path:
-    """lm_weight: the hybrid's LM weight (non-zero by default, so the user encoder graph is exercised)."""
+                         lm_weight: float = 0.7, text_weight: float = 0.5) -> Path:
+    """lm_weight: the hybrid's LM weight (non-zero by default, so the user encoder graph is exercised);
+    text_weight: the text view's in the ID side (non-zero by default: the sequence encoder's widest form)."""
     torch.manual_seed(seed)
     items = catalogue(n_items, seed)
     id_model = SASRec(SASRecConfig(n_items=n_items, max_len=20, dim=32, layers=1, heads=2, dropout=0.0)).eval()
+    text_view = SASRec(SASRecConfig(n_items=n_items, max_len=20, dim=32, layers=1, heads=2, dropout=0.0,
+                                    text_dim=24)).eval()
+    text_view.set_text_features(torch.randn(n_items, 24))
     config = RecLLMConfig(dim=32, id_dim=32, lora_r=4, lora_alpha=8)
     model, _, _, _ = build_model(config, n_items, id_model)
     with torch.no_grad():
@@ -45,11 +50,13 @@ def random_model_version(directory: Path, n_items: int = 80, version: str = "v00
                       template={"name": textualizer.TEMPLATE_NAME, "version": textualizer.TEMPLATE_VERSION,
                                 "hash": textualizer.template_hash(spec), "spec": spec, "max_prompt_tokens": 120,
                                 "max_history_items": 50},
-                      hybrid={"lm_weight": lm_weight, "serving": "hybrid" if lm_weight else "id_model"},
+                      hybrid={"lm_weight": lm_weight, "text_weight": text_weight,
+                              "serving": hybrid.serving_label(lm_weight, text_weight)},
                       metrics={"valid_ndcg@10": 0.0}, lineage={"run_id": "test"})
     directory = Path(directory) / version
     directory.mkdir(parents=True)
-    save_model(directory, model, id_model, np.array([it["item_id"] for it in items]), items, info)
+    save_model(directory, model, hybrid.IDSide(id_model, text_view, text_weight),
+               np.array([it["item_id"] for it in items]), items, info)
     return directory
 
 

@@ -126,9 +126,9 @@ def test_precision_variants_are_what_they_claim(exported, reference):
         assert manifest["precision"] == name
         assert (bundles[name] / "user_encoder.onnx").stat().st_size < (bundles["fp32"] / "user_encoder.onnx").stat().st_size
         vectors = Scorer.open(bundles[name], prefer="cpu").user_vectors(prompts[:8], sequences[:8])
-        # [SASRec state (32) ; (lm_weight / temperature) * unit LM vector (32)]
-        assert vectors.shape == (8, 64)
-        assert np.allclose(np.linalg.norm(vectors[:, 32:], axis=1), 0.7 / 0.07, rtol=1e-3)
+        # [SASRec state (32) ; 0.5 * text-view state (32) ; (lm_weight / temperature) * unit LM vector (32)]
+        assert vectors.shape == (8, 96)
+        assert np.allclose(np.linalg.norm(vectors[:, 64:], axis=1), 0.7 / 0.07, rtol=1e-3)
         # reduced precision moves the vectors (whose LM half has norm 10) a little, not wholesale
         assert 0 < manifest["parity"]["max_abs_diff"] < 0.25 * 0.7 / 0.07
 
@@ -336,7 +336,8 @@ def test_a_bundle_from_other_model_files_under_the_same_version_is_not_kept(expo
 
 
 def _two_term_scores(model, id_model, tokenizer, special, item_ids, catalogue, prompts, sequences, weight):
-    """SASRec's full-sort scores + weight * the LM's scores, computed by the training code path."""
+    """SASRec's full-sort scores + text_weight * the text view's + weight * the LM's scores, each
+    computed by its own training code path."""
     from lakerec.model.examples import item_examples
     index = {int(item): i for i, item in enumerate(item_ids)}
     with torch.no_grad():
@@ -347,15 +348,16 @@ def _two_term_scores(model, id_model, tokenizer, special, item_ids, catalogue, p
                                                    id_model.config.max_len) for s in sequences]))
         states = id_model.user_embedding(seqs)
         lm_user = model.user_vectors(model.hidden(batch, states), batch)
-        return (id_model.full_sort_scores(seqs) + weight * model.lm_scores(lm_user, text_items)).numpy()
+        id_scores = id_model.sasrec.full_sort_scores(seqs) + 0.5 * id_model.text_view.full_sort_scores(seqs)
+        return (id_scores + weight * model.lm_scores(lm_user, text_items)).numpy()
 
 
 def test_exported_score_is_one_dot_product_equal_to_sasrec_plus_weighted_lm_term(exported, reference):
-    """[SASRec state ; (w / temperature) LM vector] . [SASRec item ; item text vector] equals the two
-    terms computed separately by the torch training code."""
+    """[SASRec state ; a text-view state ; (w / temperature) LM vector] . [SASRec item ; text-view item ;
+    item text vector] equals the three terms computed separately by the torch training code."""
     model_dir, bundles = exported
     model, id_model, tokenizer, special, item_ids, prompts, sequences = reference
-    assert model.lm_weight == 0.7
+    assert model.lm_weight == 0.7 and id_model.text_weight == 0.5
     scorer = Scorer.open(bundles["fp32"], prefer="cpu")
     got = scorer.user_vectors(prompts[:24], sequences[:24]) @ scorer.bundle.item_matrix.T
     want = _two_term_scores(model, id_model, tokenizer, special, item_ids, load_catalogue(model_dir), prompts[:24],

@@ -86,3 +86,28 @@ def test_a_weight_that_wins_only_in_sample_is_not_served():
     in_sample = [hybrid.choose_weight(id_scores, rng.normal(size=id_scores.shape), users, split,
                                       VALID).in_sample_weight > 0 for _ in range(10)]
     assert sum(served) / len(served) < sum(in_sample) / len(in_sample) or not any(in_sample)
+
+
+def test_the_id_side_with_a_text_view_is_one_dot_product_equal_to_the_weighted_sum():
+    """IDSide.score_state . score_items = SASRec's logits + text_weight * the text view's; a weight of
+    0 drops the text view (the ID side is SASRec alone, same width)."""
+    torch.manual_seed(0)
+    n_items, text_dim = 12, 24
+    sasrec = SASRec(SASRecConfig(n_items=n_items, max_len=8, dim=16, layers=1, heads=2, dropout=0.0)).eval()
+    text_view = SASRec(SASRecConfig(n_items=n_items, max_len=8, dim=16, layers=1, heads=2, dropout=0.0,
+                                    text_dim=text_dim)).eval()
+    features = torch.randn(n_items, text_dim)
+    text_view.set_text_features(features)
+    seqs = torch.randint(0, n_items + 1, (5, 8))
+    side = hybrid.IDSide(sasrec, text_view, 0.75)
+    with torch.no_grad():
+        got = side.score_state(seqs) @ side.score_items().T
+        want = sasrec.full_sort_scores(seqs) + 0.75 * text_view.full_sort_scores(seqs)
+    assert side.score_dim == 32 and torch.allclose(got, want, atol=1e-5)
+    # items with the same text features get the same text-view embedding: the view is text, not ids
+    text_view.set_text_features(torch.cat([features[:1], features[:1], features[2:]]))
+    emb = text_view.item_embeddings()
+    assert torch.equal(emb[0], emb[1]) and not torch.equal(emb[0], emb[2])
+    alone = hybrid.IDSide(sasrec, text_view, 0.0)
+    assert alone.text_view is None and alone.score_dim == 16
+    assert torch.allclose(alone.score_state(seqs) @ alone.score_items().T, sasrec.full_sort_scores(seqs), atol=1e-6)

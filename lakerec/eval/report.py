@@ -18,17 +18,18 @@ MODEL_METRICS_COLUMNS_DOC = {
     "model_version": "registry version the run produced (the best seed's model)",
     "profile": "training profile (quick or full)",
     "dataset": "warehouse interactions table the split was built from",
-    "model": "most_popular, als, sasrec, lm_text (stage-1 LM alone), lm_unified (stage-2 LM alone), "
-             "hybrid (SASRec + lm_weight * stage-2 LM: what is served)",
+    "model": "most_popular, als, sasrec, text_view (SASRec over the LM backbone's item text features), "
+             "sasrec+text_view (SASRec + text_weight * text view: the hybrid's ID side), lm_text (stage-1 LM "
+             "alone), lm_unified (stage-2 LM alone), hybrid (the ID side + lm_weight * stage-2 LM: what is served)",
     "seed": "training seed (null for deterministic baselines)",
     "split": "test or valid (leave-one-out)",
     "family": "ranking (full ranking over unseen items); ranking_head / ranking_tail / ranking_cold (the same, "
               "users whose target is a head item: top 20% by training interactions / the rest / <= 5 training "
               "interactions); direct (20 candidates by candidate scoring: the model's own score over the 20); "
               "direct_generated (20 candidates by free generation, LLaRA's validity rule); rating; explanation; "
-              "mix (the hybrid's lm_weight)",
+              "mix (the hybrid's lm_weight and text_weight)",
     "template": "trained: a prompt template used in training; heldout: never trained on (zero-shot)",
-    "metric": "hr@k, ndcg@k, mrr, coverage@10 (share of the catalogue in at least one user's top 10), valid_ratio, hit_ratio@1, hit_ratio@1_valid, rmse, mae, unigram_f1, lm_weight, "
+    "metric": "hr@k, ndcg@k, mrr, coverage@10 (share of the catalogue in at least one user's top 10), valid_ratio, hit_ratio@1, hit_ratio@1_valid, rmse, mae, unigram_f1, lm_weight, text_weight, "
               "users (how many users the row's metrics are computed on)",
     "value": "metric value",
     "recorded_at": "when the row was written (UTC)",
@@ -38,7 +39,7 @@ MODEL_METRICS_SCHEMA = ("run_id string, run_date date, model_version string, pro
                         "value double, recorded_at timestamp")
 
 HEADLINE = ["most_popular", "als", "sasrec", "lm_text", "hybrid"]
-HEADLINE_ALL = ["most_popular", "als", "sasrec", "lm_text", "lm_unified", "hybrid"]
+HEADLINE_ALL = ["most_popular", "als", "sasrec", "text_view", "sasrec+text_view", "lm_text", "lm_unified", "hybrid"]
 RANKING_METRICS = ["hr@1", "hr@5", "hr@10", "ndcg@5", "ndcg@10", "mrr", "coverage@10"]
 
 
@@ -131,20 +132,21 @@ def markdown(rows: list[dict], meta: dict) -> str:
                      f"{_cell(_stats(rows, 'hybrid', 'rating', 'mae', template))} | "
                      f"{_cell(_stats(rows, 'hybrid', 'explanation', 'unigram_f1', template))} |")
     lines += ["", "## Validation NDCG@10 (model selection) and the mix", ""]
-    for model in ("sasrec", "lm_text", "lm_unified", "hybrid"):
+    for model in ("sasrec", "text_view", "sasrec+text_view", "lm_text", "lm_unified", "hybrid"):
         stat = _stats(rows, model, "ranking", "ndcg@10", split="valid")
         if stat:
             lines.append(f"- {model}: {_cell(stat)} ({_users(rows, model, 'ranking', split='valid')} users)")
-    weights = [r["value"] for r in rows if r["model"] == "hybrid" and r["family"] == "mix"]
-    if weights:
-        lines.append(f"- lm_weight chosen per seed: {', '.join(f'{w:g}' for w in weights)}")
+    for name in ("text_weight", "lm_weight"):
+        weights = [r["value"] for r in rows if r["model"] == "hybrid" and r["family"] == "mix" and r["metric"] == name]
+        if weights:
+            lines.append(f"- {name} chosen per seed: {', '.join(f'{w:g}' for w in weights)}")
     if meta.get("notes"):
         lines += ["", "## Notes", ""] + [f"- {n}" for n in meta["notes"]]
     lines += ["", "![NDCG@10 and HR@10 by model](report.png)", ""]
     return "\n".join(lines)
 
 
-QUALITY_MODELS = ["most_popular", "als", "sasrec", "lm_text", "hybrid"]
+QUALITY_MODELS = ["most_popular", "als", "sasrec", "text_view", "sasrec+text_view", "lm_text", "lm_unified", "hybrid"]
 
 
 def quality_summary(rows: list[dict], meta: dict) -> dict:
@@ -164,7 +166,9 @@ def quality_summary(rows: list[dict], meta: dict) -> dict:
         if model == "hybrid":
             entry["cand20_generated_hr@1"] = values(model, "direct_generated", "hit_ratio@1")
             entry["cand20_generated_valid"] = values(model, "direct_generated", "valid_ratio")
-            entry["lm_weight"] = [r["value"] for r in rows if r["model"] == model and r["family"] == "mix"]
+            for name in ("lm_weight", "text_weight"):
+                entry[name] = [r["value"] for r in rows if r["model"] == model and r["family"] == "mix"
+                               and r["metric"] == name]
         if entry["ndcg@10"]:
             models[model] = entry
     return {"models": models, "paired_hybrid_vs_sasrec": meta.get("paired", {})}

@@ -1,9 +1,13 @@
-"""The hybrid ranking score: SASRec's logit + lm_weight * the LM's score.
+"""The hybrid ranking score: the ID side (SASRec's logit, plus the text view's when it helps) +
+lm_weight * the LM's score.
 
-    score(u, i) = h_u . e_i  +  w * cos(v_u, t_i) / temperature
+    score(u, i) = h_u . e_i  +  a * g_u . f_i  +  w * cos(v_u, t_i) / temperature
 
-h_u, e_i: SASRec's user state and item embedding; v_u, t_i: the LM's user vector (its mean-pooled
-prompt) and item text vector. With w = 0 the hybrid *is* SASRec, so the product can never
+h_u, e_i: SASRec's user state and item embedding; g_u, f_i: the text view's (LLM-ESR's semantic view:
+a SASRec whose item embeddings are an adapter over the LM backbone's frozen text features of each
+item, `SASRecConfig.text_dim`), weighted by a = text_weight; v_u, t_i: the LM's user vector (its
+mean-pooled prompt) and item text vector. a is chosen on validation like w, 0 in the grid: the text
+view is kept only when it helps out of fold (`IDSide`). With w = 0 the hybrid *is* SASRec, so the product can never
 serve a model worse than its ID model: w is chosen on validation from a grid that contains 0
 (BIGRec's fusion weight; LLM-ESR sums an ID-view and a text-view logit the same way), and w = 0 is
 the explicit fallback; the LM term is kept only when it also helps out of fold (`choose_weight`).
@@ -13,7 +17,8 @@ the training targets, so an LM term trained jointly on those same targets learns
 off (the in-sample trap). The LM term is trained on its own loss, and the mix is chosen on the
 validation items, which neither model trained on.
 
-Export: one dot product at scoring time, `[h_u ; (w / temperature) v_u] . [e_i ; t_i]`.
+Export: one dot product at scoring time, `[h_u ; a g_u ; (w / temperature) v_u] . [e_i ; f_i ; t_i]`
+(`IDSide.score_state` and `score_items` are the first two blocks).
 """
 from __future__ import annotations
 
@@ -22,13 +27,22 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
+from torch import nn
 
 from lakerec.eval.metrics import ranking_metrics
+from lakerec.model.sasrec import SASRec
 
 if TYPE_CHECKING:                      # eval.protocol imports pyspark; the export path must not need it
     from lakerec.eval.protocol import SplitData
 
 WEIGHT_GRID = (0.0, 0.05, 0.1, 0.2, 0.3, 0.5, 0.75, 1.0, 1.5, 2.0, 3.0)
+
+
+def serving_label(lm_weight: float, text_weight: float) -> str:
+    """What a version serves: `hybrid` (the LM term is in), `id_model+text_view`, or `id_model` (SASRec alone)."""
+    if lm_weight > 0:
+        return "hybrid"
+    return "id_model+text_view" if text_weight > 0 else "id_model"
 
 
 def mix(id_scores: np.ndarray, lm_scores: np.ndarray, weight: float) -> np.ndarray:
@@ -84,3 +98,54 @@ def user_vector(id_state: torch.Tensor, lm_user: torch.Tensor, lm_weight: float,
 def item_matrix(id_items: np.ndarray, text_items: np.ndarray) -> np.ndarray:
     """[e_i ; t_i] per catalogue row: the exported item matrix."""
     return np.concatenate([id_items, text_items], axis=1).astype(np.float32)
+
+
+class IDSide(nn.Module):
+    """The ID side of the hybrid: SASRec, and the text view weighted by `text_weight` when it helped
+    on validation (None otherwise). To the LM it is SASRec (`hidden`, `user_embedding`,
+    `item_embeddings`, `config`: the projected ID tokens); to the score it is `score_state` against
+    `score_items`, one dot product equal to SASRec's logit + text_weight * the text view's."""
+
+    def __init__(self, sasrec: SASRec, text_view: SASRec | None = None, text_weight: float = 0.0):
+        super().__init__()
+        if text_view is not None and not text_weight:
+            text_view = None                             # a weight of 0 is no text view at all
+        self.sasrec, self.text_view = sasrec, text_view
+        self.text_weight = float(text_weight) if text_view is not None else 0.0
+        self.config = sasrec.config
+
+    def hidden(self, seq: torch.Tensor) -> torch.Tensor:
+        return self.sasrec.hidden(seq)
+
+    def user_embedding(self, seq: torch.Tensor) -> torch.Tensor:
+        return self.sasrec.user_embedding(seq)
+
+    def item_embeddings(self) -> torch.Tensor:
+        return self.sasrec.item_embeddings()
+
+    @property
+    def score_dim(self) -> int:
+        return self.sasrec.config.dim + (self.text_view.config.dim if self.text_view is not None else 0)
+
+    def score_state(self, seq: torch.Tensor, sasrec_state: torch.Tensor | None = None) -> torch.Tensor:
+        """(B, score_dim) [h_u ; a g_u] of left-padded sequences; `sasrec_state`: h_u when the caller has it."""
+        state = self.sasrec.hidden(seq)[:, -1, :] if sasrec_state is None else sasrec_state
+        if self.text_view is None:
+            return state
+        return torch.cat([state, self.text_weight * self.text_view.hidden(seq)[:, -1, :]], dim=-1)
+
+    @torch.no_grad()
+    def full_sort_scores(self, seq: torch.Tensor) -> torch.Tensor:
+        """The ID side's scores over the whole catalogue (SASRec's alone without a text view)."""
+        return self.score_state(seq) @ self.score_items().T
+
+    @torch.no_grad()
+    def score_items(self) -> torch.Tensor:
+        """(n_items, score_dim) [e_i ; f_i]."""
+        if self.text_view is None:
+            return self.sasrec.item_embeddings()
+        return torch.cat([self.sasrec.item_embeddings(), self.text_view.item_embeddings()], dim=-1)
+
+
+def id_side(model: "SASRec | IDSide") -> IDSide:
+    return model if isinstance(model, IDSide) else IDSide(model)

@@ -10,11 +10,13 @@ from safetensors.torch import load_file, save_file
 
 from lakerec.model.backbone import load_backbone
 from lakerec.model.glm import SpecialTokens, load_tokenizer
+from lakerec.model.hybrid import IDSide, id_side
 from lakerec.model.recllm import RecLLM, RecLLMConfig, attach_lora
 from lakerec.model.sasrec import SASRec, SASRecConfig
 from rec_udf.catalogue import read_catalogue, write_catalogue
 
 CATALOGUE_FILE = "catalogue.parquet"
+TEXT_VIEW_FILE = "text_view.safetensors"
 
 
 def build_model(config: RecLLMConfig, n_items: int, id_model: SASRec | None):
@@ -35,26 +37,40 @@ def attach_id_model(model: RecLLM, id_model: SASRec) -> None:
     model.id_items.copy_(id_model.item_embeddings().to(model.id_items.device))
 
 
-def save_model(directory: Path, model: RecLLM, id_model: SASRec, item_ids: np.ndarray, items: list[dict],
-               info: dict) -> None:
-    """`items`: catalogue fields in item_ids order (what the item matrix is computed from at export)."""
+def _weights(module) -> dict:
+    return {k: v.detach().cpu().contiguous() for k, v in module.state_dict().items()}
+
+
+def save_model(directory: Path, model: RecLLM, id_model: "SASRec | IDSide", item_ids: np.ndarray,
+               items: list[dict], info: dict) -> None:
+    """`items`: catalogue fields in item_ids order (what the item matrix is computed from at export).
+    The text view of an IDSide, when it has one, goes to text_view.safetensors, its config and weight
+    to info["text_view"]."""
     directory = Path(directory)
+    side = id_side(id_model)
     model.backbone.save_pretrained(str(directory / "adapter"))
     save_file(model.trainable_state(), str(directory / "trainable.safetensors"))
-    save_file({k: v.detach().cpu().contiguous() for k, v in id_model.state_dict().items()},
-              str(directory / "id_model.safetensors"))
+    save_file(_weights(side.sasrec), str(directory / "id_model.safetensors"))
+    if side.text_view is not None:
+        save_file(_weights(side.text_view), str(directory / TEXT_VIEW_FILE))
+        info = {**info, "text_view": {"config": asdict(side.text_view.config), "weight": side.text_weight}}
     np.save(directory / "item_ids.npy", np.asarray(item_ids, dtype=np.int64))
     write_catalogue(directory / CATALOGUE_FILE, items)
     (directory / "model.json").write_text(json.dumps(info, indent=2, default=str))
 
 
 def load_model(directory: Path, device: str = "cpu"):
-    """-> (RecLLM, SASRec, info, tokenizer, item_ids)"""
+    """-> (RecLLM, IDSide, info, tokenizer, item_ids)"""
     directory = Path(directory)
     info = json.loads((directory / "model.json").read_text())
     item_ids = np.load(directory / "item_ids.npy")
-    id_model = SASRec(SASRecConfig(**info["id_model_config"]))
-    id_model.load_state_dict(load_file(str(directory / "id_model.safetensors")))
+    sasrec = SASRec(SASRecConfig(**info["id_model_config"]))
+    sasrec.load_state_dict(load_file(str(directory / "id_model.safetensors")))
+    text_view = None
+    if info.get("text_view"):
+        text_view = SASRec(SASRecConfig(**info["text_view"]["config"]))
+        text_view.load_state_dict(load_file(str(directory / TEXT_VIEW_FILE)))
+    id_model = IDSide(sasrec, text_view, info["text_view"]["weight"] if text_view is not None else 0.0).eval()
     model, tokenizer, _, _ = build_model(RecLLMConfig(**info["llm_config"]), len(item_ids), id_model)
     missing = set(model.trainable_state()) - set(load_file(str(directory / "trainable.safetensors")))
     if missing:
@@ -73,7 +89,8 @@ def load_catalogue(directory: Path) -> list[dict]:
     return read_catalogue(path)
 
 
-MODEL_FILES = ("model.json", "trainable.safetensors", "id_model.safetensors", "item_ids.npy", CATALOGUE_FILE)
+MODEL_FILES = ("model.json", "trainable.safetensors", "id_model.safetensors", TEXT_VIEW_FILE, "item_ids.npy",
+               CATALOGUE_FILE)
 
 
 def model_fingerprint(directory: Path) -> str:
@@ -84,6 +101,8 @@ def model_fingerprint(directory: Path) -> str:
     digest = hashlib.sha256()
     for name in MODEL_FILES:
         path = Path(directory) / name
+        if name == TEXT_VIEW_FILE and not path.exists():
+            continue                 # optional: a version without a text view keeps its fingerprint
         digest.update(f"{name}:{sha256(path) if path.exists() else '-'};".encode())
     return digest.hexdigest()
 
