@@ -43,7 +43,7 @@ def test_quick_training_registers_a_champion_and_warm_starts_from_it(spark, base
 
     metrics = spark.table("trainjob.model_metrics").where(F.col("run_id") == first.run_id)
     found = {(r.model, r.family, r.template) for r in metrics.select("model", "family", "template").distinct().collect()}
-    for model in ("most_popular", "als", "sasrec", "lm_text", "lm_unified", "hybrid"):
+    for model in ("most_popular", "als", "sasrec", "text_view", "sasrec+text_view", "lm_text", "lm_unified", "hybrid"):
         assert (model, "ranking", "trained") in found and (model, "ranking_tail", "trained") in found
         assert (model, "direct", "trained") in found           # 20 candidates by candidate scoring
     assert ("hybrid", "direct_generated", "heldout") in found and ("hybrid", "rating", "trained") in found
@@ -54,7 +54,11 @@ def test_quick_training_registers_a_champion_and_warm_starts_from_it(spark, base
     # never served below its own ID model: the hybrid's validation NDCG@10 is at least SASRec's, and the
     # version says what it serves
     assert info["metrics"]["valid_ndcg@10"] >= info["metrics"]["sasrec_valid_ndcg@10"]
-    assert info["hybrid"]["serving"] == ("hybrid" if info["hybrid"]["lm_weight"] > 0 else "id_model")
+    lm_weight, text_weight = info["hybrid"]["lm_weight"], info["hybrid"]["text_weight"]
+    assert info["hybrid"]["serving"] == ("hybrid" if lm_weight > 0 else "id_model+text_view" if text_weight > 0
+                                         else "id_model")
+    # a text view is stored exactly when it is served (weight > 0)
+    assert (directory / "text_view.safetensors").exists() == (text_weight > 0) == ("text_view" in info)
     report = (directory / "report" / "report.md").read_text()
     assert "| hybrid |" in report and "| sasrec |" in report and "**Served:**" in report
     quality = json.loads((directory / "report" / "quality.json").read_text())
