@@ -84,7 +84,7 @@ def main() -> None:
             chosen = hybrid.choose_weight(models["sasrec"][VALID], models[other][VALID], users[VALID], split, VALID)
             weight = chosen.in_sample_weight           # the grid's best on validation (what a mix would serve)
             mixed, ranks = test_row(hybrid.mix(models["sasrec"][TEST], models[other][TEST], weight))
-            rows[f"sasrec + {other}"] = {"weight": weight, "valid_ndcg@10": chosen.table[weight],
+            rows[f"sasrec + {other}"] = {"weight": weight, "valid_ndcg@10": chosen.table[hybrid.grid_key([weight])],
                                          "valid_out_of_fold_ndcg@10": chosen.honest["ndcg@10"],
                                          "kept_out_of_fold": chosen.weight > 0, **mixed,
                                          "paired_vs_sasrec": paired_bootstrap(ndcg_at(ranks), ndcg_at(base_ranks))}

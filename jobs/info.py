@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import re
 import platform
 from importlib import metadata
 
@@ -55,12 +56,22 @@ def collect(spark, conf) -> dict:
     }
 
 
+SECRET = re.compile(r"password|secret|token|credential", re.IGNORECASE)
+URL_USERINFO = re.compile(r"(?<=://)[^/@\s]+@")
+
+
+def masked(node):
+    """Values under secret-looking keys -> "***"; user:password@ in URLs -> ***@."""
+    if isinstance(node, dict):
+        return {k: "***" if SECRET.search(str(k)) and node[k] else masked(v) for k, v in node.items()}
+    if isinstance(node, list):
+        return [masked(v) for v in node]
+    return URL_USERINFO.sub("***@", node) if isinstance(node, str) else node
+
+
 def effective_configuration(conf) -> dict:
-    """The merged, validated configuration every job runs with (the metastore password masked)."""
-    settings = conf.settings.model_dump()
-    if settings["spark"]["metastore"]["password"]:
-        settings["spark"]["metastore"]["password"] = "***"
-    return settings
+    """The merged, validated configuration every job runs with, secrets masked."""
+    return masked(conf.settings.model_dump())
 
 
 def render(info: dict) -> str:

@@ -39,9 +39,9 @@ def run(conf, as_json: bool = False, promote: str | None = None, promote_if_bett
         print(f"no models registered in {Registry.from_conf(conf).root}; run `lakerec train`")
         return
     print(f"{'version':8} {'champion':8} {'profile':7} {'run_date':10} {'valid ndcg@10':>13} {'SASRec valid':>12} "
-          f"{'test ndcg@10':>12} {'test hr@10':>10} {'serves':9} warm start")
+          f"{'test ndcg@10':>12} {'test hr@10':>10} {'serves':18} warm start")
     for r in listing:
         fmt = lambda v: f"{v:.4f}" if isinstance(v, (int, float)) else "-"
         print(f"{r['version']:8} {'*' if r['champion'] else '':8} {r['profile'] or '-':7} {r['run_date'] or '-':10} "
               f"{fmt(r['valid_ndcg@10']):>13} {fmt(r['sasrec_valid_ndcg@10']):>12} {fmt(r['test_ndcg@10']):>12} "
-              f"{fmt(r['test_hr@10']):>10} {r['serving'] or '-':9} {r['warm_start_from'] or '-'}")
+              f"{fmt(r['test_hr@10']):>10} {r['serving'] or '-':18} {r['warm_start_from'] or '-'}")

@@ -66,10 +66,16 @@ class Conf:
         return value
 
     def with_overrides(self, overrides: dict[str, Any]) -> "Conf":
+        if not overrides:
+            return self
         tree = copy.deepcopy(self._tree)
         for key, value in overrides.items():
             _set_path(tree, key, value)
-        return Conf(_expand(tree), self.source)
+        try:
+            return Conf(_expand(tree), self.source)
+        except ConfigError as exc:        # name the overrides: the file itself was valid
+            raise ConfigError(str(exc).replace(f"{self.source}: ", f"{self.source} with overrides "
+                                               f"{', '.join(overrides)}: ", 1)) from None
 
     @property
     def warehouse_root(self) -> Path:

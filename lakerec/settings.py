@@ -13,15 +13,26 @@ error) or the typed `Conf.settings.a.b`.
 """
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, ValidationError
+import datetime as dt
+
+from pydantic import BaseModel, BeforeValidator, ConfigDict, ValidationError
 
 from lakerec.errors import ConfigError
 
 
 class Section(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    # A number where text is expected (a salt, a password) is text; anything else of the wrong type fails.
+    model_config = ConfigDict(extra="forbid", coerce_numbers_to_str=True)
+
+
+def _iso(value: Any) -> Any:
+    """YAML reads an unquoted 1990-01-01 as a date: keep it as the ISO text the code parses."""
+    return value.isoformat() if isinstance(value, (dt.date, dt.datetime)) else value
+
+
+IsoText = Annotated[str, BeforeValidator(_iso)]
 
 
 class Metastore(Section):
@@ -39,7 +50,7 @@ class Spark(Section):
     python: str | None
     hive_catalog: bool
     metastore: Metastore
-    delta_jars_dir: str
+    delta_jars_dir: str | None          # None: resolve spark.delta_package through Ivy
     delta_package: str
     config: dict[str, Any]
 
@@ -72,7 +83,7 @@ class Source(Section):
 class Validation(Section):
     rating_min: float
     rating_max: float
-    min_event_time: str
+    min_event_time: IsoText
     future_tolerance_hours: float
     nullable: list[str]
     min_release_year: int

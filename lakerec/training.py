@@ -5,7 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import os
 import sys
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 
 import numpy as np
 import torch
@@ -20,7 +20,7 @@ from lakerec.eval.protocol import Scorer, SplitData, candidate_lists, collect_sp
 from lakerec.eval.split import TEST, VALID, leave_one_out
 from lakerec.model import hybrid
 from lakerec.model.hybrid import IDSide
-from lakerec.model.examples import ExampleBuilder, TextData, collect_text_data
+from lakerec.model.examples import ExampleBuilder, TextData, collect_text_data, item_examples
 from lakerec.model.recllm import RecLLMConfig
 from lakerec.model.registry import Registry, git_commit, training_conf_hash
 from lakerec.model.sasrec import SASRec, SASRecConfig
@@ -52,6 +52,10 @@ def load_profile(conf: Conf, name: str | None) -> Profile:
     raw = conf.get("train.profiles").get(name)
     if raw is None:
         raise ConfigError(f"train.profiles.{name} is not defined (profiles: {sorted(conf.get('train.profiles'))})")
+    known = {f.name for f in fields(Profile)} - {"name"}
+    unknown = sorted(set(raw) - known)
+    if unknown:
+        raise ConfigError(f"train.profiles.{name}: unknown key(s) {', '.join(unknown)} (known: {', '.join(sorted(known))})")
     try:
         return Profile(name=name, seeds=list(raw.get("seeds", [0])),
                        sasrec=SASRecConfig(n_items=0, **raw.get("sasrec", {})),
@@ -235,6 +239,23 @@ def run_training(spark, conf: Conf, good: dict, versions: dict, run, profile: Pr
         sasrec_test = rec.ranking("sasrec", seed, TEST, sas_test)
 
         model, tokenizer, special, _ = build_model(profile.llm, split.n_items, id_model)
+        text_view = tv = None
+        if profile.text_view:         # the text view reads the backbone's own features (before any LoRA)
+            with run.timed(f"seed{seed}_text_view_s"):
+                features = model.eval().item_features(item_examples(tokenizer, special, text.items, False),
+                                                      special.pad)
+                text_view = train_text_view(split, profile, seed, features)
+                tv = {on: evaluated(score_matrix(sasrec_scorer(text_view, split, on, device()), users), users, split, on)
+                      for on, users in ((VALID, valid_users), (TEST, test_users))}
+                rec.ranking("text_view", seed, VALID, tv[VALID])
+                rec.ranking("text_view", seed, TEST, tv[TEST])
+                # What the text view adds to SASRec without the LM (its own weight, out of fold).
+                alone = hybrid.choose_weight(sas_valid.scores, tv[VALID].scores, valid_users, split, VALID)
+                rec.add("sasrec+text_view", seed, VALID, alone.honest)
+                rec.ranking("sasrec+text_view", seed, TEST, evaluated(
+                    hybrid.mix(sas_test.scores, tv[TEST].scores, alone.weight), test_users, split, TEST))
+                log(f"[train] seed {seed}: SASRec + text view {alone.honest['ndcg@10']:.4f} on validation out of "
+                    f"fold (weight {alone.weight}), SASRec {sasrec_valid['ndcg@10']:.4f}")
         if warm_model is not None:
             model.load_state_dict({k: v for k, v in warm_model.state_dict().items() if k != "id_items"}, strict=False)
             attach_id_model(model, id_model)
@@ -243,24 +264,6 @@ def run_training(spark, conf: Conf, good: dict, versions: dict, run, profile: Pr
         trainer = Trainer(model, builder, id_model, profile.llm_train.__class__(
             **{**profile.llm_train.to_dict(), "seed": seed}), device())
         evaluator = Evaluator(trainer)
-        # The ID side: SASRec, plus the text view when it helps on validation (out of fold).
-        side, id_valid, id_test = IDSide(id_model), sas_valid.scores, sas_test.scores
-        if profile.text_view:
-            with run.timed(f"seed{seed}_text_view_s"):
-                features = model.eval().item_features(trainer.text_items, special.pad)  # the backbone's, pre-LoRA
-                text_view = train_text_view(split, profile, seed, features)
-                tv = {on: evaluated(score_matrix(sasrec_scorer(text_view, split, on, device()), users), users, split, on)
-                      for on, users in ((VALID, valid_users), (TEST, test_users))}
-                rec.ranking("text_view", seed, VALID, tv[VALID])
-                rec.ranking("text_view", seed, TEST, tv[TEST])
-                chosen = hybrid.choose_weight(sas_valid.scores, tv[VALID].scores, valid_users, split, VALID)
-                side = IDSide(id_model, text_view, chosen.weight)
-                id_valid = hybrid.mix(sas_valid.scores, tv[VALID].scores, side.text_weight)
-                id_test = hybrid.mix(sas_test.scores, tv[TEST].scores, side.text_weight)
-                rec.add("sasrec+text_view", seed, VALID, chosen.honest)
-                rec.ranking("sasrec+text_view", seed, TEST, evaluated(id_test, test_users, split, TEST))
-                log(f"[train] seed {seed}: text view weight {side.text_weight} (validation, out of fold: "
-                    f"{chosen.honest['ndcg@10']:.4f} vs SASRec {sasrec_valid['ndcg@10']:.4f})")
         stages = {}
         # Stage 1 (text only, LLaRA's curriculum start): its LM alone is the `lm_text` row.
         if warm_model is None and profile.llm_train.stage1_epochs > 0:
@@ -273,9 +276,13 @@ def run_training(spark, conf: Conf, good: dict, versions: dict, run, profile: Pr
                                                              test_users, split, TEST))
         # Stage 2 (unified prompts): the hybrid = SASRec + lm_weight * this LM, weight fitted on validation.
         with run.timed(f"seed{seed}_stage2_s"):
-            stage2 = stages["stage2"] = trainer.fit_stage("stage2", profile.llm_train.stage2_epochs, unified=True,
-                                                          id_valid=id_valid, select="hybrid")
+            stage2 = stages["stage2"] = trainer.fit_stage(
+                "stage2", profile.llm_train.stage2_epochs, unified=True, id_valid=sas_valid.scores, select="hybrid",
+                text_valid=tv[VALID].scores if tv else None)
+        # The served mix: SASRec + text_weight * text view + lm_weight * LM, both weights chosen jointly.
         weight = stage2["lm_weight"]
+        side = IDSide(id_model, text_view, stage2["text_weight"])
+        id_test = hybrid.mix(sas_test.scores, tv[TEST].scores, side.text_weight) if tv else sas_test.scores
         with run.timed(f"seed{seed}_eval_hybrid_s"):
             lm_test = evaluated(evaluator.lm_scores(test_users, TEST, True), test_users, split, TEST)
             rec.ranking("lm_unified", seed, TEST, lm_test)

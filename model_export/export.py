@@ -5,7 +5,7 @@
                             graph inputs/outputs, item count, sha256 + size of every file,
                             training metrics, torch-vs-ONNX parity on fixed prompts
     sequence_encoder.onnx   user_encoder.onnx   generator.onnx      (see graphs.py)
-    item_matrix.npy         (n_items, id_dim + lm_dim) float32 [SASRec item embedding ; item text vector],
+    item_matrix.npy         (n_items, id_dim + lm_dim) float32 [ID-side item embedding ; item text vector],
                             computed once with the torch model (lakerec.model.hybrid)
     item_ids.npy            catalogue order of those rows
     items.parquet           item fields (explanations name items by title)
@@ -133,7 +133,8 @@ def _manifest(info: dict, precision: str, specs: dict, model, id_model, special:
         "template": info["template"],
         "prompt_form": "unified",
         "hybrid": {"lm_weight": float(model.lm_weight), "temperature": float(model.config.temperature),
-                   "id_dim": int(id_model.score_dim), "lm_dim": int(model.config.dim),
+                   "id_dim": int(id_model.score_dim), "sasrec_dim": int(id_model.sasrec.config.dim),
+                   "lm_dim": int(model.config.dim),
                    "text_weight": float(id_model.text_weight),
                    "serving": hybrid.serving_label(model.lm_weight, id_model.text_weight)},
         "tasks": {"scoring": {"name": SCORING_TEMPLATE[0], "text": SCORING_TEMPLATE[1]},

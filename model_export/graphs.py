@@ -42,10 +42,13 @@ class SequenceEncoder(nn.Module):
     def __init__(self, model: RecLLM, id_model: IDSide):
         super().__init__()
         self.id_model, self.user_projector = id_model, model.user_projector
+        # The text view's item table as a constant (its adapter would otherwise run over every item per call).
+        with torch.no_grad():
+            self.text_table = id_model.text_view.item_table().detach().clone() if id_model.text_view else None
 
     def forward(self, id_sequence):
         state = self.id_model.hidden(id_sequence)[:, -1, :]          # SASRec's: the USER slot's source
-        return self.user_projector(state), self.id_model.score_state(id_sequence, state)
+        return self.user_projector(state), self.id_model.score_state(id_sequence, state, self.text_table)
 
 
 class _PromptInputs(nn.Module):

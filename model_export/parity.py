@@ -31,10 +31,11 @@ def parity_users(items: list[dict], template: dict, n: int = 64, seed: int = 7) 
 
 
 @torch.no_grad()
-def torch_user_vectors(model: RecLLM, id_model: SASRec, tokenizer, special, item_ids, prompts, sequences,
-                       batch_size: int = 32) -> np.ndarray:
-    """The training code path (RecLLM.hidden + user_vectors, unified prompts, SASRec's user state),
-    as the hybrid user vector (`lakerec.model.hybrid.user_vector`)."""
+def torch_user_vectors(model: RecLLM, id_model: "SASRec | hybrid.IDSide", tokenizer, special, item_ids, prompts,
+                       sequences, batch_size: int = 32) -> np.ndarray:
+    """The training code path (RecLLM.hidden + user_vectors, unified prompts, SASRec's user state for
+    the USER slot, the ID side's state for the score), as the hybrid user vector
+    (`lakerec.model.hybrid.user_vector`)."""
     model.eval()
     id_model.eval()
     index = {int(item): i for i, item in enumerate(item_ids)}

@@ -22,7 +22,7 @@ from rec_udf.errors import BundleError
 from rec_udf.glm_input import SpecialTokens, load_tokenizer
 
 FORMAT = "lakerec-bundle"
-FORMAT_VERSION = 2          # 2: the hybrid score (SASRec state ; weighted LM vector), see model_export/graphs.py
+FORMAT_VERSION = 2          # 2: the hybrid score (ID-side state ; weighted LM vector), see model_export/graphs.py
 MANIFEST = "manifest.json"
 GRAPHS = ("sequence_encoder", "user_encoder", "generator")
 TOKENIZER = "tokenizer.json"
@@ -103,7 +103,7 @@ class Bundle:
     tokenizer: object
     special: SpecialTokens
     item_ids: np.ndarray          # (n_items,) catalogue order
-    item_matrix: np.ndarray       # (n_items, id_dim + lm_dim) float32: [SASRec item embedding ; item text vector]
+    item_matrix: np.ndarray       # (n_items, id_dim + lm_dim) float32: [ID-side item embedding ; item text vector]
     catalogue: list[dict]         # item fields, catalogue order
 
     @functools.cached_property

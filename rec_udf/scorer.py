@@ -79,7 +79,9 @@ class Scorer:
         generator = manifest["graphs"]["generator"]
         self.layers, self.heads, self.head_dim = (generator["layers"], generator["heads"], generator["head_dim"])
         # explanations: evidence in the ID model's item space, titles and genres from the catalogue
-        self.id_item_vectors = bundle.item_matrix[:, :int(manifest["hybrid"]["id_dim"])]
+        # SASRec's item space (explanation evidence): the first columns of the ID side
+        hybrid = manifest["hybrid"]
+        self.id_item_vectors = bundle.item_matrix[:, :int(hybrid.get("sasrec_dim", hybrid["id_dim"]))]
         self.title_index = ex.CatalogueIndex.of(bundle.catalogue)
         self.explainer = None
         if explainer:
@@ -164,7 +166,8 @@ class Scorer:
 
     # --- scoring -------------------------------------------------------------------------------
     def id_model(self, sequences: Sequence[Sequence[int]]) -> tuple[np.ndarray, np.ndarray]:
-        """(user slots, SASRec user states) of the users' item sequences (the sequence encoder)."""
+        """(user slots, ID-side user states: SASRec's, then the weighted text view's if any) of the users'
+        item sequences (the sequence encoder)."""
         slots, states = self.sessions["sequence_encoder"].run(None, {"id_sequence": self.id_sequences(sequences)})
         return slots, states
 
@@ -177,7 +180,7 @@ class Scorer:
     def encode(self, examples: Sequence[GLMExample], sequences: Sequence[Sequence[int]]) -> tuple[np.ndarray, np.ndarray]:
         """(hybrid user vectors, user slots): the slots are the sequence encoder's output, reusable by
         `explain`. A bundle that serves the ID model alone (lm_weight 0) skips the LM pass: its user
-        vector is [SASRec state ; 0], exactly what the user encoder would return."""
+        vector is [ID-side state ; 0], exactly what the user encoder would return."""
         slots, states = self.id_model(sequences)
         if self.lm_weight == 0:
             return np.concatenate([states, np.zeros((len(states), self.lm_dim), dtype=states.dtype)], axis=1), slots

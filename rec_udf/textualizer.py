@@ -126,7 +126,7 @@ def tie_order(user_id: Any, item_id: Any) -> int:
     """The order of a user's events that share a timestamp (MovieLens has many same-second ratings):
     CRC-32 of "user_id:item_id". Not the item id itself: ordering ties by id plants a pattern
     (ids rise within a session) that an ID model learns and a leave-one-out test rewards, though
-    no real next item follows it. Spark computes the same number (lakerec.eval.split.tie_order_column)."""
+    no real next item follows it. Spark computes the same number (lakerec.sources.schema.tie_order_column)."""
     return zlib.crc32(f"{int(user_id)}:{int(item_id)}".encode())
 
 

@@ -101,3 +101,27 @@ def test_no_configuration_default_is_written_in_code():
                  for n, line in enumerate(path.read_text().splitlines(), 1) if call.search(line)]
     assert offenders == []
     assert call.search('x = conf.get("score.top_k", 10)')          # the pattern does catch a fallback
+
+
+def test_text_where_yaml_reads_a_date_or_a_number_and_overrides_named_in_errors():
+    conf = load_conf(None, ["validation.min_event_time=1990-01-01", "ab.salt=12345"])
+    assert conf.get("validation.min_event_time") == "1990-01-01" and conf.get("ab.salt") == "12345"
+    with pytest.raises(ConfigError, match=r"with overrides score\.top_k: invalid configuration: score\.top_k"):
+        load_conf(None, ["score.top_k=many"])
+
+
+def test_info_masks_secrets():
+    from jobs.info import effective_configuration
+    conf = load_conf(None, ["spark.metastore.password=hunter2", "spark.metastore.url=jdbc:postgresql://bob:pw@db/m",
+                            "spark.config.spark.hadoop.javax.jdo.option.ConnectionPassword=hunter3"])
+    shown = str(effective_configuration(conf))
+    assert "hunter2" not in shown and "hunter3" not in shown and "bob:pw" not in shown
+    assert effective_configuration(conf)["score"]["top_k"] == 10
+
+
+def test_a_misspelt_key_in_a_training_profile_stops_with_its_path():
+    from lakerec.training import load_profile
+    conf = load_conf(None, ["train.profiles.quick.text_veiw=true"])
+    with pytest.raises(ConfigError, match=r"train\.profiles\.quick: unknown key\(s\) text_veiw"):
+        load_profile(conf, "quick")
+    assert load_profile(load_conf(None, []), "quick").text_view is True

@@ -58,12 +58,12 @@ def test_weight_is_zero_when_the_lm_term_does_not_help_and_positive_when_it_does
     for row, u in enumerate(users):
         harmful[row, split.valid[u]] = -10.0
     chosen = hybrid.choose_weight(id_scores, harmful, users, split, VALID)
-    assert chosen.weight == 0.0 and chosen.table[0.0] == max(chosen.table.values())
+    assert chosen.weight == 0.0 and chosen.table["0"] == max(chosen.table.values())
     # an LM term that knows the targets: the mix uses it, and helps out of fold too
     helpful = -harmful
     chosen = hybrid.choose_weight(id_scores, helpful, users, split, VALID)
-    assert chosen.weight > 0 and chosen.table[chosen.weight] > chosen.table[0.0]
-    assert chosen.honest["ndcg@10"] > chosen.table[0.0]
+    assert chosen.weight > 0 and chosen.table[hybrid.grid_key([chosen.weight])] > chosen.table["0"]
+    assert chosen.honest["ndcg@10"] > chosen.table["0"]
 
 
 def test_a_weight_that_wins_only_in_sample_is_not_served():
@@ -80,9 +80,9 @@ def test_a_weight_that_wins_only_in_sample_is_not_served():
         chosen = hybrid.choose_weight(id_scores, noise, users, split, VALID)
         served.append(chosen.weight > 0)
         if chosen.weight > 0:                    # kept only when it also won out of fold
-            assert chosen.honest["ndcg@10"] > chosen.table[0.0]
+            assert chosen.honest["ndcg@10"] > chosen.table["0"]
         else:
-            assert chosen.honest["ndcg@10"] == chosen.table[0.0]
+            assert chosen.honest["ndcg@10"] == chosen.table["0"]
     in_sample = [hybrid.choose_weight(id_scores, rng.normal(size=id_scores.shape), users, split,
                                       VALID).in_sample_weight > 0 for _ in range(10)]
     assert sum(served) / len(served) < sum(in_sample) / len(in_sample) or not any(in_sample)
@@ -111,3 +111,20 @@ def test_the_id_side_with_a_text_view_is_one_dot_product_equal_to_the_weighted_s
     alone = hybrid.IDSide(sasrec, text_view, 0.0)
     assert alone.text_view is None and alone.score_dim == 16
     assert torch.allclose(alone.score_state(seqs) @ alone.score_items().T, sasrec.full_sort_scores(seqs), atol=1e-6)
+
+
+def test_two_terms_are_weighted_jointly_and_a_useless_one_gets_zero():
+    """choose_weights over (text view, LM): the term that knows the targets is weighted, the harmful
+    one is not; both at 0 is the grid point that scores the base alone."""
+    split = small_split()
+    users = np.array(sorted(split.valid))
+    rng = np.random.default_rng(2)
+    base = rng.normal(size=(len(users), split.n_items))
+    knows = np.zeros_like(base)
+    for row, u in enumerate(users):
+        knows[row, split.valid[u]] = 10.0
+    chosen = hybrid.choose_weights(base, [-knows, knows], users, split, VALID, grid=(0.0, 0.5, 1.0))
+    assert chosen.weights[0] == 0.0 and chosen.weights[1] > 0
+    assert len(chosen.table) == 9 and chosen.honest["ndcg@10"] > chosen.table["0,0"]
+    chosen = hybrid.choose_weights(base, [knows, -knows], users, split, VALID, grid=(0.0, 0.5, 1.0))
+    assert chosen.weights[0] > 0 and chosen.weights[1] == 0.0

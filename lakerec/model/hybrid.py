@@ -6,11 +6,11 @@ lm_weight * the LM's score.
 h_u, e_i: SASRec's user state and item embedding; g_u, f_i: the text view's (LLM-ESR's semantic view:
 a SASRec whose item embeddings are an adapter over the LM backbone's frozen text features of each
 item, `SASRecConfig.text_dim`), weighted by a = text_weight; v_u, t_i: the LM's user vector (its
-mean-pooled prompt) and item text vector. a is chosen on validation like w, 0 in the grid: the text
-view is kept only when it helps out of fold (`IDSide`). With w = 0 the hybrid *is* SASRec, so the product can never
-serve a model worse than its ID model: w is chosen on validation from a grid that contains 0
-(BIGRec's fusion weight; LLM-ESR sums an ID-view and a text-view logit the same way), and w = 0 is
-the explicit fallback; the LM term is kept only when it also helps out of fold (`choose_weight`).
+mean-pooled prompt) and item text vector. With a = w = 0 the hybrid *is* SASRec, so the product can
+never serve a model worse than its ID model: a and w are chosen jointly on validation from a grid
+that contains 0 (BIGRec's fusion weight; LLM-ESR sums an ID-view and a text-view logit the same
+way), and 0 is the explicit fallback; the added terms are kept only when they also help out of fold
+(`choose_weights`).
 
 Why a weight fitted on validation rather than a gate trained with the LM: SASRec has already fit
 the training targets, so an LM term trained jointly on those same targets learns to switch itself
@@ -22,8 +22,9 @@ Export: one dot product at scoring time, `[h_u ; a g_u ; (w / temperature) v_u] 
 """
 from __future__ import annotations
 
+import itertools
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Sequence
 
 import numpy as np
 import torch
@@ -51,43 +52,69 @@ def mix(id_scores: np.ndarray, lm_scores: np.ndarray, weight: float) -> np.ndarr
 
 @dataclass
 class Mix:
-    weight: float                  # what is served: 0 unless the LM term helps out of fold
-    table: dict[float, float]      # metric of each grid weight on all the users (in-sample for the choice)
-    honest: dict                   # ranking metrics of the mix out of fold (== SASRec's when weight is 0)
-    in_sample_weight: float        # the grid's best weight on all the users
+    weights: tuple[float, ...]     # what is served, one per added term: all 0 unless the mix helps out of fold
+    table: dict[str, float]        # metric of each grid point ("w1,w2") on all the users (in-sample for the choice)
+    honest: dict                   # ranking metrics of the mix out of fold (== the base's when the weights are 0)
+    in_sample_weights: tuple[float, ...]   # the grid's best point on all the users
+
+    @property
+    def weight(self) -> float:
+        """The weight of a one-term mix (`choose_weight`)."""
+        (weight,) = self.weights
+        return weight
+
+    @property
+    def in_sample_weight(self) -> float:
+        (weight,) = self.in_sample_weights
+        return weight
 
 
-def choose_weight(id_scores: np.ndarray, lm_scores: np.ndarray, users: np.ndarray, split: "SplitData", on: str,
-                  grid=WEIGHT_GRID, metric: str = "ndcg@10", folds: int = 2, seed: int = 0) -> Mix:
-    """The LM weight, chosen on the `on` items of `users` (rows of both score matrices, same order).
+def grid_key(weights) -> str:
+    return ",".join(f"{w:g}" for w in weights)
 
-    The best grid weight on the same users that judge it is an optimistic estimate, so the choice is
-    also cross-fitted: the users are split into `folds`, each fold is mixed with the weight chosen
-    on the others, and the LM term is kept only when that out-of-fold mix beats SASRec alone on
-    `metric`; otherwise the weight is 0 (the fallback). Ties go to the smaller weight."""
+
+def choose_weights(base: np.ndarray, terms: Sequence[np.ndarray], users: np.ndarray, split: "SplitData", on: str,
+                   grid=WEIGHT_GRID, metric: str = "ndcg@10", folds: int = 2, seed: int = 0) -> Mix:
+    """Weights of `terms` added to `base` (score matrices whose rows are `users`, same order), chosen
+    jointly on the `on` items of `users` over the grid's points (every term's weight from `grid`).
+
+    The best point on the same users that judge it is an optimistic estimate, so the choice is also
+    cross-fitted: the users are split into `folds`, each fold is mixed with the point chosen on the
+    others, and the terms are kept only when that out-of-fold mix beats `base` alone on `metric`;
+    otherwise every weight is 0 (the fallback). Ties go to the smaller weights."""
     from lakerec.eval.protocol import ranks, rows_of
-    if not len(users) == len(id_scores) == len(lm_scores):
-        raise ValueError(f"{len(users)} users, {len(id_scores)} ID-model rows, {len(lm_scores)} LM rows")
-    per_weight = {float(w): ranks(rows_of(mix(id_scores, lm_scores, w), users), split, on, users=users)[1]
-                  for w in grid}
+    if not all(len(users) == len(m) for m in (base, *terms)):
+        raise ValueError(f"{len(users)} users, but score matrices of {[len(m) for m in (base, *terms)]} rows")
+    points = list(itertools.product((float(w) for w in grid), repeat=len(terms)))
+    per_point = {}
+    for point in points:
+        scores = base + sum(w * term for w, term in zip(point, terms) if w)
+        per_point[point] = ranks(rows_of(scores, users), split, on, users=users)[1]
 
-    def best(rows) -> float:
-        values = {w: ranking_metrics(r[rows])[metric] for w, r in per_weight.items()}
+    def best(rows) -> tuple:
+        values = {point: ranking_metrics(r[rows])[metric] for point, r in per_point.items()}
         top = max(values.values())
-        return min(w for w, v in values.items() if v == top)
+        return min((point for point, v in values.items() if v == top), key=lambda point: (sum(point), point))
 
     everyone = np.arange(len(users))
     fold_of = np.random.default_rng(seed).permutation(len(users)) % folds
     out_of_fold = np.empty(len(users), dtype=np.int64)
     for fold in range(folds):
         here = fold_of == fold
-        out_of_fold[here] = per_weight[best(everyone[~here])][here]
-    honest, alone = ranking_metrics(out_of_fold), ranking_metrics(per_weight[0.0])
-    table = {w: ranking_metrics(r)[metric] for w, r in per_weight.items()}
+        out_of_fold[here] = per_point[best(everyone[~here])][here]
+    zero = (0.0,) * len(terms)
+    honest, alone = ranking_metrics(out_of_fold), ranking_metrics(per_point[zero])
+    table = {grid_key(point): ranking_metrics(r)[metric] for point, r in per_point.items()}
     chosen = best(everyone)
-    if honest[metric] > alone[metric] and chosen > 0:
+    if honest[metric] > alone[metric] and chosen != zero:
         return Mix(chosen, table, honest, chosen)
-    return Mix(0.0, table, alone, chosen)
+    return Mix(zero, table, alone, chosen)
+
+
+def choose_weight(id_scores: np.ndarray, lm_scores: np.ndarray, users: np.ndarray, split: "SplitData", on: str,
+                  grid=WEIGHT_GRID, metric: str = "ndcg@10", folds: int = 2, seed: int = 0) -> Mix:
+    """One term's weight (`choose_weights` with one term): `Mix.weight`, `Mix.in_sample_weight`."""
+    return choose_weights(id_scores, [lm_scores], users, split, on, grid, metric, folds, seed)
 
 
 def user_vector(id_state: torch.Tensor, lm_user: torch.Tensor, lm_weight: float, temperature: float) -> torch.Tensor:
@@ -127,12 +154,14 @@ class IDSide(nn.Module):
     def score_dim(self) -> int:
         return self.sasrec.config.dim + (self.text_view.config.dim if self.text_view is not None else 0)
 
-    def score_state(self, seq: torch.Tensor, sasrec_state: torch.Tensor | None = None) -> torch.Tensor:
-        """(B, score_dim) [h_u ; a g_u] of left-padded sequences; `sasrec_state`: h_u when the caller has it."""
+    def score_state(self, seq: torch.Tensor, sasrec_state: torch.Tensor | None = None,
+                    text_table: torch.Tensor | None = None) -> torch.Tensor:
+        """(B, score_dim) [h_u ; a g_u] of left-padded sequences; `sasrec_state`: h_u when the caller has
+        it; `text_table`: the text view's `item_table()` when precomputed (the exported graph's constant)."""
         state = self.sasrec.hidden(seq)[:, -1, :] if sasrec_state is None else sasrec_state
         if self.text_view is None:
             return state
-        return torch.cat([state, self.text_weight * self.text_view.hidden(seq)[:, -1, :]], dim=-1)
+        return torch.cat([state, self.text_weight * self.text_view.hidden(seq, text_table)[:, -1, :]], dim=-1)
 
     @torch.no_grad()
     def full_sort_scores(self, seq: torch.Tensor) -> torch.Tensor:

@@ -15,8 +15,8 @@
   (E4SRec/LLM-ESR: a frozen text view of the catalogue) and only `item_head` learns on top of them,
   so the recommendation loss is a softmax over the whole catalogue at the cost of one matrix product.
 - LM score: cosine(user vector, item vector) / temperature. The product's ranking score is the
-  hybrid of `lakerec.model.hybrid`: SASRec's logit + lm_weight * LM score, lm_weight chosen on
-  validation with 0 in its grid.
+  hybrid of `lakerec.model.hybrid`: the ID side's logit (SASRec, + the text view's when it helps) +
+  lm_weight * LM score, the weights chosen on validation with 0 in their grid.
 - Alignment (RSLLM's second contrastive loss) happens where the projected ID token lives, in the
   input-embedding space: the item projector's output against the mean input embedding of the
   item's text tokens.

@@ -6,6 +6,7 @@
     adapter/            the LoRA adapter in peft's format (adapter_config.json + weights)
     trainable.safetensors   every trained tensor (LoRA, position tables, projectors, heads)
     id_model.safetensors    the SASRec ID model
+    text_view.safetensors   the text view (SASRec over item text features), only when it is served
     item_ids.npy        catalogue order of the item matrix and the ID embeddings
     catalogue.parquet   the items' fields in that order (the item matrix is computed from them at export)
   champion.json         {"version": ..., "valid_ndcg@10": ..., "promoted_at": ...}
