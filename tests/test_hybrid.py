@@ -17,6 +17,13 @@ def small_split(n_users=40, n_items=30, seed=0) -> SplitData:
     return SplitData(np.arange(1000, 1000 + n_items), train, valid, dict(valid))
 
 
+def on_targets(split: SplitData, users, value: float) -> np.ndarray:
+    """Scores that are `value` on each user's validation item and 0 elsewhere."""
+    scores = np.zeros((len(users), split.n_items))
+    scores[np.arange(len(users)), [split.valid[u] for u in users]] = value
+    return scores
+
+
 def test_at_initialisation_the_hybrid_is_sasrec_exactly():
     """A freshly built model (LoRA, random heads) has lm_weight 0: the exported one-dot-product score
     [state ; 0 * v] . [e ; t] equals SASRec's full-sort scores, whatever the LM term says."""
@@ -54,9 +61,7 @@ def test_weight_is_zero_when_the_lm_term_does_not_help_and_positive_when_it_does
     rng = np.random.default_rng(2)
     id_scores = rng.normal(size=(len(users), split.n_items))
     # an LM term that points away from every target: any weight above 0 can only hurt or tie
-    harmful = np.zeros_like(id_scores)
-    for row, u in enumerate(users):
-        harmful[row, split.valid[u]] = -10.0
+    harmful = on_targets(split, users, -10.0)
     chosen = hybrid.choose_weight(id_scores, harmful, users, split, VALID)
     assert chosen.weight == 0.0 and chosen.table["0"] == max(chosen.table.values())
     # an LM term that knows the targets: the mix uses it, and helps out of fold too
@@ -120,9 +125,7 @@ def test_two_terms_are_weighted_jointly_and_a_useless_one_gets_zero():
     users = np.array(sorted(split.valid))
     rng = np.random.default_rng(2)
     base = rng.normal(size=(len(users), split.n_items))
-    knows = np.zeros_like(base)
-    for row, u in enumerate(users):
-        knows[row, split.valid[u]] = 10.0
+    knows = on_targets(split, users, 10.0)
     chosen = hybrid.choose_weights(base, [-knows, knows], users, split, VALID, grid=(0.0, 0.5, 1.0))
     assert chosen.weights[0] == 0.0 and chosen.weights[1] > 0
     assert len(chosen.table) == 9 and chosen.honest["ndcg@10"] > chosen.table["0,0"]
