@@ -110,6 +110,11 @@ def evaluated(scores: np.ndarray, users: np.ndarray, split: SplitData, on: str) 
     return Evaluated(users, scores, matrix_ranks(scores, users, split, on))
 
 
+def sequential_scores(model: SASRec, split: SplitData, on: str, users: np.ndarray) -> Evaluated:
+    """A SASRec-family model's full-catalogue scores and ranks for `users` on the `on` split."""
+    return evaluated(score_matrix(sasrec_scorer(model, split, on, device()), users), users, split, on)
+
+
 def score_matrix(scorer: Scorer, users: np.ndarray, batch: int = 512) -> np.ndarray:
     return np.concatenate([np.asarray(scorer(users[b:b + batch]), dtype=np.float32)
                            for b in range(0, len(users), batch)])
@@ -231,10 +236,8 @@ def run_training(spark, conf: Conf, good: dict, versions: dict, run, profile: Pr
         id_model = fitted.model.eval()
         for p in id_model.parameters():
             p.requires_grad_(False)
-        sas_valid = evaluated(score_matrix(sasrec_scorer(id_model, split, VALID, device()), valid_users),
-                              valid_users, split, VALID)
-        sas_test = evaluated(score_matrix(sasrec_scorer(id_model, split, TEST, device()), test_users),
-                             test_users, split, TEST)
+        sas_valid, sas_test = (sequential_scores(id_model, split, on, users)
+                               for on, users in ((VALID, valid_users), (TEST, test_users)))
         sasrec_valid = rec.ranking("sasrec", seed, VALID, sas_valid)
         sasrec_test = rec.ranking("sasrec", seed, TEST, sas_test)
 
@@ -245,7 +248,7 @@ def run_training(spark, conf: Conf, good: dict, versions: dict, run, profile: Pr
                 features = model.eval().item_features(item_examples(tokenizer, special, text.items, False),
                                                       special.pad)
                 text_view = train_text_view(split, profile, seed, features)
-                tv = {on: evaluated(score_matrix(sasrec_scorer(text_view, split, on, device()), users), users, split, on)
+                tv = {on: sequential_scores(text_view, split, on, users)
                       for on, users in ((VALID, valid_users), (TEST, test_users))}
                 rec.ranking("text_view", seed, VALID, tv[VALID])
                 rec.ranking("text_view", seed, TEST, tv[TEST])

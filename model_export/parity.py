@@ -49,7 +49,7 @@ def torch_user_vectors(model: RecLLM, id_model: "SASRec | hybrid.IDSide", tokeni
         seqs = torch.from_numpy(seqs)
         states = id_model.user_embedding(seqs)
         lm_user = model.user_vectors(model.hidden(batch, states), batch)
-        out.append(hybrid.user_vector(hybrid.id_side(id_model).score_state(seqs), lm_user, model.lm_weight,
+        out.append(hybrid.user_vector(hybrid.id_side(id_model).score_state(seqs, states), lm_user, model.lm_weight,
                                       model.config.temperature).numpy())
     return np.concatenate(out)
 
