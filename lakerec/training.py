@@ -45,6 +45,9 @@ class Profile:
     llm_train: LLMTrainConfig
     baselines: dict = field(default_factory=dict)
     text_view: bool = False            # train the text view (SASRec over LM text features) for the ID side
+    # An added term (text view, LM) is served only when its out-of-fold validation gain holds in this
+    # share of paired bootstrap resamples (hybrid.choose_weights); 0 keeps any out-of-fold gain.
+    mix_confidence: float = 0.95
 
 
 def load_profile(conf: Conf, name: str | None) -> Profile:
@@ -62,7 +65,8 @@ def load_profile(conf: Conf, name: str | None) -> Profile:
                        sasrec_train=TrainConfig(**raw.get("sasrec_train", {})),
                        llm=RecLLMConfig(**raw.get("llm", {})),
                        llm_train=LLMTrainConfig(**raw.get("llm_train", {})),
-                       baselines=raw.get("baselines", {}), text_view=bool(raw.get("text_view", False)))
+                       baselines=raw.get("baselines", {}), text_view=bool(raw.get("text_view", False)),
+                       **({"mix_confidence": float(raw["mix_confidence"])} if "mix_confidence" in raw else {}))
     except TypeError as exc:
         raise ConfigError(f"train.profiles.{name}: {exc}") from None
 
@@ -242,7 +246,8 @@ def run_training(spark, conf: Conf, good: dict, versions: dict, run, profile: Pr
         sasrec_test = rec.ranking("sasrec", seed, TEST, sas_test)
 
         model, tokenizer, special, _ = build_model(profile.llm, split.n_items, id_model)
-        text_view = tv = None
+        text_view, side = None, IDSide(id_model)
+        id_valid, id_test = sas_valid.scores, sas_test.scores          # the ID side's scores
         if profile.text_view:         # the text view reads the backbone's own features (before any LoRA)
             with run.timed(f"seed{seed}_text_view_s"):
                 features = model.eval().item_features(item_examples(tokenizer, special, text.items, False),
@@ -252,13 +257,19 @@ def run_training(spark, conf: Conf, good: dict, versions: dict, run, profile: Pr
                       for on, users in ((VALID, valid_users), (TEST, test_users))}
                 rec.ranking("text_view", seed, VALID, tv[VALID])
                 rec.ranking("text_view", seed, TEST, tv[TEST])
-                # What the text view adds to SASRec without the LM (its own weight, out of fold).
-                alone = hybrid.choose_weight(sas_valid.scores, tv[VALID].scores, valid_users, split, VALID)
-                rec.add("sasrec+text_view", seed, VALID, alone.honest)
+                # The text view's weight in the ID side: out of fold, at the profile's confidence.
+                text_mix = hybrid.choose_weight(sas_valid.scores, tv[VALID].scores, valid_users, split, VALID,
+                                                min_confidence=profile.mix_confidence)
+                side = IDSide(id_model, text_view, text_mix.weight)
+                id_valid = hybrid.mix(sas_valid.scores, tv[VALID].scores, side.text_weight)
+                id_test = hybrid.mix(sas_test.scores, tv[TEST].scores, side.text_weight)
+                rec.add("sasrec+text_view", seed, VALID, text_mix.honest)
                 rec.ranking("sasrec+text_view", seed, TEST, evaluated(
-                    hybrid.mix(sas_test.scores, tv[TEST].scores, alone.weight), test_users, split, TEST))
-                log(f"[train] seed {seed}: SASRec + text view {alone.honest['ndcg@10']:.4f} on validation out of "
-                    f"fold (weight {alone.weight}), SASRec {sasrec_valid['ndcg@10']:.4f}")
+                    hybrid.mix(sas_test.scores, tv[TEST].scores, text_mix.weight), test_users, split, TEST))
+                rec.add("hybrid", seed, VALID, {"text_confidence": text_mix.confidence}, family="mix")
+                log(f"[train] seed {seed}: SASRec + text view {text_mix.honest['ndcg@10']:.4f} on validation out "
+                    f"of fold (weight {text_mix.weight}, better in {text_mix.confidence:.0%} of resamples), "
+                    f"SASRec {sasrec_valid['ndcg@10']:.4f}")
         if warm_model is not None:
             model.load_state_dict({k: v for k, v in warm_model.state_dict().items() if k != "id_items"}, strict=False)
             attach_id_model(model, id_model)
@@ -277,15 +288,12 @@ def run_training(spark, conf: Conf, good: dict, versions: dict, run, profile: Pr
                 rec.add("lm_text", seed, VALID, stages["stage1"]["best_valid"])
                 rec.ranking("lm_text", seed, TEST, evaluated(evaluator.lm_scores(test_users, TEST, False),
                                                              test_users, split, TEST))
-        # Stage 2 (unified prompts): the hybrid = SASRec + lm_weight * this LM, weight fitted on validation.
+        # Stage 2 (unified prompts): the hybrid = the ID side + lm_weight * this LM, weight fitted on validation.
         with run.timed(f"seed{seed}_stage2_s"):
             stage2 = stages["stage2"] = trainer.fit_stage(
-                "stage2", profile.llm_train.stage2_epochs, unified=True, id_valid=sas_valid.scores, select="hybrid",
-                text_valid=tv[VALID].scores if tv else None)
-        # The served mix: SASRec + text_weight * text view + lm_weight * LM, both weights chosen jointly.
+                "stage2", profile.llm_train.stage2_epochs, unified=True, id_valid=id_valid, select="hybrid",
+                min_confidence=profile.mix_confidence)
         weight = stage2["lm_weight"]
-        side = IDSide(id_model, text_view, stage2["text_weight"])
-        id_test = hybrid.mix(sas_test.scores, tv[TEST].scores, side.text_weight) if tv else sas_test.scores
         with run.timed(f"seed{seed}_eval_hybrid_s"):
             lm_test = evaluated(evaluator.lm_scores(test_users, TEST, True), test_users, split, TEST)
             rec.ranking("lm_unified", seed, TEST, lm_test)
@@ -294,7 +302,8 @@ def run_training(spark, conf: Conf, good: dict, versions: dict, run, profile: Pr
             rec.add("hybrid", seed, VALID, hybrid_valid)
             hybrid_test = rec.ranking("hybrid", seed, TEST, evaluated(
                 hybrid.mix(id_test, lm_test.scores, weight), test_users, split, TEST))
-            rec.add("hybrid", seed, VALID, {"lm_weight": weight, "text_weight": side.text_weight}, family="mix")
+            rec.add("hybrid", seed, VALID, {"lm_weight": weight, "text_weight": side.text_weight,
+                                            "lm_confidence": stage2["lm_confidence"]}, family="mix")
             generation = evaluator.generation_report(TEST, unified=True)
             for family, values in generation.items():
                 rec.add("hybrid", seed, TEST, values, template="heldout" if family.endswith("_heldout") else "trained",
@@ -319,7 +328,8 @@ def run_training(spark, conf: Conf, good: dict, versions: dict, run, profile: Pr
     serving = hybrid.serving_label(weight, text_weight)
     text_part = f"text view weight {text_weight}" if text_weight else "no text view (it did not help on validation)"
     message_mix = (f"LM term weight {weight}, {text_part} (chosen on validation, seed {seed})" if weight > 0 else
-                   f"the LM term did not help on validation (out of fold): lm_weight 0, serving SASRec with "
+                   f"the LM term did not help on validation (out of fold, at {profile.mix_confidence:.0%} confidence): "
+                   f"lm_weight 0, serving SASRec with "
                    f"{text_part} (seed {seed})")
     log(f"[train] {message_mix}")
     version, tmp = registry.staging()

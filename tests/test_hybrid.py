@@ -131,3 +131,23 @@ def test_two_terms_are_weighted_jointly_and_a_useless_one_gets_zero():
     assert len(chosen.table) == 9 and chosen.honest["ndcg@10"] > chosen.table["0,0"]
     chosen = hybrid.choose_weights(base, [knows, -knows], users, split, VALID, grid=(0.0, 0.5, 1.0))
     assert chosen.weights[0] > 0 and chosen.weights[1] == 0.0
+
+
+def test_a_term_is_served_only_at_the_stated_confidence():
+    """A term that knows the targets of only 3 of 200 users wins out of fold (it cannot hurt anyone),
+    but those users are missing from ~5% of bootstrap resamples, so its confidence is below that of
+    a term that knows every target; min_confidence keeps
+    the term exactly when that confidence reaches it, and otherwise falls back to the base."""
+    split = small_split(n_users=200, n_items=60, seed=5)
+    users = np.array(sorted(split.valid))
+    base = np.random.default_rng(6).normal(size=(len(users), split.n_items))
+    few = on_targets(split, users, 10.0)
+    few[np.arange(len(users)) % 67 != 0] = 0.0          # users 0, 67, 134
+    loose = hybrid.choose_weight(base, few, users, split, VALID, min_confidence=0.0)
+    assert loose.weight > 0 and loose.honest["ndcg@10"] > loose.table["0"]
+    everyone = hybrid.choose_weight(base, on_targets(split, users, 10.0), users, split, VALID, min_confidence=0.95)
+    assert everyone.weight > 0 and everyone.confidence > loose.confidence
+    at = hybrid.choose_weight(base, few, users, split, VALID, min_confidence=loose.confidence)
+    above = hybrid.choose_weight(base, few, users, split, VALID, min_confidence=loose.confidence + 1e-6)
+    assert at.weight == loose.weight and above.weight == 0.0
+    assert above.honest["ndcg@10"] == above.table["0"] and above.confidence == loose.confidence

@@ -57,6 +57,10 @@ def test_quick_training_registers_a_champion_and_warm_starts_from_it(spark, base
     lm_weight, text_weight = info["hybrid"]["lm_weight"], info["hybrid"]["text_weight"]
     assert info["hybrid"]["serving"] == ("hybrid" if lm_weight > 0 else "id_model+text_view" if text_weight > 0
                                          else "id_model")
+    # each added term's confidence is recorded beside its weight
+    mix = {r.metric: r.value for r in metrics.where(F.col("family") == "mix").collect()}
+    assert mix["lm_weight"] == lm_weight and mix["text_weight"] == text_weight
+    assert 0.0 <= mix["lm_confidence"] <= 1.0 and 0.0 <= mix["text_confidence"] <= 1.0
     # a text view is stored exactly when it is served (weight > 0)
     assert (directory / "text_view.safetensors").exists() == (text_weight > 0) == ("text_view" in info)
     report = (directory / "report" / "report.md").read_text()

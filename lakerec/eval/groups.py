@@ -72,7 +72,8 @@ def paired_bootstrap(a: np.ndarray, b: np.ndarray, n: int = 1000, seed: int = 0,
                      confidence: float = 0.95) -> dict:
     """Paired bootstrap of mean(a) - mean(b): a and b are per-user values of two models on the same
     users in the same order; each resample draws user indices once and uses them for both.
-    ci_low/ci_high: the percentile interval of the difference at `confidence`."""
+    ci_low/ci_high: the percentile interval of the difference at `confidence`; p_better: the share of
+    resamples in which a's mean is above b's."""
     a, b = np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64)
     if a.ndim != 1 or a.shape != b.shape:
         raise ValueError(f"a {a.shape} and b {b.shape} must be 1-D per-user values of the same users")
@@ -86,5 +87,6 @@ def paired_bootstrap(a: np.ndarray, b: np.ndarray, n: int = 1000, seed: int = 0,
     mean_a, mean_b = float(a.mean()), float(b.mean())
     return {"mean_a": mean_a, "mean_b": mean_b, "diff": mean_a - mean_b,
             "ci_low": float(np.quantile(diffs, alpha)), "ci_high": float(np.quantile(diffs, 1.0 - alpha)),
+            "p_better": float((diffs > 0).mean()),
             "ratio": mean_a / mean_b if mean_b != 0 else None,
             "users": int(a.size), "n_bootstrap": int(n), "confidence": float(confidence)}

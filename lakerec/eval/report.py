@@ -29,7 +29,7 @@ MODEL_METRICS_COLUMNS_DOC = {
               "direct_generated (20 candidates by free generation, LLaRA's validity rule); rating; explanation; "
               "mix (the hybrid's lm_weight and text_weight)",
     "template": "trained: a prompt template used in training; heldout: never trained on (zero-shot)",
-    "metric": "hr@k, ndcg@k, mrr, coverage@10 (share of the catalogue in at least one user's top 10), valid_ratio, hit_ratio@1, hit_ratio@1_valid, rmse, mae, unigram_f1, lm_weight, text_weight, "
+    "metric": "hr@k, ndcg@k, mrr, coverage@10 (share of the catalogue in at least one user's top 10), valid_ratio, hit_ratio@1, hit_ratio@1_valid, rmse, mae, unigram_f1, lm_weight, text_weight, lm_confidence, text_confidence (share of bootstrap resamples in which the out-of-fold mix beat the mix without the term), "
               "users (how many users the row's metrics are computed on)",
     "value": "metric value",
     "recorded_at": "when the row was written (UTC)",
@@ -136,10 +136,14 @@ def markdown(rows: list[dict], meta: dict) -> str:
         stat = _stats(rows, model, "ranking", "ndcg@10", split="valid")
         if stat:
             lines.append(f"- {model}: {_cell(stat)} ({_users(rows, model, 'ranking', split='valid')} users)")
-    for name in ("text_weight", "lm_weight"):
+    for name, confidence in (("text_weight", "text_confidence"), ("lm_weight", "lm_confidence")):
         weights = [r["value"] for r in rows if r["model"] == "hybrid" and r["family"] == "mix" and r["metric"] == name]
+        sure = [r["value"] for r in rows if r["model"] == "hybrid" and r["family"] == "mix"
+                and r["metric"] == confidence]
         if weights:
-            lines.append(f"- {name} chosen per seed: {', '.join(f'{w:g}' for w in weights)}")
+            lines.append(f"- {name} chosen per seed: {', '.join(f'{w:g}' for w in weights)}"
+                         + (f" (out-of-fold mix better than without it in {', '.join(f'{c:.0%}' for c in sure)} "
+                            "of paired bootstrap resamples)" if len(sure) == len(weights) else ""))
     if meta.get("notes"):
         lines += ["", "## Notes", ""] + [f"- {n}" for n in meta["notes"]]
     lines += ["", "![NDCG@10 and HR@10 by model](report.png)", ""]
@@ -166,7 +170,7 @@ def quality_summary(rows: list[dict], meta: dict) -> dict:
         if model == "hybrid":
             entry["cand20_generated_hr@1"] = values(model, "direct_generated", "hit_ratio@1")
             entry["cand20_generated_valid"] = values(model, "direct_generated", "valid_ratio")
-            for name in ("lm_weight", "text_weight"):
+            for name in ("lm_weight", "text_weight", "lm_confidence", "text_confidence"):
                 entry[name] = [r["value"] for r in rows if r["model"] == model and r["family"] == "mix"
                                and r["metric"] == name]
         if entry["ndcg@10"]:

@@ -7,10 +7,12 @@ h_u, e_i: SASRec's user state and item embedding; g_u, f_i: the text view's (LLM
 a SASRec whose item embeddings are an adapter over the LM backbone's frozen text features of each
 item, `SASRecConfig.text_dim`), weighted by a = text_weight; v_u, t_i: the LM's user vector (its
 mean-pooled prompt) and item text vector. With a = w = 0 the hybrid *is* SASRec, so the product can
-never serve a model worse than its ID model: a and w are chosen jointly on validation from a grid
+never serve a model worse than its ID model: a and then w are chosen on validation from a grid
 that contains 0 (BIGRec's fusion weight; LLM-ESR sums an ID-view and a text-view logit the same
-way), and 0 is the explicit fallback; the added terms are kept only when they also help out of fold
-(`choose_weights`).
+way), and 0 is the explicit fallback; an added term is kept only when it also helps out of fold,
+with a stated confidence (`choose_weights`). The confidence matters: on ML-100K a validation gain
+of +0.002 NDCG@10 from the LM term (out of fold, but within noise) turned into a loss on test on
+all three seeds (bench/results/quality_ml100k.md of 2026-11-24).
 
 Why a weight fitted on validation rather than a gate trained with the LM: SASRec has already fit
 the training targets, so an LM term trained jointly on those same targets learns to switch itself
@@ -30,7 +32,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from lakerec.eval.metrics import ranking_metrics
+from lakerec.eval.groups import paired_bootstrap
+from lakerec.eval.metrics import ndcg_at, ranking_metrics
 from lakerec.model.sasrec import SASRec
 
 if TYPE_CHECKING:                      # eval.protocol imports pyspark; the export path must not need it
@@ -56,6 +59,7 @@ class Mix:
     table: dict[str, float]        # metric of each grid point ("w1,w2") on all the users (in-sample for the choice)
     honest: dict                   # ranking metrics of the mix out of fold (== the base's when the weights are 0)
     in_sample_weights: tuple[float, ...]   # the grid's best point on all the users
+    confidence: float = 0.0        # share of paired bootstrap resamples in which the out-of-fold mix beats the base
 
     @property
     def weight(self) -> float:
@@ -74,13 +78,15 @@ def grid_key(weights) -> str:
 
 
 def choose_weights(base: np.ndarray, terms: Sequence[np.ndarray], users: np.ndarray, split: "SplitData", on: str,
-                   grid=WEIGHT_GRID, metric: str = "ndcg@10", folds: int = 2, seed: int = 0) -> Mix:
+                   grid=WEIGHT_GRID, metric: str = "ndcg@10", folds: int = 2, seed: int = 0,
+                   min_confidence: float = 0.0) -> Mix:
     """Weights of `terms` added to `base` (score matrices whose rows are `users`, same order), chosen
     jointly on the `on` items of `users` over the grid's points (every term's weight from `grid`).
 
     The best point on the same users that judge it is an optimistic estimate, so the choice is also
     cross-fitted: the users are split into `folds`, each fold is mixed with the point chosen on the
-    others, and the terms are kept only when that out-of-fold mix beats `base` alone on `metric`;
+    others, and the terms are kept only when that out-of-fold mix beats `base` alone on `metric` and
+    does so in at least `min_confidence` of paired bootstrap resamples of the users (per-user NDCG@10);
     otherwise every weight is 0 (the fallback). Ties go to the smaller weights."""
     from lakerec.eval.protocol import ranks, rows_of
     if not all(len(users) == len(m) for m in (base, *terms)):
@@ -106,15 +112,17 @@ def choose_weights(base: np.ndarray, terms: Sequence[np.ndarray], users: np.ndar
     honest, alone = ranking_metrics(out_of_fold), ranking_metrics(per_point[zero])
     table = {grid_key(point): ranking_metrics(r)[metric] for point, r in per_point.items()}
     chosen = best(everyone)
-    if honest[metric] > alone[metric] and chosen != zero:
-        return Mix(chosen, table, honest, chosen)
-    return Mix(zero, table, alone, chosen)
+    confidence = paired_bootstrap(ndcg_at(out_of_fold), ndcg_at(per_point[zero]), seed=seed)["p_better"]
+    if honest[metric] > alone[metric] and chosen != zero and confidence >= min_confidence:
+        return Mix(chosen, table, honest, chosen, confidence)
+    return Mix(zero, table, alone, chosen, confidence)
 
 
-def choose_weight(id_scores: np.ndarray, lm_scores: np.ndarray, users: np.ndarray, split: "SplitData", on: str,
-                  grid=WEIGHT_GRID, metric: str = "ndcg@10", folds: int = 2, seed: int = 0) -> Mix:
+def choose_weight(id_scores: np.ndarray, term: np.ndarray, users: np.ndarray, split: "SplitData", on: str,
+                  grid=WEIGHT_GRID, metric: str = "ndcg@10", folds: int = 2, seed: int = 0,
+                  min_confidence: float = 0.0) -> Mix:
     """One term's weight (`choose_weights` with one term): `Mix.weight`, `Mix.in_sample_weight`."""
-    return choose_weights(id_scores, [lm_scores], users, split, on, grid, metric, folds, seed)
+    return choose_weights(id_scores, [term], users, split, on, grid, metric, folds, seed, min_confidence)
 
 
 def user_vector(id_state: torch.Tensor, lm_user: torch.Tensor, lm_weight: float, temperature: float) -> torch.Tensor:

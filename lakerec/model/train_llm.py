@@ -221,13 +221,13 @@ class Trainer:
         return {k: v / max(steps, 1) for k, v in totals.items()} | {"examples": done, "seconds": seconds}
 
     def fit_stage(self, stage: str, epochs: int, unified: bool, id_valid: np.ndarray | None = None,
-                  select: str = "hybrid", text_valid: np.ndarray | None = None) -> dict:
+                  select: str = "hybrid", min_confidence: float = 0.0) -> dict:
         """Train `epochs` epochs; after each, validation NDCG@10 of the LM alone and, with `id_valid`
-        (SASRec's scores of the evaluated validation users, `Evaluator.users(VALID)`), of the hybrid
-        whose weights `hybrid.choose_weights` picks jointly, out of fold: the LM's and, with
-        `text_valid` (the text view's scores of the same users), the text view's. The best epoch by
-        `select` ("hybrid": the out-of-fold hybrid, or "lm": the LM alone) is kept. Returns best_valid
-        (the LM alone), best_hybrid_valid, lm_weight, text_weight, weight_table and the history."""
+        (the ID side's scores of the evaluated validation users, `Evaluator.users(VALID)`), of the
+        hybrid whose LM weight `hybrid.choose_weight` picks out of fold, kept only at `min_confidence`.
+        The best epoch by `select` ("hybrid": the out-of-fold hybrid, or "lm": the LM alone) is kept.
+        Returns best_valid (the LM alone), best_hybrid_valid, lm_weight, lm_confidence, weight_table
+        and the history."""
         epoch_batches = [self._batches(self._plan(), unified) for _ in range(epochs)]
         optimizer = torch.optim.AdamW(param_groups(self.model, self.config), weight_decay=self.config.weight_decay)
         schedule = warmup_schedule(optimizer, sum(map(len, epoch_batches)), self.config.warmup)
@@ -238,23 +238,22 @@ class Trainer:
             stats = self.train_epoch(optimizer, schedule, batches, unified, stage)
             lm_valid = evaluator.lm_scores(users, VALID, unified)
             valid = ranking_metrics(matrix_ranks(lm_valid, users, self.data.split, VALID))
-            result = {"epoch": epoch, "best_valid": valid, "lm_weight": 0.0, "text_weight": 0.0, "weight_table": {},
-                      "best_hybrid_valid": None}
+            result = {"epoch": epoch, "best_valid": valid, "lm_weight": 0.0, "lm_confidence": 0.0,
+                      "weight_table": {}, "best_hybrid_valid": None}
             if id_valid is not None:
-                terms = [lm_valid] if text_valid is None else [text_valid, lm_valid]
-                chosen = hybrid.choose_weights(id_valid, terms, users, self.data.split, VALID)
-                result.update(lm_weight=chosen.weights[-1], text_weight=chosen.weights[0] if len(terms) == 2 else 0.0,
+                chosen = hybrid.choose_weight(id_valid, lm_valid, users, self.data.split, VALID,
+                                              min_confidence=min_confidence)
+                result.update(lm_weight=chosen.weight, lm_confidence=chosen.confidence,
                               weight_table=chosen.table, best_hybrid_valid=chosen.honest)
             key = (result["best_hybrid_valid"] or valid)["ndcg@10"] if select == "hybrid" else valid["ndcg@10"]
             history.append({"epoch": epoch, **stats, **{f"valid_{k}": v for k, v in valid.items()},
-                            "lm_weight": result["lm_weight"], "text_weight": result["text_weight"], "hybrid_valid_ndcg@10":
-                            (result["best_hybrid_valid"] or {}).get("ndcg@10")})
+                            "lm_weight": result["lm_weight"], "lm_confidence": result["lm_confidence"],
+                            "hybrid_valid_ndcg@10": (result["best_hybrid_valid"] or {}).get("ndcg@10")})
             log(f"[{stage}] epoch {epoch}: loss {stats['loss']:.4f}, {stats['examples'] / stats['seconds']:.2f} "
                 f"examples/s, valid ndcg@10 LM alone {valid['ndcg@10']:.4f}"
                 + (f", hybrid {result['best_hybrid_valid']['ndcg@10']:.4f} out of fold at lm_weight "
-                   f"{result['lm_weight']}, text_weight {result['text_weight']} (SASRec alone "
-                   f"{result['weight_table'][hybrid.grid_key([0.0] * (1 + (text_valid is not None)))]:.4f})"
-                   if id_valid is not None else ""))
+                   f"{result['lm_weight']} (better in {result['lm_confidence']:.0%} of resamples; ID side alone "
+                   f"{result['weight_table']['0']:.4f})" if id_valid is not None else ""))
             if best is None or key > best[0]:
                 best = (key, result)
                 best_state = {k: v.detach().clone() for k, v in self.model.state_dict().items()}
