@@ -1,7 +1,10 @@
-"""Fixtures: one local Spark session per test process, on a temporary warehouse.
+"""Fixtures: one local Spark session per test process, on a temporary warehouse; and the test tiers.
 
-Spark tests run in-process (one JVM, one embedded Derby metastore); the end-to-end CLI tests
-start `lakerec` in subprocesses on a warehouse of their own."""
+Tiers (pytest markers, `make test-unit` etc.): `airflow` and `e2e` modules say so themselves (real
+Airflow; `lakerec` in processes of their own on a warehouse of their own); any other test that
+needs the `spark` fixture, directly or through another fixture, is `spark` (in-process, one JVM,
+one embedded Derby metastore); the rest are `unit`. The tier follows what a test uses, so a test
+cannot sit in the wrong one."""
 import os
 
 import pytest
@@ -38,6 +41,15 @@ train:
       baselines: {{als_iterations: 2}}
       llm_train: {{max_users: 12, rank_users: 24, eval_users: 3, max_new_tokens: 3, stage1_epochs: 0}}
 """
+
+
+TIERS = ("airflow", "e2e", "spark", "unit")
+
+
+def pytest_collection_modifyitems(config, items):
+    for item in items:
+        if not any(item.get_closest_marker(tier) for tier in ("airflow", "e2e")):
+            item.add_marker(pytest.mark.spark if "spark" in item.fixturenames else pytest.mark.unit)
 
 
 @pytest.fixture(scope="session")

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 from deltalake import DeltaTable
 
-pytestmark = pytest.mark.spark
+pytestmark = pytest.mark.e2e
 RUN_DATE = "2026-11-23"
 # The demo trains the quick profile; shrink it further so that this test stays short (stage 1, the
 # text-only warm-up, is left out here: tests/test_train_job.py trains both stages).

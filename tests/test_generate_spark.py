@@ -1,14 +1,12 @@
 """Synthetic warehouse: same schema as MovieLens, deterministic, skewed popularity, sessions in time."""
 import datetime as dt
 
-import pytest
 from pyspark.sql import functions as F
 
 from jobs import generate, textualize
 from lakerec.sources import synthetic
 from tests.warehouse_fixtures import conf_for
 
-pytestmark = pytest.mark.spark
 RUN_DATE = dt.date(2026, 1, 1)
 
 

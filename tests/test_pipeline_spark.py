@@ -12,7 +12,6 @@ from lakerec.sources.schema import read_source
 from lakerec.tables import table_exists
 from tests.warehouse_fixtures import at, conf_for, write
 
-pytestmark = pytest.mark.spark
 RUN_DATE = dt.date(2001, 3, 10)
 
 GOOD_USERS = [(1, 30, "M", "writer", "11111"), (2, 40, "F", "artist", "22222")]

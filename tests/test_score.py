@@ -10,7 +10,6 @@ import pytest
 
 from tests.model_fixtures import catalogue, prepared_explainer, registry_with_random_champion
 
-pytestmark = pytest.mark.spark
 DATE = dt.date(2026, 11, 23)
 N_ITEMS = 80
 TOP_K = 5

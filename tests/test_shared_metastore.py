@@ -17,7 +17,7 @@ from deltalake import DeltaTable
 
 from tests.conftest import DEPLOYMENT_CONF
 
-pytestmark = pytest.mark.spark
+pytestmark = pytest.mark.e2e
 RUN_DATE, TOP_K, USERS = "2026-11-20", 10, 150
 
 

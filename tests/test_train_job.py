@@ -11,7 +11,6 @@ from jobs import generate, models, train
 from lakerec.model.registry import Registry
 from tests.warehouse_fixtures import conf_for
 
-pytestmark = pytest.mark.spark
 RUN_DATE = dt.date(2026, 1, 1)
 TINY = {
     "train.profiles.quick.sasrec_train.epochs": 2,
