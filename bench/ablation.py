@@ -110,4 +110,6 @@ def main() -> None:
 
 
 if __name__ == "__main__":
+    from lakerec import logs
+    logs.configure()
     main()

@@ -7,6 +7,7 @@ import time
 
 import torch
 
+from lakerec import logs
 from lakerec.config import load_conf
 from lakerec.eval.baselines import als, most_popular
 from lakerec.eval.protocol import collect_split, evaluate
@@ -14,6 +15,8 @@ from lakerec.eval.split import leave_one_out
 from lakerec.model.sasrec import SASRecConfig
 from lakerec.model.train_sasrec import TrainConfig, fit, scorer
 from lakerec.spark import build_session
+
+logs.configure()
 
 max_len = int(sys.argv[1]) if len(sys.argv) > 1 else 100
 seeds = [int(s) for s in (sys.argv[2] if len(sys.argv) > 2 else "0").split(",")]

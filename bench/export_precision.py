@@ -18,6 +18,7 @@ import numpy as np
 import torch
 
 from lakerec import training
+from lakerec import logs
 from lakerec.config import load_conf
 from lakerec.eval.metrics import ranking_metrics, target_rank
 from lakerec.eval.protocol import seen_before
@@ -33,6 +34,8 @@ from model_export.parity import agreement, torch_user_vectors
 from rec_udf.catalogue import write_catalogue
 from rec_udf.glm_input import SpecialTokens
 from rec_udf.scorer import Scorer
+
+logs.configure()
 
 version = sys.argv[1] if len(sys.argv) > 1 else "champion"
 limit = int(sys.argv[2]) if len(sys.argv) > 2 else None

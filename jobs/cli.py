@@ -11,6 +11,7 @@ import datetime as dt
 import os
 import sys
 
+from lakerec import logs
 from lakerec.config import load_conf
 from lakerec.errors import LakeRecError
 from rec_udf.errors import BundleError
@@ -136,6 +137,7 @@ def dispatch(args, spark, conf) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
+    logs.configure()
     try:
         conf = load_conf(args.conf, args.set)
         if args.job == "models":             # reads the registry only: no Spark session

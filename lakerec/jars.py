@@ -14,6 +14,7 @@ import sys
 import tempfile
 from pathlib import Path
 
+from lakerec import logs
 from lakerec.config import Conf, load_conf
 from lakerec.errors import LakeRecError
 
@@ -63,8 +64,7 @@ def fetch_package(coordinate: str, folder: Path) -> Path:
     if not shutil.which("mvn"):
         raise LakeRecError("Maven (mvn) is not on PATH; install it or let Spark resolve "
                            f"{coordinate} through spark.jars.packages")
-    print(f"[lakerec setup] fetching {coordinate} and its dependencies with Maven into {folder}",
-          file=sys.stderr)
+    logs.get(__name__).info(f"[lakerec setup] fetching {coordinate} and its dependencies with Maven into {folder}")
     with tempfile.TemporaryDirectory() as tmp:
         (Path(tmp) / "pom.xml").write_text(_POM.format(group=group, artifact=artifact, version=version))
         out = Path(tmp) / "jars"
@@ -94,6 +94,7 @@ def main(argv: list[str]) -> int:
     if argv[:1] != ["fetch"]:
         print("usage: python -m lakerec.jars fetch [--conf FILE]", file=sys.stderr)
         return 2
+    logs.configure()
     conf_path = argv[argv.index("--conf") + 1] if "--conf" in argv else None
     fetch(load_conf(conf_path))
     return 0

@@ -1,10 +1,13 @@
-"""Progress on long Spark work: a background thread prints the active stages every few seconds."""
+"""Progress on long Spark work: a background thread logs the active stages every few seconds."""
 from __future__ import annotations
 
 import contextlib
-import sys
 import threading
 import time
+
+from lakerec import logs
+
+log = logs.get(__name__)
 
 
 @contextlib.contextmanager
@@ -21,8 +24,7 @@ def spark_progress(spark, label: str, every_s: float = 15.0):
                 info = tracker.getStageInfo(stage_id)
                 if info:
                     parts.append(f"stage {stage_id}: {info.numCompletedTasks}/{info.numTasks} tasks")
-            print(f"[{label}] {time.time() - start:.0f}s " + ("; ".join(parts) or "working"),
-                  file=sys.stderr, flush=True)
+            log.info(f"[{label}] {time.time() - start:.0f}s " + ("; ".join(parts) or "working"))
 
     thread = threading.Thread(target=report, daemon=True)
     thread.start()

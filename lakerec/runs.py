@@ -14,6 +14,7 @@ import time
 import uuid
 from dataclasses import dataclass, field
 
+from lakerec import logs
 from lakerec import __version__
 from lakerec.config import Conf
 from lakerec.tables import append, replace_slice, table_exists
@@ -112,7 +113,7 @@ def _write(spark, conf: Conf, run: Run, status: str, error: str | None) -> None:
             if "Concurrent" in str(exc) and attempt + 1 < WRITE_ATTEMPTS:
                 time.sleep(0.5 * (attempt + 1))
                 continue
-            print(f"warning: could not record the run in {table}: {exc}", file=sys.stderr)
+            logs.get(__name__).warning(f"warning: could not record the run in {table}: {exc}")
             return
 
 

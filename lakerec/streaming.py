@@ -15,12 +15,12 @@ import contextlib
 import dataclasses
 import datetime as dt
 import json
-import sys
 import uuid
 from pathlib import Path
 
 from pyspark.sql import DataFrame, functions as F
 
+from lakerec import logs
 from lakerec.config import Conf
 from lakerec.prompts import build_prompts
 from lakerec.scoring import create_recommendations_table, quarantine_rows, recommendation_rows, score_prompts
@@ -135,8 +135,8 @@ def process_batch(conf: Conf, batch: DataFrame, batch_id: int, app_id: str) -> N
         merge_quarantine(spark, conf.require("tables.quarantine"), bad, app_id, batch_id)
         rows.unpersist()
         bad.unpersist()
-        print(f"[stream] batch {batch_id}: {n_users} users re-scored with {metrics['model_version']} -> {table} "
-              f"({metrics['users_per_s']} users/s)", file=sys.stderr, flush=True)
+        logs.get(__name__).info(f"[stream] batch {batch_id}: {n_users} users re-scored with "
+                                f"{metrics['model_version']} -> {table} ({metrics['users_per_s']} users/s)")
     finally:
         users.unpersist()
 

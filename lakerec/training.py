@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import datetime as dt
 import os
-import sys
 from dataclasses import dataclass, field, fields
 
 import numpy as np
 import torch
 from pyspark.sql import functions as F
 
+from lakerec import logs
 from lakerec.config import Conf
 from lakerec.errors import ConfigError
 from lakerec.eval.baselines import als, most_popular
@@ -31,8 +31,7 @@ from lakerec.prompts import template_spec
 from rec_udf import textualizer
 
 
-def log(msg: str) -> None:
-    print(msg, file=sys.stderr, flush=True)
+log = logs.get(__name__).info
 
 
 @dataclass

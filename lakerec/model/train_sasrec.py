@@ -1,13 +1,13 @@
 """Training and scoring of SASRec on a leave-one-out split, with early stopping on validation NDCG@10."""
 from __future__ import annotations
 
-import sys
 import time
 from dataclasses import dataclass, field
 
 import numpy as np
 import torch
 
+from lakerec import logs
 from lakerec.eval.protocol import Scorer, SplitData, evaluate, seen_before
 from lakerec.eval.split import VALID
 from lakerec.model.sasrec import SASRec, SASRecConfig
@@ -61,7 +61,7 @@ def scorer(model: SASRec, data: SplitData, on: str, device: str = "cpu") -> Scor
 
 
 def fit(data: SplitData, model_config: SASRecConfig, train: TrainConfig, device: str = "cpu",
-        log=lambda msg: print(msg, file=sys.stderr, flush=True), init_state: dict | None = None,
+        log=logs.get(__name__).info, init_state: dict | None = None,
         text_features: torch.Tensor | None = None, name: str = "sasrec") -> FitResult:
     """init_state: weights to start from (a warm start from the champion) instead of a fresh init;
     text_features: the text view's frozen item features (model_config.text_dim > 0)."""
