@@ -11,7 +11,6 @@ idempotent on its own (the same users' rows are replaced by the same key), so no
 """
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import datetime as dt
 import json
@@ -25,13 +24,11 @@ from lakerec.config import Conf
 from lakerec.prompts import build_prompts
 from lakerec.scoring import create_recommendations_table, quarantine_rows, recommendation_rows, score_prompts
 from lakerec.sources.schema import mapping, read_sources
-from lakerec.tables import append, sql_string, table_exists
+from lakerec.tables import append, merge_insert_missing, merge_upsert, sql_string, table_exists, transaction_id
 from lakerec.validate import QUARANTINE_COLUMNS_DOC, quarantine_records, validate
 
 LIVE_VARIANT = "live"
 STREAM_JOB = "stream"
-TXN_APP_ID = "spark.databricks.delta.write.txnAppId"
-TXN_VERSION = "spark.databricks.delta.write.txnVersion"
 
 
 def checkpoint_dir(conf: Conf) -> str:
@@ -82,41 +79,19 @@ def live_rows(spark, conf: Conf, users: DataFrame, run_date: dt.date,
         checked.release()
 
 
-@contextlib.contextmanager
-def idempotent(spark, app_id: str, batch_id: int):
-    """Delta writes inside carry (txnAppId, txnVersion): a replayed batch's write is skipped."""
-    spark.conf.set(TXN_APP_ID, app_id)
-    spark.conf.set(TXN_VERSION, str(batch_id))
-    try:
-        yield
-    finally:
-        spark.conf.unset(TXN_APP_ID)
-        spark.conf.unset(TXN_VERSION)
-
-
 def merge_live(spark, table: str, rows: DataFrame, app_id: str, batch_id: int) -> None:
-    from delta.tables import DeltaTable
-    with idempotent(spark, app_id, batch_id):
-        (DeltaTable.forName(spark, table).alias("t")
-         .merge(rows.alias("s"), "t.user_id = s.user_id AND t.rank = s.rank")
-         .withSchemaEvolution()        # columns added by a newer LakeRec (e.g. explanation_source) join the table
-         .whenMatchedDelete(condition="s.item_id IS NULL")
-         .whenMatchedUpdateAll()
-         .whenNotMatchedInsertAll(condition="s.item_id IS NOT NULL")
-         .execute())
+    """The touched users' ranks: replaced, deleted where a rank is now empty (item_id NULL), inserted."""
+    with transaction_id(spark, app_id, batch_id):
+        merge_upsert(spark, table, rows, ["user_id", "rank"], delete_when="s.item_id IS NULL",
+                     insert_when="s.item_id IS NOT NULL")
 
 
 def merge_quarantine(spark, table: str, bad: DataFrame, app_id: str, batch_id: int) -> None:
     """Insert the quarantine rows not already there (a bad row seen by many batches is kept once)."""
-    from delta.tables import DeltaTable
     if not table_exists(spark, table):
         append(bad.limit(0), table, QUARANTINE_COLUMNS_DOC)
-    with idempotent(spark, app_id, batch_id):
-        (DeltaTable.forName(spark, table).alias("t")
-         .merge(bad.alias("s"), "t.job = s.job AND t.source_table = s.source_table AND t.reason = s.reason "
-                                "AND t.row_json = s.row_json")
-         .whenNotMatchedInsertAll()
-         .execute())
+    with transaction_id(spark, app_id, batch_id):
+        merge_insert_missing(spark, table, bad, ["job", "source_table", "reason", "row_json"])
 
 
 def process_batch(conf: Conf, batch: DataFrame, batch_id: int, app_id: str) -> None:

@@ -1,7 +1,9 @@
-"""Small helpers over the catalog and Delta tables: existence, versions, locations, and the two
-write patterns every job uses (replace one slice atomically; append)."""
+"""Small helpers over the catalog and Delta tables: existence, versions, locations, and the write
+patterns the jobs use: replace one slice atomically, append, overwrite, and (streaming) MERGE by key
+under a Delta transaction id."""
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import math
 
@@ -157,3 +159,42 @@ def overwrite(df, name: str):
     spark = df.sparkSession
     ensure_database(spark, name)
     df.write.format("delta").mode("overwrite").option("overwriteSchema", "true").saveAsTable(name)
+
+
+TXN_APP_ID = "spark.databricks.delta.write.txnAppId"
+TXN_VERSION = "spark.databricks.delta.write.txnVersion"
+
+
+@contextlib.contextmanager
+def transaction_id(spark, app_id: str, version: int):
+    """Delta writes inside carry (txnAppId, txnVersion): Delta skips a write whose pair it has already
+    committed (a streaming micro-batch replayed after a crash)."""
+    spark.conf.set(TXN_APP_ID, app_id)
+    spark.conf.set(TXN_VERSION, str(version))
+    try:
+        yield
+    finally:
+        spark.conf.unset(TXN_APP_ID)
+        spark.conf.unset(TXN_VERSION)
+
+
+def _on_keys(keys: list[str]) -> str:
+    return " AND ".join(f"t.`{key}` = s.`{key}`" for key in keys)
+
+
+def merge_upsert(spark, name: str, rows, keys: list[str], delete_when: str | None = None,
+                 insert_when: str | None = None) -> None:
+    """MERGE rows into the table by `keys`: a matched row is deleted where `delete_when` holds (a SQL
+    condition on the source row `s`) and replaced otherwise; an unmatched one is inserted where
+    `insert_when` holds. Columns the rows add join the table (additive evolution)."""
+    from delta.tables import DeltaTable
+    merge = DeltaTable.forName(spark, name).alias("t").merge(rows.alias("s"), _on_keys(keys)).withSchemaEvolution()
+    if delete_when:
+        merge = merge.whenMatchedDelete(condition=delete_when)
+    merge.whenMatchedUpdateAll().whenNotMatchedInsertAll(condition=insert_when).execute()
+
+
+def merge_insert_missing(spark, name: str, rows, keys: list[str]) -> None:
+    """Insert the rows whose `keys` are not in the table yet (a row seen again is kept once)."""
+    from delta.tables import DeltaTable
+    DeltaTable.forName(spark, name).alias("t").merge(rows.alias("s"), _on_keys(keys)).whenNotMatchedInsertAll().execute()
