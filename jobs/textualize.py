@@ -5,7 +5,7 @@ from __future__ import annotations
 from pyspark.sql import functions as F
 
 from lakerec.progress import spark_progress
-from lakerec.prompts import HOLDOUT_COLUMNS_DOC, PROMPTS_COLUMNS_DOC, build_prompts
+from lakerec.prompts import HOLDOUT_COLUMNS_DOC, PROMPTS_COLUMNS_DOC, build_prompts, prompt_stats
 from lakerec.runs import recorded_run
 from lakerec.tables import replace_slice
 from lakerec.validate import validated_sources
@@ -22,12 +22,7 @@ def run(spark, conf, run_date, holdout: bool = False):
                 run.timed("prompts_s"):
             prompts = build_prompts(checked.good, conf, run_date, run.run_id, versions, holdout=holdout)
             replace_slice(prompts, prompts_table, {"run_date": run_date}, ["run_date"], docs)
-        stats = spark.table(prompts_table).where(F.col("run_date") == F.lit(run_date)).agg(
-            F.count("*").alias("prompts"), F.avg("n_history_kept").alias("mean_kept"),
-            F.avg((F.col("n_history_kept") < F.col("n_history_total")).cast("double")).alias("truncated"),
-            F.avg("prompt_tokens").alias("mean_tokens")).first()
+        stats = prompt_stats(spark.table(prompts_table).where(F.col("run_date") == F.lit(run_date)))
         run.rows_out = stats["prompts"]
-        run.metrics.update(prompts=stats["prompts"], mean_history_kept=round(stats["mean_kept"] or 0, 1),
-                           share_truncated=round(stats["truncated"] or 0, 3),
-                           mean_prompt_tokens=round(stats["mean_tokens"] or 0, 1))
+        run.metrics.update(stats)
         return run

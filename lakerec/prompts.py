@@ -90,3 +90,15 @@ def build_prompts(good: dict[str, DataFrame], conf: Conf, run_date: dt.date, run
         "template_name", "prompt_template_version", "template_hash",
         versions.alias("input_table_versions"), F.lit(run_id).alias("run_id"),
         F.current_timestamp().alias("created_at"), *(["heldout_item_id", "heldout_event_time"] if holdout else []))
+
+
+def prompt_stats(prompts: DataFrame) -> dict:
+    """What the run log records of one date's prompts: how many, the mean history items kept, the
+    share of users whose history was cut to fit the token budget, and the mean prompt length."""
+    stats = prompts.agg(
+        F.count("*").alias("prompts"), F.avg("n_history_kept").alias("mean_kept"),
+        F.avg((F.col("n_history_kept") < F.col("n_history_total")).cast("double")).alias("truncated"),
+        F.avg("prompt_tokens").alias("mean_tokens")).first()
+    return {"prompts": stats["prompts"], "mean_history_kept": round(stats["mean_kept"] or 0, 1),
+            "share_truncated": round(stats["truncated"] or 0, 3),
+            "mean_prompt_tokens": round(stats["mean_tokens"] or 0, 1)}
