@@ -32,6 +32,7 @@ from lakerec.eval.metrics import candidate_metrics, ranking_metrics, rmse_mae
 from lakerec.eval.protocol import candidate_lists, matrix_ranks
 from lakerec.eval.split import TEST, VALID
 from lakerec.model import hybrid, tasks
+from lakerec.model.best_epoch import BestEpoch
 from lakerec.model.examples import ExampleBuilder
 from lakerec.model.glm import collate
 from lakerec.model.losses import alignment_loss
@@ -232,7 +233,7 @@ class Trainer:
         schedule = warmup_schedule(optimizer, sum(map(len, epoch_batches)), self.config.warmup)
         evaluator = Evaluator(self)
         users = evaluator.users(VALID)
-        best, best_state, history = None, None, []
+        best, history = BestEpoch(), []
         for epoch, batches in enumerate(epoch_batches, start=1):
             stats = self.train_epoch(optimizer, schedule, batches, unified, stage)
             lm_valid = evaluator.lm_scores(users, VALID, unified)
@@ -253,11 +254,9 @@ class Trainer:
                 + (f", hybrid {result['best_hybrid_valid']['ndcg@10']:.4f} out of fold at lm_weight "
                    f"{result['lm_weight']} (better in {result['lm_confidence']:.0%} of resamples; ID side alone "
                    f"{result['weight_table']['0']:.4f})" if id_valid is not None else ""))
-            if best is None or key > best[0]:
-                best = (key, result)
-                best_state = {k: v.detach().clone() for k, v in self.model.state_dict().items()}
-        self.model.load_state_dict(best_state)
-        return {**best[1], "history": history}
+            best.offer(self.model, key, result)
+        best.restore(self.model)
+        return {**best.result, "history": history}
 
 
 class Evaluator:
