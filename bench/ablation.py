@@ -24,8 +24,9 @@ from lakerec.config import load_conf
 from lakerec.eval.metrics import ranking_metrics
 from lakerec.eval.split import TEST, VALID
 from lakerec.model import hybrid
+from lakerec.model.eval_llm import Evaluator
 from lakerec.model.store import build_model
-from lakerec.model.train_llm import Evaluator, Trainer
+from lakerec.model.train_llm import Trainer
 from lakerec.model.train_sasrec import scorer as sasrec_scorer
 from lakerec.sources.schema import read_sources
 from lakerec.spark import build_session

@@ -25,7 +25,8 @@ from lakerec.model.recllm import RecLLMConfig
 from lakerec.model.registry import Registry, git_commit, training_conf_hash
 from lakerec.model.sasrec import SASRec, SASRecConfig
 from lakerec.model.store import attach_id_model, build_model, load_model, model_info, save_model
-from lakerec.model.train_llm import Evaluator, LLMTrainConfig, Trainer
+from lakerec.model.eval_llm import Evaluator
+from lakerec.model.train_llm import LLMTrainConfig, Trainer
 from lakerec.model.train_sasrec import TrainConfig, fit, scorer as sasrec_scorer
 from lakerec.prompts import template_spec
 from rec_udf import textualizer
