@@ -4,9 +4,9 @@ import numpy as np
 import pytest
 import torch
 
-from lakerec.model.glm import (IGNORE, ITEM_SLOT, USER_SLOT, SpecialTokens, TokenizedPrompt, build_example,
-                               choose_masked_entities, collate, load_tokenizer, mask_token_ranges,
-                               tokenize_prompt)
+from lakerec.model.glm import choose_masked_entities, collate, mask_token_ranges
+from rec_udf.glm_input import (IGNORE, ITEM_SLOT, USER_SLOT, SpecialTokens, TokenizedPrompt, build_example,
+                               load_tokenizer, tokenize_prompt)
 from rec_udf.textualizer import textualize
 
 SPECIAL = SpecialTokens(pad=0, mask=1, span_start=2, span_end=3, item_slot=4, user_slot=5, cls=None, sep=None)

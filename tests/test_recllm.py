@@ -6,9 +6,10 @@ import pytest
 import torch
 from torch.nn import functional as F
 
-from lakerec.model.glm import SpecialTokens, TokenizedPrompt, build_example, collate, load_tokenizer
+from lakerec.model.glm import collate
 from lakerec.model.losses import alignment_loss
 from lakerec.model.recllm import RecLLM, RecLLMConfig, attach_lora
+from rec_udf.glm_input import SpecialTokens, TokenizedPrompt, build_example, load_tokenizer
 
 
 def unit(x):

@@ -11,8 +11,10 @@ from lakerec.eval.candidates import generation_budget, match_answer
 from lakerec.eval.metrics import candidate_metrics, ranking_metrics, rmse_mae
 from lakerec.eval.protocol import candidate_lists, matrix_ranks
 from lakerec.eval.split import TEST, VALID
-from lakerec.model import hybrid, tasks
+from lakerec.model import hybrid
 from lakerec.model.glm import collate
+from lakerec.model.tasks import unigram_f1
+from rec_udf.task_prompts import answer_text, heldout_template, trained_templates
 
 if TYPE_CHECKING:                       # the Trainer builds an Evaluator; only its type is needed here
     from lakerec.model.train_llm import Trainer
@@ -93,7 +95,7 @@ class Evaluator:
         candidate title appears in it (`eval.candidates.match_answer`), room for the longest title."""
         users = [int(u) for u in self.users(on, self.t.config.eval_users)]
         lists = candidate_lists(self.data.split, users, on, seed, k)
-        titles = [tasks.answer_text(item) for item in self.data.items]
+        titles = [answer_text(item) for item in self.data.items]
         budget = generation_budget(self.builder.tokenizer, titles)
         self.model.eval()
         texts, _ = self._generate(users, on, unified, lambda u, n: self.builder.example(
@@ -124,7 +126,7 @@ class Evaluator:
             u, n, "explanation", template, unified=unified, target=self.data.target(u, on), with_answer=False))
         refs = [self.builder.answer(u, self.data.prefix_length(u, on), "explanation", self.data.target(u, on))
                 for u in users]
-        f1 = [tasks.unigram_f1(t, r) for t, r in zip(texts, refs)]
+        f1 = [unigram_f1(t, r) for t, r in zip(texts, refs)]
         return {"unigram_f1": float(np.mean(f1)) if f1 else 0.0, "users": len(users),
                 "example": texts[0] if texts else ""}
 
@@ -135,6 +137,6 @@ class Evaluator:
         for family, fn in (("direct_generated", self.candidates), ("rating", self.ratings),
                            ("explanation", self.explanations)):
             task = "direct" if family == "direct_generated" else family
-            report[family] = fn(on, unified, tasks.trained_templates(task)[0][1])
-            report[f"{family}_heldout"] = fn(on, unified, tasks.heldout_template(task)[1])
+            report[family] = fn(on, unified, trained_templates(task)[0][1])
+            report[f"{family}_heldout"] = fn(on, unified, heldout_template(task)[1])
         return report

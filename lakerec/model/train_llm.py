@@ -27,7 +27,6 @@ import torch
 from torch.nn import functional as F
 
 from lakerec import logs
-from lakerec.model import tasks
 from lakerec.model.best_epoch import BestEpoch
 from lakerec.model.eval_llm import Evaluator
 from lakerec.model.examples import ExampleBuilder
@@ -36,6 +35,7 @@ from lakerec.model.losses import alignment_loss
 from lakerec.model.recllm import RecLLM
 from lakerec.model.sasrec import SASRec
 from lakerec.model.train_sasrec import left_pad
+from rec_udf.task_prompts import trained_templates
 
 
 @dataclass
@@ -135,7 +135,7 @@ class Trainer:
                 family = families[self.rng.choice(len(families), p=weights / weights.sum())]
                 if family == "rating" and not self.builder.rated(user, int(self.data.sequences[user][n])):
                     family = "sequential"
-                templates = tasks.trained_templates(family)
+                templates = trained_templates(family)
                 plan.append((user, int(n), family, templates[self.rng.integers(len(templates))][1]))
         return plan
 
