@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import datetime as dt
 import os
-from dataclasses import dataclass, field, fields
 
 import numpy as np
 import torch
@@ -14,65 +13,25 @@ from lakerec import logs
 from lakerec.config import Conf
 from lakerec.errors import ConfigError
 from lakerec.eval.baselines import als, most_popular
-from lakerec.eval.groups import grouped_ranking_metrics, paired_bootstrap, popularity_groups
-from lakerec.eval.metrics import candidate_metrics, ndcg_at, ranking_metrics
-from lakerec.eval.protocol import Scorer, SplitData, candidate_lists, collect_split, coverage, matrix_ranks
+from lakerec.eval.protocol import SplitData, collect_split
+from lakerec.eval.recorder import Evaluated, Recorder, evaluated, score_matrix
 from lakerec.eval.split import TEST, VALID, leave_one_out
 from lakerec.model import hybrid
 from lakerec.model.hybrid import IDSide
 from lakerec.model.examples import ExampleBuilder, TextData, collect_text_data, item_examples
-from lakerec.model.recllm import RecLLMConfig
 from lakerec.model.registry import Registry, git_commit, training_conf_hash
+from lakerec.model.device import device
 from lakerec.model.sasrec import SASRec, SASRecConfig
 from lakerec.model.store import attach_id_model, build_model, load_model, model_info, save_model
 from lakerec.model.eval_llm import Evaluator
-from lakerec.model.train_llm import LLMTrainConfig, Trainer
+from lakerec.model.train_llm import Trainer
 from lakerec.model.train_sasrec import TrainConfig, fit, scorer as sasrec_scorer
+from lakerec.profiles import Profile
 from lakerec.prompts import template_spec
 from rec_udf import textualizer
 
 
 log = logs.get(__name__).info
-
-
-@dataclass
-class Profile:
-    name: str
-    seeds: list
-    sasrec: SASRecConfig
-    sasrec_train: TrainConfig
-    llm: RecLLMConfig
-    llm_train: LLMTrainConfig
-    baselines: dict = field(default_factory=dict)
-    text_view: bool = False            # train the text view (SASRec over LM text features) for the ID side
-    # An added term (text view, LM) is served only when its out-of-fold validation gain holds in this
-    # share of paired bootstrap resamples (hybrid.choose_weights); 0 keeps any out-of-fold gain.
-    mix_confidence: float = 0.95
-
-
-def load_profile(conf: Conf, name: str | None) -> Profile:
-    name = name or conf.get("train.profile")
-    raw = conf.get("train.profiles").get(name)
-    if raw is None:
-        raise ConfigError(f"train.profiles.{name} is not defined (profiles: {sorted(conf.get('train.profiles'))})")
-    known = {f.name for f in fields(Profile)} - {"name"}
-    unknown = sorted(set(raw) - known)
-    if unknown:
-        raise ConfigError(f"train.profiles.{name}: unknown key(s) {', '.join(unknown)} (known: {', '.join(sorted(known))})")
-    try:
-        return Profile(name=name, seeds=list(raw.get("seeds", [0])),
-                       sasrec=SASRecConfig(n_items=0, **raw.get("sasrec", {})),
-                       sasrec_train=TrainConfig(**raw.get("sasrec_train", {})),
-                       llm=RecLLMConfig(**raw.get("llm", {})),
-                       llm_train=LLMTrainConfig(**raw.get("llm_train", {})),
-                       baselines=raw.get("baselines", {}), text_view=bool(raw.get("text_view", False)),
-                       **({"mix_confidence": float(raw["mix_confidence"])} if "mix_confidence" in raw else {}))
-    except TypeError as exc:
-        raise ConfigError(f"train.profiles.{name}: {exc}") from None
-
-
-def device() -> str:
-    return "cuda" if torch.cuda.is_available() else "cpu"
 
 
 def prepare_data(spark, conf: Conf, good: dict, run_date: dt.date) -> tuple[SplitData, TextData, object]:
@@ -92,36 +51,9 @@ def builder_for(conf: Conf, text: TextData, tokenizer, special) -> ExampleBuilde
                           max_items=int(conf.get("textualize.max_history_items")), spec=template_spec(conf))
 
 
-def scored_candidates(scores: np.ndarray, users: np.ndarray, split: SplitData, on: str,
-                      lists: dict[int, list[int]]) -> dict:
-    """The 20-candidate protocol by candidate scoring: the model's own user-item score restricted
-    to the 20 candidates picks the answer (valid by construction). `scores`: rows of `users`;
-    `lists`: `candidate_lists` of those users (fixed seed: the free-generation rows' lists too)."""
-    targets = split.test if on == TEST else split.valid
-    answers = [lists[int(u)][int(np.argmax(scores[row][lists[int(u)]]))] for row, u in enumerate(users)]
-    return candidate_metrics(answers, [lists[int(u)] for u in users], [targets[int(u)] for u in users])
-
-
-@dataclass
-class Evaluated:
-    """One model's scores on the evaluated users of one split, and what the report needs of them."""
-    users: np.ndarray
-    scores: np.ndarray
-    ranks: np.ndarray
-
-
-def evaluated(scores: np.ndarray, users: np.ndarray, split: SplitData, on: str) -> Evaluated:
-    return Evaluated(users, scores, matrix_ranks(scores, users, split, on))
-
-
 def sequential_scores(model: SASRec, split: SplitData, on: str, users: np.ndarray) -> Evaluated:
     """A SASRec-family model's full-catalogue scores and ranks for `users` on the `on` split."""
     return evaluated(score_matrix(sasrec_scorer(model, split, on, device()), users), users, split, on)
-
-
-def score_matrix(scorer: Scorer, users: np.ndarray, batch: int = 512) -> np.ndarray:
-    return np.concatenate([np.asarray(scorer(users[b:b + batch]), dtype=np.float32)
-                           for b in range(0, len(users), batch)])
 
 
 def train_id_model(split: SplitData, profile: Profile, seed: int, warm: SASRec | None, warm_items: np.ndarray | None):
@@ -157,45 +89,6 @@ def warm_start_state(old: SASRec, old_items: np.ndarray, new_items: np.ndarray, 
             rows[i + 1] = state["item_emb.weight"][where[int(item)] + 1]
     state["item_emb.weight"] = rows
     return state
-
-
-class Recorder:
-    """The run's long-format metric rows (`lakerec.model_metrics`) and the per-user ranks that the
-    paired comparisons and the quality summary are computed from. Every ranking row of a split is
-    computed on the same users (`users` is recorded beside each row)."""
-
-    def __init__(self, split: SplitData):
-        self.split, self.rows, self.ranks = split, [], {}
-        self.groups = popularity_groups(split)
-        self._candidate_lists: dict[tuple, dict] = {}     # the same lists for every model: built once
-
-    def add(self, model: str, seed, split_name: str, metrics: dict, template: str = "trained",
-            family: str = "ranking") -> None:
-        for metric, value in metrics.items():
-            if isinstance(value, (int, float)) and not isinstance(value, bool):
-                self.rows.append({"model": model, "seed": seed, "split": split_name, "family": family,
-                                  "template": template, "metric": metric, "value": float(value)})
-
-    def ranking(self, model: str, seed, on: str, result: Evaluated) -> dict:
-        """Full-ranking rows, and on test the head / tail / cold rows and candidate scoring."""
-        metrics = ranking_metrics(result.ranks)
-        if on == TEST:
-            metrics["coverage@10"] = coverage(result.scores, result.users, self.split, on)
-        self.add(model, seed, on, metrics)
-        if on == TEST:
-            self.ranks[(model, seed)] = result.ranks
-            targets = np.array([self.split.test[int(u)] for u in result.users])
-            for group, values in grouped_ranking_metrics(result.ranks, targets, self.groups).items():
-                self.add(model, seed, on, values, family=f"ranking_{group}")
-            key = (on, tuple(int(u) for u in result.users))
-            if key not in self._candidate_lists:
-                self._candidate_lists[key] = candidate_lists(self.split, list(key[1]), on)
-            self.add(model, seed, on, scored_candidates(result.scores, result.users, self.split, on,
-                                                        self._candidate_lists[key]), family="direct")
-        return metrics
-
-    def paired(self, model: str, baseline: str, seed) -> dict:
-        return paired_bootstrap(ndcg_at(self.ranks[(model, seed)]), ndcg_at(self.ranks[(baseline, seed)]))
 
 
 def run_training(spark, conf: Conf, good: dict, versions: dict, run, profile: Profile,
