@@ -24,6 +24,7 @@ from lakerec.config import load_conf
 from lakerec.eval.metrics import ranking_metrics
 from lakerec.eval.recorder import evaluated, score_matrix
 from lakerec.eval.split import TEST, VALID
+from lakerec.id_side import frozen, train_id_model
 from lakerec.model import hybrid
 from lakerec.model.device import device as torch_device
 from lakerec.model.eval_llm import Evaluator
@@ -60,10 +61,8 @@ def main() -> None:
     split, text, _ = training.prepare_data(spark, conf, good, dt.date.fromisoformat(args.run_date))
     profile = load_profile(conf, "quick")
     profile.llm_train.rank_users = None                 # every user, as the SASRec scores below
-    fitted = training.train_id_model(split, profile, args.seed, None, None)
-    id_model = fitted.model.eval()
-    for p in id_model.parameters():
-        p.requires_grad_(False)
+    fitted = train_id_model(split, profile, args.seed, None, None)
+    id_model = frozen(fitted.model)
     valid_users, test_users = (np.array(sorted(d), dtype=np.int64) for d in (split.valid, split.test))
     device = torch_device()
     sas = {on: score_matrix(sasrec_scorer(id_model, split, on, device), users)

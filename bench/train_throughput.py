@@ -31,6 +31,7 @@ def measure(users: int, batch: int) -> dict:
 
     from lakerec import training
     from lakerec.config import load_conf
+    from lakerec.id_side import train_id_model
     from lakerec.model import examples as examples_module
     from lakerec.model.device import device
     from lakerec.model.store import build_model
@@ -46,7 +47,7 @@ def measure(users: int, batch: int) -> dict:
     split, text, _ = training.prepare_data(spark, conf, good, dt.date(1998, 4, 23))
     profile = load_profile(conf, "full")
     profile.sasrec_train.epochs, profile.sasrec_train.eval_every = 5, 5
-    fitted = training.train_id_model(split, profile, 0, None, None)
+    fitted = train_id_model(split, profile, 0, None, None)
     model, tokenizer, special, _ = build_model(profile.llm, split.n_items, fitted.model.eval())
     model.to(device())
     builder = training.builder_for(conf, text, tokenizer, special)
