@@ -22,11 +22,16 @@ import torch
 from lakerec import training
 from lakerec.config import load_conf
 from lakerec.eval.metrics import ranking_metrics
+from lakerec.eval.recorder import evaluated, score_matrix
 from lakerec.eval.split import TEST, VALID
+from lakerec.id_side import frozen, train_id_model
 from lakerec.model import hybrid
+from lakerec.model.device import device as torch_device
+from lakerec.model.eval_llm import Evaluator
 from lakerec.model.store import build_model
-from lakerec.model.train_llm import Evaluator, Trainer
+from lakerec.model.train_llm import Trainer
 from lakerec.model.train_sasrec import scorer as sasrec_scorer
+from lakerec.profiles import load_profile
 from lakerec.sources.schema import read_sources
 from lakerec.spark import build_session
 
@@ -54,19 +59,17 @@ def main() -> None:
     spark = build_session(conf)
     good = {role: source.df for role, source in read_sources(spark, conf).items()}
     split, text, _ = training.prepare_data(spark, conf, good, dt.date.fromisoformat(args.run_date))
-    profile = training.load_profile(conf, "quick")
+    profile = load_profile(conf, "quick")
     profile.llm_train.rank_users = None                 # every user, as the SASRec scores below
-    fitted = training.train_id_model(split, profile, args.seed, None, None)
-    id_model = fitted.model.eval()
-    for p in id_model.parameters():
-        p.requires_grad_(False)
+    fitted = train_id_model(split, profile, args.seed, None, None)
+    id_model = frozen(fitted.model)
     valid_users, test_users = (np.array(sorted(d), dtype=np.int64) for d in (split.valid, split.test))
-    device = training.device()
-    sas = {on: training.score_matrix(sasrec_scorer(id_model, split, on, device), users)
+    device = torch_device()
+    sas = {on: score_matrix(sasrec_scorer(id_model, split, on, device), users)
            for on, users in ((VALID, valid_users), (TEST, test_users))}
     results = {"date": dt.date.today().isoformat(), "machine": f"{os.uname().machine}, {os.cpu_count()} cores, no GPU",
                "seed": args.seed, "users": len(test_users), "variants": {},
-               "sasrec": {on: ranking_metrics(training.evaluated(sas[on], u, split, on).ranks)
+               "sasrec": {on: ranking_metrics(evaluated(sas[on], u, split, on).ranks)
                           for on, u in ((VALID, valid_users), (TEST, test_users))}}
     for name in args.only.split(","):
         what, changes, unified, freeze_positions = VARIANTS[name]
@@ -88,9 +91,9 @@ def main() -> None:
         results["variants"][name] = {
             "removed": what, "minutes": round((time.time() - start) / 60, 1), "lm_weight": weight,
             "lm_valid": stage["best_valid"], "hybrid_valid": stage["best_hybrid_valid"],
-            "lm_test": ranking_metrics(training.evaluated(lm_test, test_users, split, TEST).ranks),
-            "hybrid_test": ranking_metrics(training.evaluated(hybrid.mix(sas[TEST], lm_test, weight), test_users,
-                                                              split, TEST).ranks)}
+            "lm_test": ranking_metrics(evaluated(lm_test, test_users, split, TEST).ranks),
+            "hybrid_test": ranking_metrics(evaluated(hybrid.mix(sas[TEST], lm_test, weight), test_users,
+                                                     split, TEST).ranks)}
         print(name, json.dumps(results["variants"][name]), flush=True)
     spark.stop()
     out = Path(__file__).resolve().parent / "results"

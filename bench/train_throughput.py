@@ -31,9 +31,12 @@ def measure(users: int, batch: int) -> dict:
 
     from lakerec import training
     from lakerec.config import load_conf
+    from lakerec.id_side import train_id_model
     from lakerec.model import examples as examples_module
+    from lakerec.model.device import device
     from lakerec.model.store import build_model
     from lakerec.model.train_llm import LLMTrainConfig, Trainer
+    from lakerec.profiles import load_profile
     from lakerec.sources.schema import read_sources
     from lakerec.spark import build_session
 
@@ -42,11 +45,11 @@ def measure(users: int, batch: int) -> dict:
     spark = build_session(conf)
     good = {role: source.df for role, source in read_sources(spark, conf).items()}
     split, text, _ = training.prepare_data(spark, conf, good, dt.date(1998, 4, 23))
-    profile = training.load_profile(conf, "full")
+    profile = load_profile(conf, "full")
     profile.sasrec_train.epochs, profile.sasrec_train.eval_every = 5, 5
-    fitted = training.train_id_model(split, profile, 0, None, None)
+    fitted = train_id_model(split, profile, 0, None, None)
     model, tokenizer, special, _ = build_model(profile.llm, split.n_items, fitted.model.eval())
-    model.to(training.device())
+    model.to(device())
     builder = training.builder_for(conf, text, tokenizer, special)
     config = LLMTrainConfig(**{**profile.llm_train.to_dict(), "max_users": users, "batch_size": batch,
                                "examples_per_user": 1, "log_every": 10**9})
@@ -58,7 +61,7 @@ def measure(users: int, batch: int) -> dict:
         counted["tokens"] += len(example.ids)
         return example
     examples_module.ExampleBuilder.example = counting
-    trainer = Trainer(model, builder, fitted.model, config, training.device())
+    trainer = Trainer(model, builder, fitted.model, config, device())
     params = inspect.signature(trainer.train_epoch).parameters
     start = time.time()
     if "batches" in params:           # this tree: length-grouped batches, two learning rates, warm-up

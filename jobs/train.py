@@ -4,11 +4,13 @@ write `model_metrics` and a report, register the model, promote it if it beats t
 from __future__ import annotations
 
 from lakerec.eval.report import write_model_metrics, write_report
+from lakerec.model.device import device
 from lakerec.model.registry import Registry, training_conf_hash
+from lakerec.profiles import load_profile
 from lakerec.sources.schema import read_sources
 from lakerec.progress import spark_progress
 from lakerec.runs import recorded_run
-from lakerec.training import device, load_profile, run_training
+from lakerec.training import run_training
 from lakerec.validate import validated_sources
 
 

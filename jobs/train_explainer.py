@@ -1,5 +1,5 @@
 """`lakerec train-explainer`: LoRA self-training of the explainer LLM on its own faithful sentences
-(lakerec/model/explainer.py), measured on held-out users before and after.
+(lakerec/model/explainer_self_train.py), measured on held-out users before and after.
 
 Evidence comes from the prompts table of --run-date and the champion's bundle (its item space and
 catalogue), exactly as the scorer builds it: for each user, the newest history item plays the
@@ -15,6 +15,7 @@ from pyspark.sql import functions as F
 
 from lakerec.errors import StructuralError
 from lakerec.model import explainer as explainer_model
+from lakerec.model.explainer_self_train import SelfTrainConfig, self_train
 from lakerec.model.registry import Registry
 from rec_udf.scorer import Scorer
 
@@ -52,11 +53,11 @@ def run(spark, conf, run_date) -> dict:
     cache = conf.cache_dir
     base_hf = explainer_model.base_copy(cache)
     base_onnx = explainer_model.base_onnx(cache, "int4")
-    config = explainer_model.SelfTrainConfig(**{k: v for k, v in (conf.get("explainer.self_training") or {}).items()})
+    config = SelfTrainConfig(**{k: v for k, v in (conf.get("explainer.self_training") or {}).items()})
     work = explainer_model.home(cache) / "self-train"
     work.mkdir(parents=True, exist_ok=True)
-    report = explainer_model.self_train(base_hf, base_onnx, work, train, heldout, scorer.title_index, config,
-                                        threads=conf.get("export.threads"))
+    report = self_train(base_hf, base_onnx, work, train, heldout, scorer.title_index, config,
+                        threads=conf.get("export.threads"))
     before, after = report["before"]["pass_rate"], report["after"]["pass_rate"]
     print(f"explainer self-training on {len(train)} prompts ({report['targets']} faithful targets): held-out pass "
           f"rate {before:.1%} -> {after:.1%} on {len(heldout)} prompts; shipping the {report['shipped']} explainer "

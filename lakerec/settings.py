@@ -6,7 +6,7 @@ once, at load. So every field below is required (the default file provides it) a
 not listed here, a misspelt one included, stops the job with its dotted path (exit 2) instead of
 being silently ignored. Free-form sections (Spark's own settings, column mappings, training
 profiles) are mappings; the training profiles are checked against their dataclasses when a run
-loads one (lakerec/training.py:load_profile).
+loads one (lakerec/profiles.py:load_profile).
 
 Code reads values through `Conf.get("a.b")` (no fallback: a path the schema does not know is an
 error) or the typed `Conf.settings.a.b`.

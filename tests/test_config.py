@@ -120,7 +120,7 @@ def test_info_masks_secrets():
 
 
 def test_a_misspelt_key_in_a_training_profile_stops_with_its_path():
-    from lakerec.training import load_profile
+    from lakerec.profiles import load_profile
     conf = load_conf(None, ["train.profiles.quick.text_veiw=true"])
     with pytest.raises(ConfigError, match=r"train\.profiles\.quick: unknown key\(s\) text_veiw"):
         load_profile(conf, "quick")

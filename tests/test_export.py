@@ -14,13 +14,14 @@ import onnx
 import pytest
 import torch
 
-from lakerec.model.glm import build_example, collate, tokenize_prompt
+from lakerec.model.glm import collate
 from lakerec.model.store import load_catalogue, load_model
 from lakerec.model.train_sasrec import left_pad
 from model_export import parity
 from model_export.export import export_bundles
 from rec_udf import bundle as bundle_format
 from rec_udf.errors import BundleError
+from rec_udf.glm_input import build_example, tokenize_prompt
 from rec_udf.scorer import Scorer
 from tests.model_fixtures import prepared_explainer, random_model_version
 

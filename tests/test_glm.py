@@ -4,9 +4,9 @@ import numpy as np
 import pytest
 import torch
 
-from lakerec.model.glm import (IGNORE, ITEM_SLOT, USER_SLOT, SpecialTokens, TokenizedPrompt, build_example,
-                               choose_masked_entities, collate, load_tokenizer, mask_token_ranges,
-                               tokenize_prompt)
+from lakerec.model.glm import choose_masked_entities, collate, mask_token_ranges
+from rec_udf.glm_input import (IGNORE, ITEM_SLOT, USER_SLOT, SpecialTokens, TokenizedPrompt, build_example,
+                               load_tokenizer, tokenize_prompt)
 from rec_udf.textualizer import textualize
 
 SPECIAL = SpecialTokens(pad=0, mask=1, span_start=2, span_end=3, item_slot=4, user_slot=5, cls=None, sep=None)
@@ -96,7 +96,8 @@ def test_unified_prompt_puts_an_id_slot_after_each_entity_and_a_user_slot_at_the
 
 def test_bert_glm_matches_transformers_bert(tokenizer):
     from transformers import BertModel
-    from lakerec.model.backbone import BertGLM, bias_from_allowed, default_backbone_path
+    from lakerec.model.backbone import bias_from_allowed, default_backbone_path
+    from lakerec.model.bert_glm import BertGLM
     ours = BertGLM.from_pretrained(default_backbone_path()).eval()
     theirs = BertModel.from_pretrained(str(default_backbone_path())).eval()
     ids = torch.tensor([tokenizer.encode("A user who watched Toy Story and Heat.").ids])
@@ -110,7 +111,8 @@ def test_bert_glm_matches_transformers_bert(tokenizer):
 def test_kv_cache_generation_equals_recomputing_the_whole_sequence(tokenizer):
     """One generation step with the cache gives the same hidden state as a full GLM forward of
     part A + the generated span (the attention mask and positions agree)."""
-    from lakerec.model.backbone import BertGLM, bias_from_allowed, default_backbone_path
+    from lakerec.model.backbone import bias_from_allowed, default_backbone_path
+    from lakerec.model.bert_glm import BertGLM
     backbone = BertGLM.from_pretrained(default_backbone_path()).eval()
     prompt = TokenizedPrompt(tokenizer.encode("user likes heat", add_special_tokens=False).ids, [0, 1, 1], [0, 1, 2],
                              [0] * 3, [0] * 3, 1)

@@ -6,9 +6,10 @@ import pytest
 import torch
 from torch.nn import functional as F
 
-from lakerec.model.glm import SpecialTokens, TokenizedPrompt, build_example, collate, load_tokenizer
+from lakerec.model.glm import collate
 from lakerec.model.losses import alignment_loss
 from lakerec.model.recllm import RecLLM, RecLLMConfig, attach_lora
+from rec_udf.glm_input import SpecialTokens, TokenizedPrompt, build_example, load_tokenizer
 
 
 def unit(x):
@@ -101,7 +102,7 @@ def test_a_tiny_random_llama_plugs_in_as_backbone(tokenizer, tmp_path):
 def test_backbone_computing_one_position_in_the_last_layer_equals_the_full_pass_there():
     """Inference graphs ask the BERT backbone for one position per sequence (the blank, or the last
     token); the pruned last layer must give the same hidden state and the same key/value cache."""
-    from lakerec.model.backbone import BertConfig, BertGLM
+    from lakerec.model.bert_glm import BertConfig, BertGLM
     torch.manual_seed(0)
     model = BertGLM(BertConfig(vocab_size=50, hidden_size=32, num_hidden_layers=3, num_attention_heads=4,
                                intermediate_size=64, max_position_embeddings=32)).eval()

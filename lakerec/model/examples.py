@@ -16,10 +16,11 @@ from pyspark.sql import DataFrame, functions as F
 
 from lakerec.eval.protocol import SplitData
 from lakerec.eval.split import TEST
-from lakerec.model import tasks
-from lakerec.model.glm import (GLMExample, SpecialTokens, build_example, choose_masked_entities,
-                               mask_token_ranges, tokenize_item, tokenize_prompt, LEVELS)
+from lakerec.model.glm import LEVELS, choose_masked_entities, mask_token_ranges
+from lakerec.model.tasks import explanation_target
 from lakerec.sources.schema import tie_order_column
+from rec_udf.glm_input import GLMExample, SpecialTokens, build_example, tokenize_item, tokenize_prompt
+from rec_udf.task_prompts import answer_text, task_sentence
 from rec_udf.textualizer import Prompt, entity_text, textualize
 from rec_udf.textualize_udf import USER_FIELDS
 
@@ -116,8 +117,8 @@ class ExampleBuilder:
             level = LEVELS[int(rng.integers(len(LEVELS)))]
             masked = mask_token_ranges(tokenized, choose_masked_entities(tokenized.n_entities, level, rng))
         item = self.data.items[target] if target is not None else None
-        sentence = tasks.task_sentence(template, noun=self.noun, item=item,
-                                       candidates=[self.data.items[c] for c in candidates])
+        sentence = task_sentence(template, noun=self.noun, item=item,
+                                 candidates=[self.data.items[c] for c in candidates])
         answer = None
         if with_answer and target is not None:
             answer = self.ids(self.answer(user, n, family, target))
@@ -127,12 +128,12 @@ class ExampleBuilder:
     def answer(self, user: int, n: int, family: str, target: int) -> str:
         item = self.data.items[target]
         if family in ("sequential", "direct"):
-            return tasks.answer_text(item)
+            return answer_text(item)
         if family == "rating":
             position = int(np.nonzero(self.data.sequences[user] == target)[0][-1])
             return str(int(round(self.data.ratings[user][position])))
         if family == "explanation":
-            return tasks.explanation_target(item, self.data.history(user, n))
+            return explanation_target(item, self.data.history(user, n))
         raise ValueError(f"unknown task family {family!r}")
 
     def rated(self, user: int, target: int) -> bool:

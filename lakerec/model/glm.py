@@ -13,9 +13,9 @@ from typing import Sequence
 import numpy as np
 import torch
 
-from rec_udf.glm_input import (IGNORE, ITEM_SLOT, MAX_INTER, MAX_INTRA, NORMAL, USER_SLOT, GLMExample,
-                               SpecialTokens, TokenizedPrompt, build_example, load_tokenizer, tokenize_item,
-                               tokenize_prompt)
+from rec_udf.glm_input import IGNORE, MAX_INTER, MAX_INTRA, GLMExample, TokenizedPrompt
+# Only for model_export/parity.py, which imports these two from here; their home is rec_udf.glm_input.
+from rec_udf.glm_input import build_example, tokenize_prompt
 
 # --- entity-aware masking ----------------------------------------------------------------------
 
@@ -99,6 +99,5 @@ def collate(examples: Sequence[GLMExample], pad_id: int) -> Batch:
                  torch.tensor([e.blank for e in examples]))
 
 
-__all__ = ["IGNORE", "ITEM_SLOT", "MAX_INTER", "MAX_INTRA", "NORMAL", "USER_SLOT", "GLMExample", "SpecialTokens",
-           "TokenizedPrompt", "build_example", "load_tokenizer", "tokenize_item", "tokenize_prompt",
-           "LEVELS", "choose_masked_entities", "mask_token_ranges", "Batch", "collate"]
+__all__ = ["LEVELS", "choose_masked_entities", "mask_token_ranges", "Batch", "collate",
+           "build_example", "tokenize_prompt"]

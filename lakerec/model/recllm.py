@@ -32,7 +32,8 @@ from torch import nn
 from torch.nn import functional as F
 
 from lakerec.model.backbone import bias_from_allowed
-from lakerec.model.glm import IGNORE, ITEM_SLOT, MAX_INTER, MAX_INTRA, USER_SLOT, Batch, SpecialTokens, collate
+from lakerec.model.glm import Batch, collate
+from rec_udf.glm_input import IGNORE, ITEM_SLOT, MAX_INTER, MAX_INTRA, USER_SLOT, SpecialTokens
 
 
 @dataclass

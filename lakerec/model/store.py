@@ -9,11 +9,11 @@ import numpy as np
 from safetensors.torch import load_file, save_file
 
 from lakerec.model.backbone import load_backbone
-from lakerec.model.glm import SpecialTokens, load_tokenizer
 from lakerec.model.hybrid import IDSide, id_side
 from lakerec.model.recllm import RecLLM, RecLLMConfig, attach_lora
 from lakerec.model.sasrec import SASRec, SASRecConfig
 from rec_udf.catalogue import read_catalogue, write_catalogue
+from rec_udf.glm_input import SpecialTokens, load_tokenizer
 
 CATALOGUE_FILE = "catalogue.parquet"
 TEXT_VIEW_FILE = "text_view.safetensors"

@@ -1,12 +1,6 @@
-"""Multitask prompt families (RecSysLLM's multitask prompts) over the shared textualizer's prompt.
-
-Every example is the textualized user prompt (byte-identical to the `prompts` table for the same
-history) followed by a task sentence and the answer blank:
-  sequential   -- the next item; the first template has no task sentence: it is the scoring prompt
-  direct       -- choose one item from a candidate list
-  rating       -- the user's rating of a named item (a digit 1-5)
-  explanation  -- why the user would like a named item
-The last template of each family is HELD OUT: never trained on, evaluated zero-shot.
+"""The explanation task's training side: the data-built target an explanation example is trained
+on, and the unigram F1 a generated explanation is scored by. The task families and their templates
+are `rec_udf.task_prompts` (shared with the scoring runtime).
 
 Explanation targets are built from the data, not written by people: the genres the item shares
 with the user's most frequent genres, and up to two of the user's most recent items that share a
@@ -18,9 +12,7 @@ from __future__ import annotations
 from collections import Counter
 from typing import Mapping, Sequence
 
-from rec_udf.task_prompts import (EXPLANATION_TEMPLATE, FAMILIES, SCORING_TEMPLATE, TEMPLATES,
-                                answer_text, heldout_template, item_label, normalise_answer, task_sentence,
-                                trained_templates)
+from rec_udf.task_prompts import item_label, normalise_answer
 
 
 def explanation_target(item: Mapping, history: Sequence[Mapping]) -> str:
@@ -45,8 +37,3 @@ def unigram_f1(predicted: str, reference: str) -> float:
         return 0.0
     precision, recall = common / len(p), common / len(r)
     return 2 * precision * recall / (precision + recall)
-
-
-__all__ = ["EXPLANATION_TEMPLATE", "FAMILIES", "SCORING_TEMPLATE", "TEMPLATES", "answer_text", "heldout_template",
-           "item_label", "normalise_answer", "task_sentence", "trained_templates", "explanation_target",
-           "unigram_f1"]

@@ -10,6 +10,7 @@ import torch
 from lakerec import logs
 from lakerec.eval.protocol import Scorer, SplitData, evaluate, seen_before
 from lakerec.eval.split import VALID
+from lakerec.model.best_epoch import BestEpoch
 from lakerec.model.sasrec import SASRec, SASRecConfig
 
 
@@ -75,7 +76,7 @@ def fit(data: SplitData, model_config: SASRecConfig, train: TrainConfig, device:
     model = model.to(device)
     optimizer = torch.optim.AdamW(model.parameters(), lr=train.lr, weight_decay=train.weight_decay)
     inputs, targets = training_tensors(data, model_config.max_len)
-    best, best_state, since_best, log_rows = None, None, 0, []
+    best, log_rows = BestEpoch(), []
     start, seen = time.time(), 0
     for epoch in range(1, train.epochs + 1):
         model.train()
@@ -95,13 +96,8 @@ def fit(data: SplitData, model_config: SASRecConfig, train: TrainConfig, device:
         log_rows.append({"epoch": epoch, "loss": total / len(order), **valid})
         log(f"[{name}] epoch {epoch}: loss {total / len(order):.4f} valid ndcg@10 {valid['ndcg@10']:.4f} "
             f"hr@10 {valid['hr@10']:.4f}")
-        if best is None or valid["ndcg@10"] > best["ndcg@10"]:
-            best, since_best = valid, 0
-            best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
-        else:
-            since_best += 1
-            if since_best >= train.patience:
-                break
-    model.load_state_dict(best_state)
+        if not best.offer(model, valid["ndcg@10"], valid) and best.stale >= train.patience:
+            break
+    best.restore(model)
     seconds = time.time() - start
-    return FitResult(model, best, log_rows, seconds, seen / seconds if seconds else 0.0)
+    return FitResult(model, best.result, log_rows, seconds, seen / seconds if seconds else 0.0)

@@ -1,0 +1,90 @@
+"""The ID side of a training run, for one seed: SASRec (from the champion's weights on a warm start)
+and, when the profile asks for it, the text view mixed in at a weight chosen out of fold. The LM
+(`lakerec.training`) is trained on top of it and mixed with its scores."""
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from lakerec import logs
+from lakerec.eval.metrics import ranking_metrics
+from lakerec.eval.protocol import SplitData
+from lakerec.eval.recorder import Evaluated, Recorder, evaluated, score_matrix
+from lakerec.eval.split import TEST, VALID
+from lakerec.model import hybrid
+from lakerec.model.device import device
+from lakerec.model.hybrid import IDSide
+from lakerec.model.sasrec import SASRec, SASRecConfig
+from lakerec.model.train_sasrec import FitResult, TrainConfig, fit, scorer as sasrec_scorer
+from lakerec.profiles import Profile
+
+log = logs.get(__name__).info
+
+
+def sequential_scores(model: SASRec, split: SplitData, on: str, users: np.ndarray) -> Evaluated:
+    """A SASRec-family model's full-catalogue scores and ranks for `users` on the `on` split."""
+    return evaluated(score_matrix(sasrec_scorer(model, split, on, device()), users), users, split, on)
+
+
+def frozen(model: SASRec) -> SASRec:
+    """The trained model in eval mode with no gradients: the LM reads it, nothing trains it further."""
+    for p in model.parameters():
+        p.requires_grad_(False)
+    return model.eval()
+
+
+def train_id_model(split: SplitData, profile: Profile, seed: int, warm: SASRec | None,
+                   warm_items: np.ndarray | None) -> FitResult:
+    config = SASRecConfig(**{**profile.sasrec.__dict__, "n_items": split.n_items})
+    train_config = TrainConfig(**{**profile.sasrec_train.__dict__, "seed": seed})
+    init = None
+    if warm is not None:
+        init = warm_start_state(warm, warm_items, split.item_ids, config)
+    return fit(split, config, train_config, device(), init_state=init)
+
+
+def warm_start_state(old: SASRec, old_items: np.ndarray, new_items: np.ndarray, config: SASRecConfig) -> dict:
+    """The champion's ID-model weights, item rows carried over by item id (new items start fresh)."""
+    fresh = SASRec(config).state_dict()
+    state = {k: v.clone() for k, v in old.state_dict().items()}
+    if old.config.dim != config.dim or old.config.max_len != config.max_len:
+        return fresh
+    rows = fresh["item_emb.weight"].clone()
+    where = {int(item): i for i, item in enumerate(old_items)}
+    for i, item in enumerate(new_items):
+        if int(item) in where:
+            rows[i + 1] = state["item_emb.weight"][where[int(item)] + 1]
+    state["item_emb.weight"] = rows
+    return state
+
+
+def train_text_view(split: SplitData, profile: Profile, seed: int, features: torch.Tensor) -> SASRec:
+    """The text view (LLM-ESR's semantic view): SASRec's network and training over item embeddings
+    that are an adapter on the LM backbone's frozen text features of each item."""
+    config = SASRecConfig(**{**profile.sasrec.__dict__, "n_items": split.n_items, "text_dim": int(features.shape[1])})
+    train_config = TrainConfig(**{**profile.sasrec_train.__dict__, "seed": seed})
+    return frozen(fit(split, config, train_config, device(), text_features=features.detach().cpu(),
+                      name="text_view").model)
+
+
+def add_text_view(split: SplitData, profile: Profile, seed: int, features: torch.Tensor, id_model: SASRec,
+                  sas: dict[str, Evaluated], users: dict[str, np.ndarray], rec: Recorder) -> tuple[IDSide, dict]:
+    """Train the text view on `features`, record its rows and those of SASRec + text view, and mix
+    it into the ID side at the weight `hybrid.choose_weight` picks out of fold at the profile's
+    confidence. `sas`: SASRec's scores per split. Returns the ID side and its scores per split."""
+    text_view = train_text_view(split, profile, seed, features)
+    tv = {on: sequential_scores(text_view, split, on, users[on]) for on in (VALID, TEST)}
+    rec.ranking("text_view", seed, VALID, tv[VALID])
+    rec.ranking("text_view", seed, TEST, tv[TEST])
+    text_mix = hybrid.choose_weight(sas[VALID].scores, tv[VALID].scores, users[VALID], split, VALID,
+                                    min_confidence=profile.mix_confidence)
+    side = IDSide(id_model, text_view, text_mix.weight)
+    id_scores = {on: hybrid.mix(sas[on].scores, tv[on].scores, side.text_weight) for on in (VALID, TEST)}
+    rec.add("sasrec+text_view", seed, VALID, text_mix.honest)
+    rec.ranking("sasrec+text_view", seed, TEST, evaluated(
+        hybrid.mix(sas[TEST].scores, tv[TEST].scores, text_mix.weight), users[TEST], split, TEST))
+    rec.add("hybrid", seed, VALID, {"text_confidence": text_mix.confidence}, family="mix")
+    log(f"[train] seed {seed}: SASRec + text view {text_mix.honest['ndcg@10']:.4f} on validation out "
+        f"of fold (weight {text_mix.weight}, better in {text_mix.confidence:.0%} of resamples), "
+        f"SASRec {ranking_metrics(sas[VALID].ranks)['ndcg@10']:.4f}")
+    return side, id_scores
