@@ -302,7 +302,7 @@ def main() -> None:
     registry = Registry.from_conf(conf)
     version, bundle_dir, manifest = scoring.bundle_for(conf, args.model)
     model_dir = str(registry.resolve(version))
-    item_matrix = str(bundle_dir / manifest["items"]["matrix"])
+    item_matrix = str(bundle_dir / manifest.items.matrix)
     spec = scoring.scoring_spec(conf, BundleRef(bundle_format.sha256(bundle_dir / bundle_format.MANIFEST),
                                                 path=str(bundle_dir)), None, None)
     prompts, users, run_date = bench_prompts(spark, conf, args.users)
@@ -312,7 +312,7 @@ def main() -> None:
     r = {"date": dt.date.today().isoformat(), "machine": f"{platform.machine()}, {os.cpu_count()} cores, "
          f"{round(os.sysconf('SC_PAGE_SIZE') * os.sysconf('SC_PHYS_PAGES') / 2**30)} GiB, no GPU",
          "spark_master": conf.get("spark.master"), "users": users, "model_version": version,
-         "precision": manifest["precision"], "batch_size": spec.batch_size, "explain_top_k": spec.explain_k,
+         "precision": manifest.precision, "batch_size": spec.batch_size, "explain_top_k": spec.explain_k,
          "max_new_tokens": spec.max_new_tokens, "top_k": spec.top_k, "approaches": {}, "rss": {}}
     from dataclasses import replace
     run = {"bare": lambda: run_bare(frame, spec),
@@ -332,7 +332,7 @@ def main() -> None:
             r["rss"]["lakerec_workers_mib"] = r["approaches"][name].pop("worker_peak_rss_mib")
     r["ratios"] = ratios(r["approaches"])
     if any("tokens" in v for v in r["approaches"].values()):
-        r["ceiling"] = ceiling.report(r["approaches"], bundle_dir / manifest["graphs"]["user_encoder"]["file"], manifest)
+        r["ceiling"] = ceiling.report(r["approaches"], bundle_dir / manifest.graphs.user_encoder.file, manifest)
     if args.sweep_users:
         r["sweep_users"] = min(args.sweep_users, len(frame))
         r["batch_sweep"] = batch_sweep(frame.head(args.sweep_users), spec)

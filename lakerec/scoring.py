@@ -30,6 +30,7 @@ from lakerec.validate import QUARANTINE_COLUMNS_DOC, shorten, title_limit
 from rec_udf import bundle as bundle_format
 from rec_udf.errors import BundleError
 from rec_udf.explanations import EXPLAINER_PROMPT_VERSION
+from rec_udf.manifest import Manifest
 from rec_udf.scoring_udf import EXPLAINERS, SCORED_SCHEMA, BundleRef, ScoringSpec, score_frames
 
 DEFAULT_VARIANT = "default"
@@ -100,7 +101,7 @@ def model_for(conf: Conf, variant: str | None, model: str | None) -> str:
     return str(conf.get("score.model"))
 
 
-def bundle_for(conf: Conf, model: str) -> tuple[str, Path, dict]:
+def bundle_for(conf: Conf, model: str) -> tuple[str, Path, Manifest]:
     """(version, bundle directory, manifest) for a registered version, verified on the driver."""
     registry = Registry.from_conf(conf)
     version = registry.resolve(model).name
@@ -186,15 +187,15 @@ def explainer_mode(conf: Conf) -> str:
     return "off" if int(conf.get("score.explain_top_k")) == 0 else mode
 
 
-def require_explainer(conf: Conf, bundle_dir: Path, manifest: dict) -> None:
+def require_explainer(conf: Conf, bundle_dir: Path, manifest: Manifest) -> None:
     """score.explainer llm needs a bundle that carries the explainer (checked before any scoring)."""
     if explainer_mode(conf) != "llm":
         return
-    if not manifest.get("explainer"):
+    if not manifest.explainer:
         raise BundleError(f"{bundle_dir / bundle_format.MANIFEST}: this bundle has no explainer, and "
                           "score.explainer is llm; re-export it (`lakerec export --force`) or set "
                           "score.explainer to template or off")
-    version = manifest["explainer"].get("prompt_version")
+    version = manifest.explainer.prompt_version
     if version != EXPLAINER_PROMPT_VERSION:
         raise BundleError(f"{bundle_dir / bundle_format.MANIFEST}: explainer.prompt_version is {version!r}, this "
                           f"LakeRec writes explainer prompts version {EXPLAINER_PROMPT_VERSION!r}; re-export the "
@@ -241,7 +242,7 @@ class ScoredBatch:
     items: DataFrame              # item_id, title of the items that may be recommended
     version: str
     bundle_dir: Path
-    manifest: dict
+    manifest: Manifest
     ref: BundleRef
     loads: dict                   # {"pid:provider": loads}
     explained: dict               # {"llm_first_attempt" | "llm_later_attempt" | "fallback": explanations}
@@ -254,7 +255,7 @@ class ScoredBatch:
     def metrics(self) -> dict:
         users = self.stats["users"] or 0
         return dict(model_version=self.version, bundle=str(self.bundle_dir), bundle_sha256=self.ref.sha256,
-                    precision=self.manifest["precision"], users=users,
+                    precision=self.manifest.precision, users=users,
                     users_per_s=round(users / max(self.seconds, 1e-9), 2),
                     prompt_tokens_per_s=round((self.stats["tokens"] or 0) / max(self.seconds, 1e-9), 1),
                     model_loads=sum(self.loads.values()), workers=len({k.split(":")[0] for k in self.loads}),
@@ -273,7 +274,7 @@ def score_prompts(spark, conf: Conf, prompts: DataFrame, model: str) -> ScoredBa
              .dropDuplicates(["item_id"]))
     # Catalogue items no longer in the items table: one mask for the whole job, in the bundle's order.
     allowed = np.array([r.item_id for r in items.select("item_id").collect()], dtype=np.int64)
-    blocked = ~np.isin(np.load(bundle_dir / manifest["items"]["ids"]), allowed)
+    blocked = ~np.isin(np.load(bundle_dir / manifest.items.ids), allowed)
     ref = ship(spark, conf, bundle_dir)
     loads = spark.sparkContext.accumulator({}, _CountsParam())
     explained = spark.sparkContext.accumulator({}, _CountsParam())

@@ -6,7 +6,7 @@ same code as at training (`rec_udf.glm_input`), so a prompt scores as it was eva
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Sequence
 
@@ -56,43 +56,42 @@ class Scorer:
                  explainer: bool = False, max_new_tokens: int = 40, explain_batch_size: int = 8):
         self.bundle, self.device = bundle, device
         manifest = bundle.manifest
-        self.sessions = {name: runtime.open_session(bundle.graph_path(name), device)
-                         for name in bundle_format.GRAPHS}
+        self.sessions = {name: runtime.open_session(path, device) for name, path in bundle.graph_paths().items()}
         self.provider = runtime.active_provider(self.sessions["user_encoder"])
         if device.kind == "cuda" and self.provider != runtime.CUDA and not allow_cpu_fallback:
             raise BundleError(f"{bundle.directory}: asked for the CUDA execution provider, ONNX Runtime started "
                               f"{self.provider} (no usable GPU or CUDA libraries); allow the CPU fallback in "
                               "conf to run anyway")
-        tasks = manifest["tasks"]
-        for name, (template_name, text) in (("scoring", SCORING_TEMPLATE), ("explanation", EXPLANATION_TEMPLATE)):
-            if tasks[name] != {"name": template_name, "text": text}:
-                raise BundleError(f"{bundle.directory / bundle_format.MANIFEST}: tasks.{name} is {tasks[name]}, "
+        for name, task, (template_name, text) in (("scoring", manifest.tasks.scoring, SCORING_TEMPLATE),
+                                                  ("explanation", manifest.tasks.explanation, EXPLANATION_TEMPLATE)):
+            if (task.name, task.text) != (template_name, text):
+                raise BundleError(f"{bundle.directory / bundle_format.MANIFEST}: tasks.{name} is {asdict(task)}, "
                                   f"this runtime's template is {template_name!r} {text!r}")
         self.tokenizer, self.special = bundle.tokenizer, bundle.special
         self.item_index = {int(item): i for i, item in enumerate(bundle.item_ids)}
         self._by_id = np.argsort(bundle.item_ids, kind="stable")     # for vectorised id -> index lookups
         self._sorted_ids = bundle.item_ids[self._by_id]
-        self.unified = manifest["prompt_form"] == "unified"
-        self.noun = manifest["template"]["spec"].get("item_noun_plural", "items").removesuffix("s")
-        self.lm_weight = float(manifest["hybrid"]["lm_weight"])
-        self.lm_dim = int(manifest["hybrid"]["lm_dim"])
-        generator = manifest["graphs"]["generator"]
-        self.layers, self.heads, self.head_dim = (generator["layers"], generator["heads"], generator["head_dim"])
+        self.unified = manifest.prompt_form == "unified"
+        self.noun = manifest.template.spec.get("item_noun_plural", "items").removesuffix("s")
+        self.lm_weight = float(manifest.hybrid.lm_weight)
+        self.lm_dim = int(manifest.hybrid.lm_dim)
+        generator = manifest.graphs.generator
+        self.layers, self.heads, self.head_dim = generator.layers, generator.heads, generator.head_dim
         # explanations: evidence in the ID model's item space, titles and genres from the catalogue
         # SASRec's item space (explanation evidence): the first columns of the ID side
-        hybrid = manifest["hybrid"]
-        self.id_item_vectors = bundle.item_matrix[:, :int(hybrid.get("sasrec_dim", hybrid["id_dim"]))]
+        hybrid = manifest.hybrid
+        self.id_item_vectors = bundle.item_matrix[:, :int(hybrid.sasrec_dim or hybrid.id_dim)]
         self.title_index = ex.CatalogueIndex.of(bundle.catalogue)
         self.explainer = None
         if explainer:
-            version = (manifest.get("explainer") or {}).get("prompt_version")
-            if manifest.get("explainer") and version != ex.EXPLAINER_PROMPT_VERSION:
+            version = manifest.explainer.prompt_version if manifest.explainer else None
+            if manifest.explainer and version != ex.EXPLAINER_PROMPT_VERSION:
                 raise BundleError(f"{bundle.directory / bundle_format.MANIFEST}: explainer.prompt_version is "
                                   f"{version!r}, this runtime writes explainer prompts version "
                                   f"{ex.EXPLAINER_PROMPT_VERSION!r}; re-export the bundle")
             # the explainer runs where it was built for (manifest explainer.execution): cuda only on a GPU
             directory = bundle.explainer_dir()
-            on_gpu = device.kind == "cuda" and manifest["explainer"].get("execution") == "cuda"
+            on_gpu = device.kind == "cuda" and manifest.explainer.execution == "cuda"
             self.explainer = Explainer(directory, device="cuda" if on_gpu else "cpu", threads=device.threads, gpu_id=device.gpu_id,
                                        max_new_tokens=max_new_tokens, batch_size=explain_batch_size)
 
@@ -107,7 +106,7 @@ class Scorer:
     @property
     def max_positions(self) -> int:
         """Longest part A the backbone has position embeddings for (longer prompts are refused)."""
-        return int(self.bundle.manifest["limits"]["max_positions"])
+        return self.bundle.manifest.limits.max_positions
 
     def example(self, prompt: Prompt, suffix: str = "") -> GLMExample:
         tokenized = tokenize_prompt(self.tokenizer, self.special, prompt, self.item_index, self.unified)

@@ -20,6 +20,7 @@ from lakerec.model.train_sasrec import left_pad
 from model_export import parity
 from model_export.export import export_bundles
 from rec_udf import bundle as bundle_format
+from rec_udf import manifest as manifest_format
 from rec_udf.errors import BundleError
 from rec_udf.scorer import Scorer
 from tests.model_fixtures import prepared_explainer, random_model_version
@@ -273,7 +274,7 @@ def test_mismatched_template_version_is_refused(bundle_copy):
 
 def test_unreadable_manifest_and_foreign_format_are_refused(bundle_copy):
     _edit_manifest(bundle_copy, lambda m: m.update(format_version=99))
-    with pytest.raises(BundleError, match=f"this runtime reads 'lakerec-bundle' version {bundle_format.FORMAT_VERSION}"):
+    with pytest.raises(BundleError, match=f"this runtime reads 'lakerec-bundle' version {manifest_format.FORMAT_VERSION}"):
         bundle_format.verify(bundle_copy)
     (bundle_copy / "manifest.json").write_text("{not json")
     with pytest.raises(BundleError, match=r"manifest\.json: not valid JSON"):
@@ -363,7 +364,7 @@ def test_exported_score_is_one_dot_product_equal_to_sasrec_plus_weighted_lm_term
     want = _two_term_scores(model, id_model, tokenizer, special, item_ids, load_catalogue(model_dir), prompts[:24],
                             sequences[:24], 0.7)
     assert np.abs(got - want).max() < 1e-3 * max(1.0, np.abs(want).max())
-    assert scorer.bundle.manifest["hybrid"]["serving"] == "hybrid"
+    assert scorer.bundle.manifest.hybrid.serving == "hybrid"
 
 
 def test_a_bundle_serving_the_id_model_scores_exactly_as_sasrec_without_the_lm_pass(exported, reference):
