@@ -41,8 +41,8 @@ from lakerec.model.registry import Registry
 from lakerec.spark import build_session
 from lakerec.tables import delta_version, read_at_version
 from rec_udf import bundle as bundle_format
-from rec_udf.scorer import as_prompt
-from rec_udf.scoring_udf import BundleRef, score_frames, scorer_for
+from rec_udf.prompt_inputs import as_prompt
+from rec_udf.scoring_udf import BundleRef, recommender_for, score_frames
 
 import ceiling      # bench/, first on sys.path when run as a script
 import length_sorted
@@ -105,11 +105,11 @@ def timed(fn):
 
 
 def run_bare(frame: pd.DataFrame, spec) -> dict:
-    scorer = scorer_for(spec)                       # load outside the clock
+    recommender = recommender_for(spec)                  # load outside the clock
     out, seconds = timed(lambda: pd.concat(list(score_frames(iter([frame]), spec))))
     tokens = int(out.loc[out["rank"] == 1, "prompt_tokens"].sum())
     return {"seconds": seconds, "users": int(out["user_id"].nunique()), "tokens": tokens,
-            "threads": scorer.device.threads, "provider": scorer.provider}
+            "threads": recommender.device.threads, "provider": recommender.provider}
 
 
 def run_lakerec(spark, conf, prompts, model: str) -> dict:
@@ -125,8 +125,9 @@ def run_lakerec(spark, conf, prompts, model: str) -> dict:
             "loads_per_worker": scored.loads, "worker_peak_rss_mib": spark_processes()}
 
 
-def torch_scorer(model_dir: str, item_matrix_path: str, k: int):
-    """(score(prompts, spans, sequences, seen) -> (B, k) item ids) with the torch model, training code path."""
+def torch_top_items(model_dir: str, item_matrix_path: str, k: int):
+    """top_items(prompts, spans, sequences, seen) -> (B, k) item ids, with the torch model on the training
+    code path."""
     import torch
     from lakerec.model.store import load_model
     from model_export.parity import torch_user_vectors
@@ -136,7 +137,7 @@ def torch_scorer(model_dir: str, item_matrix_path: str, k: int):
     item_matrix = np.load(item_matrix_path)
     index = {int(i): n for n, i in enumerate(item_ids)}
 
-    def score(texts, spans, sequences, seen, partial_sort=True):
+    def top_items(texts, spans, sequences, seen, partial_sort=True):
         prompts = [as_prompt(t, s) for t, s in zip(texts, spans)]
         with torch.no_grad():
             vectors = torch_user_vectors(model, id_model, tokenizer, special, item_ids, prompts,
@@ -146,7 +147,7 @@ def torch_scorer(model_dir: str, item_matrix_path: str, k: int):
             scores[row, [index[int(i)] for i in history if int(i) in index]] = -np.inf
         top = (np.argpartition(-scores, k - 1, axis=1)[:, :k] if partial_sort else np.argsort(-scores, axis=1)[:, :k])
         return item_ids[top]
-    return score
+    return top_items
 
 
 def run_first_attempt(spark, prompts, model_dir: str, item_matrix: str, k: int) -> dict:
@@ -154,8 +155,8 @@ def run_first_attempt(spark, prompts, model_dir: str, item_matrix: str, k: int) 
 
     @pandas_udf("array<bigint>")
     def recommend(text: pd.Series, spans: pd.Series, sequence: pd.Series, seen: pd.Series) -> pd.Series:
-        score = torch_scorer(model_dir, item_matrix, k)          # the model is loaded inside the UDF
-        return pd.Series([score([t], [s], [q], [h], partial_sort=False)[0]
+        top_items = torch_top_items(model_dir, item_matrix, k)          # the model is loaded inside the UDF
+        return pd.Series([top_items([t], [s], [q], [h], partial_sort=False)[0]
                           for t, s, q, h in zip(text, spans, sequence, seen)])
 
     spark.conf.set("spark.sql.execution.arrow.maxRecordsPerBatch", "10000")   # Spark's default
@@ -172,11 +173,11 @@ def run_predict_batch(spark, prompts, model_dir: str, item_matrix: str, k: int, 
     def make_predict_fn():
         import torch
         torch.set_num_threads(1)     # one thread per Spark task, as LakeRec's ONNX sessions (no oversubscription)
-        score = torch_scorer(model_dir, item_matrix, k)
+        top_items = torch_top_items(model_dir, item_matrix, k)
 
         def predict(text, spans, sequence, seen):
-            return score(list(text), [json.loads(s) for s in spans], [json.loads(q) for q in sequence],
-                         [json.loads(h) for h in seen])
+            return top_items(list(text), [json.loads(s) for s in spans], [json.loads(q) for q in sequence],
+                             [json.loads(h) for h in seen])
         return predict
 
     recommend = predict_batch_udf(make_predict_fn, return_type=ArrayType(LongType()), batch_size=batch_size)
@@ -190,24 +191,24 @@ def run_predict_batch(spark, prompts, model_dir: str, item_matrix: str, k: int, 
 def batch_sweep(frame: pd.DataFrame, spec, sizes=(1, 4, 8, 16, 32, 64)) -> dict:
     """Encoder + top-k users/s per batch size with ONE intra-op thread, as each Spark task runs it
     (spark.task.cpus = 1), batches of similar lengths as the job makes them; explanations off."""
-    from rec_udf.scorer import Scorer
-    scorer = Scorer.open(spec.bundle.directory(), prefer="cpu", threads=1)
-    prepared = length_sorted.prepare(scorer, frame)
+    from rec_udf.recommender import Recommender
+    recommender = Recommender.open(spec.bundle.directory(), prefer="cpu", threads=1)
+    prepared = length_sorted.prepare(recommender, frame)
     out = {}
     for size in sizes:
-        _, seconds = timed(lambda: length_sorted.encode_top_k(scorer, prepared, size, spec.top_k))
+        _, seconds = timed(lambda: length_sorted.encode_top_k(recommender, prepared, size, spec.top_k))
         out[size] = round(len(frame) / seconds, 2)
     return out
 
 
 def kv_cache(frame: pd.DataFrame, spec, max_new_tokens: int) -> dict:
     """Explanation tokens/s, greedy, with and without the key/value cache, same users and items."""
-    scorer = scorer_for(spec)
+    recommender = recommender_for(spec)
     prompts = [as_prompt(t, s) for t, s in zip(frame["prompt"], frame["entity_spans"])]
     sequences = [list(map(int, s)) for s in frame["sequence_item_ids"]]
     out = {}
     for cached in (True, False):
-        texts, seconds = timed(lambda: scorer.explain(prompts, sequences, list(range(len(prompts))), max_new_tokens,
+        texts, seconds = timed(lambda: recommender.explain(prompts, sequences, list(range(len(prompts))), max_new_tokens,
                                                       use_cache=cached))
         out["cached" if cached else "uncached"] = {"seconds": round(seconds, 2), "texts": texts}
         out[f"{'cached' if cached else 'uncached'}_steps_per_s"] = round(len(prompts) * max_new_tokens / seconds, 2)

@@ -42,7 +42,7 @@ from rec_udf import manifest as mf
 from rec_udf import runtime
 from rec_udf.catalogue import write_catalogue
 from rec_udf.glm_input import MAX_INTER, MAX_INTRA, SpecialTokens
-from rec_udf.scorer import Scorer
+from rec_udf.recommender import Recommender
 from rec_udf.task_prompts import EXPLANATION_TEMPLATE, SCORING_TEMPLATE
 
 
@@ -98,9 +98,9 @@ def export_bundles(model_dir: Path, bundles_dir: Path, precisions=("fp32",), par
                       if explainer is not None and explainer.covers(precision) else None)
             manifest = _manifest(info, precision, specs, model, id_model, special, item_matrix, copied, fingerprint)
             manifest = _write_manifest(staging, manifest)
-            scorer = Scorer.open(staging, prefer="cpu", threads=threads)
+            recommender = Recommender.open(staging, prefer="cpu", threads=threads)
             measured = mf.Parity(reference="torch fp32, LoRA unmerged",
-                                 **parity.compare(expected, scorer, prompts, sequences))
+                                 **parity.compare(expected, recommender, prompts, sequences))
             manifest = _write_manifest(staging, dataclasses.replace(manifest, parity=measured))
             bundle_format.verify(staging)
             _replace(staging, final)
