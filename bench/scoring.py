@@ -2,7 +2,7 @@
 
   bare            ONNX Runtime in this one process (rec_udf.scoring_udf.score_frames, no Spark; model
                   loaded before the clock starts; intra-op threads = all cores)
-  lakerec         the scoring job's Spark stage (lakerec.scoring.score_prompts: mapInPandas, Arrow,
+  lakerec         the scoring job's Spark stage (lakerec.scoring.stage.score_prompts: mapInPandas, Arrow,
                   worker-cached bundle), then writing the recommendation rows to a Delta table
   first_attempt   what a user writes first: a pandas UDF that loads the torch model inside the UDF
                   and scores one prompt at a time with torch eager (torch's default threads, full
@@ -35,9 +35,11 @@ import pandas as pd
 from pyspark import StorageLevel
 from pyspark.sql import functions as F
 
-from lakerec import scoring
 from lakerec.config import load_conf
 from lakerec.model.registry import Registry
+from lakerec.scoring.bundle_choice import bundle_for
+from lakerec.scoring.output import recommendation_rows
+from lakerec.scoring.stage import score_prompts, scoring_spec
 from lakerec.spark import build_session
 from lakerec.tables import delta_version, read_at_version
 from rec_udf import bundle as bundle_format
@@ -113,11 +115,10 @@ def run_bare(frame: pd.DataFrame, spec) -> dict:
 
 
 def run_lakerec(spark, conf, prompts, model: str) -> dict:
-    scored = scoring.score_prompts(spark, conf, prompts, model)
+    scored = score_prompts(spark, conf, prompts, model)
     with tempfile.TemporaryDirectory(prefix="lakerec-bench-") as out:
-        recs = scoring.recommendation_rows(scored.rows, scored.items, prompts, version=scored.version,
-                                           variant="bench", input_version=None, run_id="bench",
-                                           run_date=dt.date.today(), holdout=False)
+        recs = recommendation_rows(scored.rows, scored.items, prompts, version=scored.version, variant="bench",
+                                   input_version=None, run_id="bench", run_date=dt.date.today(), holdout=False)
         _, write_seconds = timed(lambda: recs.write.format("delta").save(out))
     scored.release()
     return {"seconds": scored.seconds, "write_seconds": write_seconds, "users": scored.stats["users"],
@@ -301,11 +302,11 @@ def main() -> None:
     conf = load_conf(None, overrides)
     spark = build_session(conf)
     registry = Registry.from_conf(conf)
-    version, bundle_dir, manifest = scoring.bundle_for(conf, args.model)
+    version, bundle_dir, manifest = bundle_for(conf, args.model)
     model_dir = str(registry.resolve(version))
     item_matrix = str(bundle_dir / manifest.items.matrix)
-    spec = scoring.scoring_spec(conf, BundleRef(bundle_format.sha256(bundle_dir / bundle_format.MANIFEST),
-                                                path=str(bundle_dir)), None, None)
+    ref = BundleRef(bundle_format.sha256(bundle_dir / bundle_format.MANIFEST), path=str(bundle_dir))
+    spec = scoring_spec(conf, ref, None, None)
     prompts, users, run_date = bench_prompts(spark, conf, args.users)
     print(f"{users} users from the prompts of {run_date}, model {version}", file=sys.stderr)
     columns = ["user_id", "prompt", "entity_spans", "sequence_item_ids", "seen_item_ids"]

@@ -23,7 +23,8 @@ from pyspark.sql import DataFrame, functions as F
 from lakerec import logs
 from lakerec.config import Conf
 from lakerec.prompts import build_prompts
-from lakerec.scoring import create_recommendations_table, quarantine_rows, recommendation_rows, score_prompts
+from lakerec.scoring.output import create_recommendations_table, quarantine_rows, recommendation_rows
+from lakerec.scoring.stage import score_prompts
 from lakerec.sources.schema import mapping, read_sources
 from lakerec.tables import append, sql_string, table_exists
 from lakerec.validate import QUARANTINE_COLUMNS_DOC, quarantine_records, validate
@@ -63,10 +64,10 @@ def live_rows(spark, conf: Conf, users: DataFrame, run_date: dt.date,
     try:
         prompts = build_prompts(checked.good, conf, run_date, run_id,
                                 {s.table: s.version for s in sources.values()}).persist()
-        scored = score_prompts(spark, conf, prompts, str(conf.get("stream.model") or conf.get("score.model")))
+        scored = score_prompts(spark, conf, prompts, conf.settings.stream.model or conf.settings.score.model)
         recs = recommendation_rows(scored.rows, scored.items, prompts, version=scored.version, variant=LIVE_VARIANT,
                                    input_version=None, run_id=run_id, run_date=run_date, holdout=False)
-        top_k = int(conf.get("score.top_k"))
+        top_k = conf.settings.score.top_k
         grid = users.crossJoin(spark.range(1, top_k + 1).select(F.col("id").cast("int").alias("rank")))
         rows = grid.join(recs, ["user_id", "rank"], "left").select(*recs.columns).persist()
         rows.count()

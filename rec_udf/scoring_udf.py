@@ -30,7 +30,6 @@ SCORED_SCHEMA = ("user_id bigint, rank int, item_id bigint, score double, explan
                  "prompt_tokens int, error string")
 SCORED_COLUMNS = ["user_id", "rank", "item_id", "score", "explanation", "explanation_source", "evidence_item_ids",
                   "explanation_rejected", "prompt_tokens", "error"]
-EXPLAINERS = ("llm", "template", "off")
 
 
 @dataclass(frozen=True)
@@ -51,7 +50,7 @@ class BundleRef:
 @dataclass(frozen=True)
 class ScoringSpec:
     """What a scoring task needs, filled by the driver from the `score` settings (no defaults here:
-    conf/local.yaml holds them, lakerec/scoring.py:scoring_spec copies them)."""
+    conf/local.yaml holds them, lakerec/scoring/stage.py:scoring_spec copies them)."""
     bundle: BundleRef
     top_k: int
     explain_k: int
