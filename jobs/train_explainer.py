@@ -42,7 +42,7 @@ def evidence_sets(spark, conf, run_date, recommender: Recommender, n_train: int,
 def run(spark, conf, run_date) -> dict:
     logging.basicConfig(level=logging.INFO, format="[lakerec train-explainer] %(message)s", force=True)
     registry = Registry.from_conf(conf)
-    version = registry.resolve(str(conf.get("score.model"))).name
+    version = registry.resolve(conf.settings.score.model).name
     bundle = registry.bundle_dir(version, "fp32")
     if not bundle.exists():
         raise StructuralError(f"no fp32 bundle for {version} at {bundle}; run `lakerec export --model {version}`")

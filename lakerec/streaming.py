@@ -36,7 +36,7 @@ TXN_VERSION = "spark.databricks.delta.write.txnVersion"
 
 
 def checkpoint_dir(conf: Conf) -> str:
-    return str(conf.get("stream.checkpoint_dir") or conf.warehouse_root / "_checkpoints" / "stream")
+    return str(conf.settings.stream.checkpoint_dir or conf.warehouse_root / "_checkpoints" / "stream")
 
 
 def touched_users(batch: DataFrame, conf: Conf) -> DataFrame:
@@ -155,8 +155,8 @@ def start(spark, conf: Conf, trigger: str = "available-now"):
     table = conf.require("tables.live_recommendations")
     checkpoint = checkpoint_dir(conf)
     reader = spark.readStream.format("delta").option("skipChangeCommits", "true")
-    if conf.get("stream.max_files_per_trigger"):
-        reader = reader.option("maxFilesPerTrigger", int(conf.get("stream.max_files_per_trigger")))
+    if conf.settings.stream.max_files_per_trigger:
+        reader = reader.option("maxFilesPerTrigger", conf.settings.stream.max_files_per_trigger)
     writer = (reader.table(source).writeStream.queryName(f"lakerec_stream_{sql_string(table).replace('.', '_')}")
               .foreachBatch(lambda batch, batch_id: process_batch(conf, batch, batch_id, query_app_id(checkpoint)))
               .option("checkpointLocation", checkpoint))
