@@ -1,10 +1,11 @@
 """The export bundle: a directory with `manifest.json`, three ONNX graphs, the item matrix, the item
 catalogue, the tokenizer and (optional) the explainer LLM in `explainer/`. Written by `model_export`, read here (torch-free) on executors.
 
-Loading verifies before anything runs: the manifest parses and has this runtime's format version;
-every file it lists exists with the recorded size and sha256 (so a truncated, altered or missing file
-is refused by name); the prompt template version equals the textualizer's, since prompts rendered
-by another template are not what the model was trained on.
+Loading verifies before anything runs: the manifest has this runtime's format version and parses
+(`rec_udf.manifest`: every field present and known); every file it lists exists with the recorded
+size and sha256 (so a truncated, altered or missing file is refused by name); the prompt template
+version equals the textualizer's, since prompts rendered by another template are not what the model
+was trained on.
 """
 from __future__ import annotations
 
