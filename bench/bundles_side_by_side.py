@@ -18,7 +18,7 @@ import numpy as np
 from deltalake import DeltaTable
 
 from lakerec.config import load_conf
-from rec_udf.scorer import Scorer
+from rec_udf.recommender import Recommender
 
 import length_sorted  # bench/, first on sys.path when run as a script
 import results_io
@@ -41,14 +41,15 @@ def main() -> None:
     p.add_argument("--batch-size", type=int, default=4)
     args = p.parse_args()
     frame = prompts_frame(args.users)
-    scorers = {name: Scorer.open(path, prefer="cpu", threads=1) for name, path in (("old", args.old), ("new", args.new))}
-    inputs = {name: length_sorted.prepare(scorer, frame) for name, scorer in scorers.items()}
-    seconds = {name: [] for name in scorers}
+    recommenders = {name: Recommender.open(path, prefer="cpu", threads=1)
+                    for name, path in (("old", args.old), ("new", args.new))}
+    inputs = {name: length_sorted.prepare(recommender, frame) for name, recommender in recommenders.items()}
+    seconds = {name: [] for name in recommenders}
     tops = {}
     for _ in range(args.rounds):
-        for name, scorer in scorers.items():
+        for name, recommender in recommenders.items():
             start = time.perf_counter()
-            tops[name] = length_sorted.encode_top_k(scorer, inputs[name], args.batch_size)
+            tops[name] = length_sorted.encode_top_k(recommender, inputs[name], args.batch_size)
             seconds[name].append(time.perf_counter() - start)
     speed = {name: round(len(frame) / min(s), 2) for name, s in seconds.items()}
     r = {"date": dt.date.today().isoformat(), "machine": f"{platform.machine()}, {os.cpu_count()} cores",

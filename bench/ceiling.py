@@ -11,6 +11,8 @@ from pathlib import Path
 
 import numpy as np
 
+from rec_udf.manifest import Manifest
+
 
 def matmul_weights(graph: Path) -> int:
     """Weights multiplied once per token: the 2-D initializers feeding MatMul/Gemm nodes (embedding
@@ -22,12 +24,12 @@ def matmul_weights(graph: Path) -> int:
                for name in node.input)
 
 
-def flops_per_token(graph: Path, manifest: dict, mean_tokens: float) -> float:
+def flops_per_token(graph: Path, manifest: Manifest, mean_tokens: float) -> float:
     """2 FLOPs per weight (multiply-add), plus attention: scores and weighted sum, 4 x tokens x hidden
     per token per layer."""
-    g = manifest["graphs"]["generator"]
-    hidden = g["heads"] * g["head_dim"]
-    return 2.0 * matmul_weights(graph) + 4.0 * mean_tokens * hidden * g["layers"]
+    g = manifest.graphs.generator
+    hidden = g.heads * g.head_dim
+    return 2.0 * matmul_weights(graph) + 4.0 * mean_tokens * hidden * g.layers
 
 
 def gemm_gflops(n: int = 2048, repeats: int = 5) -> float:
@@ -50,7 +52,7 @@ def _timed(fn) -> float:
     return time.perf_counter() - start
 
 
-def report(approaches: dict, graph: Path, manifest: dict) -> dict:
+def report(approaches: dict, graph: Path, manifest: Manifest) -> dict:
     """GFLOP/s and share of the GEMM rate of each approach; what 5x the first attempt would need."""
     lakerec = approaches.get("lakerec") or next(iter(approaches.values()))
     mean_tokens = lakerec["tokens"] / lakerec["users"]         # every approach reads the same prompts

@@ -5,7 +5,7 @@ on the same grounded prompts, one process, one after the other.
   python bench/explain.py [--prompts 48] [--threads 2] [--batch-sizes 1,4,8,16]
 
 Prompts: evidence for the newest history item of the first N users of the warehouse's prompts table
-(MovieLens after `make demo`), through the champion's fp32 bundle, exactly as the scorer builds it.
+(MovieLens after `make demo`), through the champion's fp32 bundle, exactly as the recommender builds it.
 Every approach decodes greedily from the same prompt text (chat template + answer opening) until
 its end token or 40 new tokens; LakeRec's explainer also as served (it stops a batch once every
 row has finished its first sentence). Tokens/s counts real generated tokens (up to the end token). Reported: explanations/s, generated tokens/s, model load time, and for LakeRec the
@@ -31,21 +31,21 @@ from lakerec.model import explainer as explainer_model  # noqa: E402
 from lakerec.model.registry import Registry  # noqa: E402
 from rec_udf import explanations as ex  # noqa: E402
 from rec_udf.explainer import Explainer, checked  # noqa: E402
-from rec_udf.scorer import Scorer  # noqa: E402
+from rec_udf.recommender import Recommender  # noqa: E402
 
 MAX_NEW = 40
 
 
-def evidence_of_users(conf, scorer: Scorer, n: int) -> list[ex.Evidence]:
+def evidence_of_users(conf, recommender: Recommender, n: int) -> list[ex.Evidence]:
     from deltalake import DeltaTable
     table = DeltaTable(str(Path(conf.require("warehouse_root")) / "tables" / "lakerec.db" / "prompts"))
     frame = table.to_pandas(columns=["user_id", "run_date", "sequence_item_ids", "sequence_ratings"])
     frame = frame[frame["run_date"] == frame["run_date"].max()].sort_values("user_id")
     out = []
     for sequence, ratings in zip(frame["sequence_item_ids"], frame["sequence_ratings"]):
-        index = scorer.catalogue_index(sequence)
+        index = recommender.catalogue_index(sequence)
         if len(sequence) >= 2 and index[-1] >= 0:
-            out.append(scorer.evidence(int(index[-1]), list(sequence[:-1]), list(ratings[:-1])))
+            out.append(recommender.evidence(int(index[-1]), list(sequence[:-1]), list(ratings[:-1])))
         if len(out) == n:
             break
     return out
@@ -113,15 +113,15 @@ def main() -> None:
     conf = load_conf(None, [])
     registry = Registry.from_conf(conf)
     version = registry.resolve("champion").name
-    scorer = Scorer.open(registry.bundle_dir(version, "fp32"), prefer="cpu")
-    evidence = evidence_of_users(conf, scorer, args.prompts)
+    recommender = Recommender.open(registry.bundle_dir(version, "fp32"), prefer="cpu")
+    evidence = evidence_of_users(conf, recommender, args.prompts)
     built = {p: explainer_model.prepare(conf.cache_dir, [p]).directories[p] for p in ("int4", "fp32")}
     reader = Explainer(built["int4"])
     prompts = [reader.prompt(e) for e in evidence]
     batch_sizes = [int(b) for b in args.batch_sizes.split(",")]
     rows = lakerec_rows(built["int4"], "LakeRec explainer: onnxruntime-genai int4", prompts, evidence,
-                        scorer.title_index, args.threads, batch_sizes)
-    rows += lakerec_rows(built["fp32"], "onnxruntime-genai fp32", prompts, evidence, scorer.title_index,
+                        recommender.title_index, args.threads, batch_sizes)
+    rows += lakerec_rows(built["fp32"], "onnxruntime-genai fp32", prompts, evidence, recommender.title_index,
                          args.threads, [1, 8])
     gguf = explainer_model.home(conf.cache_dir) / "gguf" / Path(explainer_model.GGUF_MEMBER).name
     rows += transformers_rows(gguf, prompts, args.threads, min(args.transformers_prompts, len(prompts)))

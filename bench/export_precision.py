@@ -33,7 +33,7 @@ from model_export.export import export_bundles
 from model_export.parity import agreement, torch_user_vectors
 from rec_udf.catalogue import write_catalogue
 from rec_udf.glm_input import SpecialTokens
-from rec_udf.scorer import Scorer
+from rec_udf.recommender import Recommender
 
 logs.configure()
 
@@ -83,14 +83,14 @@ item_matrix = np.load(Path(exported["fp32"]["path"]) / "item_matrix.npy")
 results["variants"]["torch"] = {**metrics(reference, item_matrix), "users_per_s": len(users) / torch_seconds,
                                 "max_abs_diff": 0.0, "top10_identical": 1.0}
 for precision in ("fp32", "fp16", "int8"):
-    scorer = Scorer.open(exported[precision]["path"], prefer="cpu", threads=threads)
+    recommender = Recommender.open(exported[precision]["path"], prefer="cpu", threads=threads)
     t0 = time.time()
-    vectors = np.concatenate([scorer.user_vectors(prompts[b:b + 32], sequences[b:b + 32])
+    vectors = np.concatenate([recommender.user_vectors(prompts[b:b + 32], sequences[b:b + 32])
                               for b in range(0, len(users), 32)])
     seconds = time.time() - t0
     results["variants"][precision] = {
         **metrics(vectors, item_matrix), "users_per_s": len(users) / seconds,
-        **agreement(vectors, reference, scorer, sequences), "bundle_mb": exported[precision]["bytes"] / 1e6}
+        **agreement(vectors, reference, recommender, sequences), "bundle_mb": exported[precision]["bytes"] / 1e6}
     print(precision, results["variants"][precision], file=sys.stderr)
 
 def markdown(results: dict, command: str) -> str:

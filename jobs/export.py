@@ -33,14 +33,13 @@ def run(conf, model: str = "champion", precisions: list[str] | None = None, forc
             except BundleError as exc:
                 print(f"{version} {precision}: existing bundle is unusable ({exc}); exporting again")
             else:
-                has = manifest.get("explainer")
-                same = has is not None and explainer is not None and all(
-                    has.get(k) == v for k, v in explainer.info.items() if k != "self_training") and \
-                    has.get("precision") == explainer_model.FOR_BUNDLE.get(precision)
+                has = manifest.explainer
+                same = has is not None and explainer is not None and has.describes(explainer.info) and \
+                    has.precision == explainer_model.FOR_BUNDLE.get(precision)
                 if explainer is not None and not same:
                     print(f"{version} {precision}: {path} has {'no' if has is None else 'another'} explainer; "
                           "exporting again")
-                elif manifest.get("model_fingerprint") == fingerprint:
+                elif manifest.model_fingerprint == fingerprint:
                     print(f"{version} {precision}: {path} exists and verifies (kept; --force re-exports)")
                     continue
                 else:
@@ -52,7 +51,7 @@ def run(conf, model: str = "champion", precisions: list[str] | None = None, forc
     for precision, result in results.items():
         p = result["parity"]
         print(f"{version} {precision}: {result['path']} ({result['bytes'] / 1e6:.0f} MB, {result['seconds']:.0f}s); "
-              f"vs torch on {p['users']} prompts: max |diff| {p['max_abs_diff']:.2e}, "
-              f"top-10 identical {p['top10_identical']:.1%}, overlap {p['top10_overlap']:.1%}")
+              f"vs torch on {p.users} prompts: max |diff| {p.max_abs_diff:.2e}, "
+              f"top-10 identical {p.top10_identical:.1%}, overlap {p.top10_overlap:.1%}")
     return {"version": version, "bundles": {p: str(registry.bundle_dir(version, p)) for p in precisions},
             "exported": results}

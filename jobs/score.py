@@ -1,13 +1,13 @@
 """`lakerec score --run-date D [--model VERSION|champion] [--variant NAME] [--holdout]`: score the
 prompts of D with an exported bundle on the executors and replace the (D, variant) slice of
 `recs.user_recommendations` (or, --holdout, of `recs.holdout_recommendations` from the holdout
-prompts, for offline evaluation). See lakerec/scoring.py and docs/tables.md."""
+prompts, for offline evaluation). See lakerec/scoring/ and docs/tables.md."""
 from __future__ import annotations
 
 from lakerec.ab import variant_users
 from lakerec.progress import spark_progress
 from lakerec.runs import recorded_run
-from lakerec.scoring import score
+from lakerec.scoring.job import score
 
 
 def run(spark, conf, run_date, model=None, variant=None, holdout=False, users=None):

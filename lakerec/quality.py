@@ -22,7 +22,7 @@ def checks(spark, conf: Conf, run_date: dt.date, variant: str = "default") -> di
     prompts = spark.table(conf.require("tables.prompts")).where(F.col("run_date") == F.lit(run_date))
     # the items table through the column mapping (ids parsed as scoring reads them)
     items = read_source(spark, conf, "items").df.where(F.col("item_id") > 0).select("item_id")
-    top_k = int(conf.get("score.top_k"))
+    top_k = conf.settings.score.top_k
     per_user = recs.groupBy("user_id").agg(F.count("*").alias("n"), F.countDistinct("rank").alias("ranks"),
                                            F.countDistinct("item_id").alias("distinct_items"))
     # Every user gets top_k rows, or every candidate when fewer are left (catalogue minus history).

@@ -22,7 +22,8 @@ from pyspark.sql import DataFrame, functions as F
 from lakerec import logs
 from lakerec.config import Conf
 from lakerec.prompts import build_prompts
-from lakerec.scoring import create_recommendations_table, quarantine_rows, recommendation_rows, score_prompts
+from lakerec.scoring.output import create_recommendations_table, quarantine_rows, recommendation_rows
+from lakerec.scoring.stage import score_prompts
 from lakerec.sources.schema import mapping, read_sources
 from lakerec.tables import append, merge_insert_missing, merge_upsert, sql_string, table_exists, transaction_id
 from lakerec.validate import QUARANTINE_COLUMNS_DOC, quarantine_records, validate
@@ -32,7 +33,7 @@ STREAM_JOB = "stream"
 
 
 def checkpoint_dir(conf: Conf) -> str:
-    return str(conf.get("stream.checkpoint_dir") or conf.warehouse_root / "_checkpoints" / "stream")
+    return str(conf.settings.stream.checkpoint_dir or conf.warehouse_root / "_checkpoints" / "stream")
 
 
 def touched_users(batch: DataFrame, conf: Conf) -> DataFrame:
@@ -60,10 +61,10 @@ def live_rows(spark, conf: Conf, users: DataFrame, run_date: dt.date,
     try:
         prompts = build_prompts(checked.good, conf, run_date, run_id,
                                 {s.table: s.version for s in sources.values()}).persist()
-        scored = score_prompts(spark, conf, prompts, str(conf.get("stream.model") or conf.get("score.model")))
+        scored = score_prompts(spark, conf, prompts, conf.settings.stream.model or conf.settings.score.model)
         recs = recommendation_rows(scored.rows, scored.items, prompts, version=scored.version, variant=LIVE_VARIANT,
                                    input_version=None, run_id=run_id, run_date=run_date, holdout=False)
-        top_k = int(conf.get("score.top_k"))
+        top_k = conf.settings.score.top_k
         grid = users.crossJoin(spark.range(1, top_k + 1).select(F.col("id").cast("int").alias("rank")))
         rows = grid.join(recs, ["user_id", "rank"], "left").select(*recs.columns).persist()
         rows.count()
@@ -129,8 +130,8 @@ def start(spark, conf: Conf, trigger: str = "available-now"):
     table = conf.require("tables.live_recommendations")
     checkpoint = checkpoint_dir(conf)
     reader = spark.readStream.format("delta").option("skipChangeCommits", "true")
-    if conf.get("stream.max_files_per_trigger"):
-        reader = reader.option("maxFilesPerTrigger", int(conf.get("stream.max_files_per_trigger")))
+    if conf.settings.stream.max_files_per_trigger:
+        reader = reader.option("maxFilesPerTrigger", conf.settings.stream.max_files_per_trigger)
     writer = (reader.table(source).writeStream.queryName(f"lakerec_stream_{sql_string(table).replace('.', '_')}")
               .foreachBatch(lambda batch, batch_id: process_batch(conf, batch, batch_id, query_app_id(checkpoint)))
               .option("checkpointLocation", checkpoint))

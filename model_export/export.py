@@ -19,8 +19,8 @@ place, so a bundle is whole or absent. Re-exporting a version replaces its bundl
 from __future__ import annotations
 
 import copy
+import dataclasses
 import datetime as dt
-import json
 import os
 import shutil
 import tempfile
@@ -38,10 +38,11 @@ from lakerec.model.store import load_catalogue, load_model, model_fingerprint
 from model_export import graphs, parity
 from model_export.precision import PRECISIONS, convert
 from rec_udf import bundle as bundle_format
+from rec_udf import manifest as mf
 from rec_udf import runtime
 from rec_udf.catalogue import write_catalogue
 from rec_udf.glm_input import MAX_INTER, MAX_INTRA, SpecialTokens
-from rec_udf.scorer import Scorer
+from rec_udf.recommender import Recommender
 from rec_udf.task_prompts import EXPLANATION_TEMPLATE, SCORING_TEMPLATE
 
 
@@ -93,76 +94,73 @@ def export_bundles(model_dir: Path, bundles_dir: Path, precisions=("fp32",), par
             np.save(staging / "item_ids.npy", np.asarray(item_ids, dtype=np.int64))
             write_catalogue(staging / "items.parquet", items)
             tokenizer.save(str(staging / bundle_format.TOKENIZER))
-            manifest = _manifest(info, precision, specs, model, id_model, special, item_matrix)
-            if explainer is not None and explainer.covers(precision):
-                manifest["explainer"] = _copy_explainer(explainer, precision, staging)
-            manifest["model_fingerprint"] = fingerprint
-            _write_manifest(staging, manifest)
-            scorer = Scorer.open(staging, prefer="cpu", threads=threads)
-            manifest["parity"] = {"reference": "torch fp32, LoRA unmerged",
-                                  **parity.compare(expected, scorer, prompts, sequences)}
-            _write_manifest(staging, manifest)
+            copied = (_copy_explainer(explainer, precision, staging)
+                      if explainer is not None and explainer.covers(precision) else None)
+            manifest = _manifest(info, precision, specs, model, id_model, special, item_matrix, copied, fingerprint)
+            manifest = _write_manifest(staging, manifest)
+            recommender = Recommender.open(staging, prefer="cpu", threads=threads)
+            measured = mf.Parity(reference="torch fp32, LoRA unmerged",
+                                 **parity.compare(expected, recommender, prompts, sequences))
+            manifest = _write_manifest(staging, dataclasses.replace(manifest, parity=measured))
             bundle_format.verify(staging)
             _replace(staging, final)
             size = sum(f.stat().st_size for f in final.rglob("*") if f.is_file())
-            results[precision] = {"path": str(final), "parity": manifest["parity"], "seconds": time.time() - t0,
+            results[precision] = {"path": str(final), "parity": measured, "seconds": time.time() - t0,
                                   "bytes": size}
             log(f"[export] {precision}: {final} ({size / 1e6:.0f} MB), parity max|diff| "
-                f"{manifest['parity']['max_abs_diff']:.2e}, top-10 identical "
-                f"{manifest['parity']['top10_identical']:.1%}")
+                f"{measured.max_abs_diff:.2e}, top-10 identical {measured.top10_identical:.1%}")
     return results
 
 
 def _manifest(info: dict, precision: str, specs: dict, model, id_model, special: SpecialTokens,
-              item_matrix: np.ndarray) -> dict:
+              item_matrix: np.ndarray, explainer: mf.ExplainerEntry | None, fingerprint: str) -> mf.Manifest:
     backbone = model.backbone
     heads = backbone.layers[0].attention.heads
-    graph_entries = {name: spec.to_dict() for name, spec in specs.items()}
-    graph_entries["generator"].update(layers=len(backbone.layers), heads=heads,
-                                      head_dim=backbone.hidden_size // heads)
+    graph_entries = {name: mf.Graph(**spec.to_dict()) for name, spec in specs.items()}
+    graph_entries["generator"] = dataclasses.replace(graph_entries["generator"], layers=len(backbone.layers),
+                                                     heads=heads, head_dim=backbone.hidden_size // heads)
     llm = info["llm_config"]
-    return {
-        "format": bundle_format.FORMAT, "format_version": bundle_format.FORMAT_VERSION,
-        "model_version": info["version"], "precision": precision,
-        "created_at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
-        "backbone": {**(info.get("backbone") or {}), "kind": backbone.kind, "hidden_size": backbone.hidden_size,
-                     "layers": len(backbone.layers), "vocab_size": backbone.word_embeddings.num_embeddings},
-        "lora": {"r": llm["lora_r"], "alpha": llm["lora_alpha"], "dropout": llm["lora_dropout"],
-                 "targets": llm["lora_targets"] or list(backbone.lora_targets), "merged": True},
-        "template": info["template"],
-        "prompt_form": "unified",
-        "hybrid": {"lm_weight": float(model.lm_weight), "temperature": float(model.config.temperature),
-                   "id_dim": int(id_model.score_dim), "sasrec_dim": int(id_model.sasrec.config.dim),
-                   "lm_dim": int(model.config.dim),
-                   "text_weight": float(id_model.text_weight),
-                   "serving": hybrid.serving_label(model.lm_weight, id_model.text_weight)},
-        "tasks": {"scoring": {"name": SCORING_TEMPLATE[0], "text": SCORING_TEMPLATE[1]},
-                  "explanation": {"name": EXPLANATION_TEMPLATE[0], "text": EXPLANATION_TEMPLATE[1]}},
-        "tokenizer": {"file": bundle_format.TOKENIZER, "special_tokens": {
-            k: getattr(special, k) for k in SpecialTokens.__dataclass_fields__}},
-        "opset": graphs.OPSET,
-        "exporter": f"torch.onnx (TorchScript) torch {torch.__version__}",
-        "onnxruntime_built_with": runtime.ort.__version__,
-        "graphs": graph_entries,
-        "limits": {"max_positions": backbone.max_positions, "max_inter": MAX_INTER, "max_intra": MAX_INTRA,
-                   "id_max_len": id_model.config.max_len},
-        "items": {"count": int(len(item_matrix)), "dim": int(item_matrix.shape[1]), "ids": "item_ids.npy",
-                  "matrix": "item_matrix.npy", "catalogue": "items.parquet",
-                  "matrix_note": "computed with the torch fp32 model for every precision"},
-        "training": {"metrics": info.get("metrics"), "lineage": info.get("lineage"), "profile": info.get("profile")},
-    }
+    return mf.Manifest(
+        format=mf.FORMAT, format_version=mf.FORMAT_VERSION, model_version=info["version"], precision=precision,
+        created_at=dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+        backbone={**(info.get("backbone") or {}), "kind": backbone.kind, "hidden_size": backbone.hidden_size,
+                  "layers": len(backbone.layers), "vocab_size": backbone.word_embeddings.num_embeddings},
+        lora=mf.Lora(r=llm["lora_r"], alpha=llm["lora_alpha"], dropout=llm["lora_dropout"],
+                     targets=llm["lora_targets"] or list(backbone.lora_targets), merged=True),
+        template=mf.Template(**info["template"]),
+        prompt_form="unified",
+        hybrid=mf.Hybrid(lm_weight=float(model.lm_weight), temperature=float(model.config.temperature),
+                         id_dim=int(id_model.score_dim), sasrec_dim=int(id_model.sasrec.config.dim),
+                         lm_dim=int(model.config.dim), text_weight=float(id_model.text_weight),
+                         serving=hybrid.serving_label(model.lm_weight, id_model.text_weight)),
+        tasks=mf.Tasks(scoring=mf.TaskTemplate(name=SCORING_TEMPLATE[0], text=SCORING_TEMPLATE[1]),
+                       explanation=mf.TaskTemplate(name=EXPLANATION_TEMPLATE[0], text=EXPLANATION_TEMPLATE[1])),
+        tokenizer=mf.TokenizerEntry(file=bundle_format.TOKENIZER, special_tokens=special),
+        opset=graphs.OPSET,
+        exporter=f"torch.onnx (TorchScript) torch {torch.__version__}",
+        onnxruntime_built_with=runtime.ort.__version__,
+        graphs=mf.Graphs(**graph_entries),
+        limits=mf.Limits(max_positions=backbone.max_positions, max_inter=MAX_INTER, max_intra=MAX_INTRA,
+                         id_max_len=id_model.config.max_len),
+        items=mf.Items(count=int(len(item_matrix)), dim=int(item_matrix.shape[1]), ids="item_ids.npy",
+                       matrix="item_matrix.npy", catalogue="items.parquet",
+                       matrix_note="computed with the torch fp32 model for every precision"),
+        training={"metrics": info.get("metrics"), "lineage": info.get("lineage"), "profile": info.get("profile")},
+        explainer=explainer, model_fingerprint=fingerprint)
 
 
-def _copy_explainer(explainer, precision: str, staging: Path) -> dict:
+def _copy_explainer(explainer, precision: str, staging: Path) -> mf.ExplainerEntry:
     from lakerec.model.explainer import FOR_BUNDLE, PRECISIONS
     kind = FOR_BUNDLE[precision]
     shutil.copytree(explainer.directories[kind], staging / "explainer", ignore=shutil.ignore_patterns(".*"))
-    return {"directory": "explainer", "precision": kind, "execution": PRECISIONS[kind][1], **explainer.info}
+    return mf.ExplainerEntry(directory="explainer", precision=kind, execution=PRECISIONS[kind][1], **explainer.info)
 
 
-def _write_manifest(directory: Path, manifest: dict) -> None:
-    manifest["files"] = bundle_format.file_entries(directory)
-    (directory / bundle_format.MANIFEST).write_text(json.dumps(manifest, indent=2, default=str))
+def _write_manifest(directory: Path, manifest: mf.Manifest) -> mf.Manifest:
+    """Write the manifest with `files` listing every other file now in `directory`; returns what was written."""
+    manifest = dataclasses.replace(manifest, files=bundle_format.file_entries(directory))
+    (directory / bundle_format.MANIFEST).write_text(manifest.to_json())
+    return manifest
 
 
 def _replace(staging: Path, final: Path) -> None:

@@ -11,7 +11,7 @@ from lakerec.model.glm import build_example, collate, tokenize_prompt
 from lakerec.model.recllm import RecLLM
 from lakerec.model.sasrec import SASRec
 from lakerec.model.train_sasrec import left_pad
-from rec_udf.scorer import Scorer
+from rec_udf.recommender import Recommender
 from rec_udf.textualizer import Prompt, textualize
 
 
@@ -54,16 +54,16 @@ def torch_user_vectors(model: RecLLM, id_model: "SASRec | hybrid.IDSide", tokeni
     return np.concatenate(out)
 
 
-def agreement(vectors: np.ndarray, reference: np.ndarray, scorer: Scorer, sequences, k: int = 10) -> dict:
+def agreement(vectors: np.ndarray, reference: np.ndarray, recommender: Recommender, sequences, k: int = 10) -> dict:
     """How far ONNX user vectors are from the reference, and how often their top-k lists agree."""
-    ref_top, _ = scorer.top_k(reference.copy(), k, sequences)
-    top, _ = scorer.top_k(vectors, k, sequences)
+    ref_top, _ = recommender.top_k(reference.copy(), k, sequences)
+    top, _ = recommender.top_k(vectors, k, sequences)
     return {"max_abs_diff": float(np.abs(vectors - reference).max()),
             f"top{k}_identical": float(np.mean([list(a) == list(b) for a, b in zip(top, ref_top)])),
             f"top{k}_overlap": float(np.mean([len(set(a) & set(b)) / k for a, b in zip(top, ref_top)]))}
 
 
-def compare(reference: np.ndarray, scorer: Scorer, prompts, sequences, k: int = 10) -> dict:
-    vectors = np.concatenate([scorer.user_vectors(prompts[b:b + 32], sequences[b:b + 32])
+def compare(reference: np.ndarray, recommender: Recommender, prompts, sequences, k: int = 10) -> dict:
+    vectors = np.concatenate([recommender.user_vectors(prompts[b:b + 32], sequences[b:b + 32])
                               for b in range(0, len(prompts), 32)])
-    return {"users": len(prompts), **agreement(vectors, reference, scorer, sequences, k)}
+    return {"users": len(prompts), **agreement(vectors, reference, recommender, sequences, k)}

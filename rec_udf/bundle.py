@@ -1,16 +1,16 @@
 """The export bundle: a directory with `manifest.json`, three ONNX graphs, the item matrix, the item
 catalogue, the tokenizer and (optional) the explainer LLM in `explainer/`. Written by `model_export`, read here (torch-free) on executors.
 
-Loading verifies before anything runs: the manifest parses and has this runtime's format version;
-every file it lists exists with the recorded size and sha256 (so a truncated, altered or missing file
-is refused by name); the prompt template version equals the textualizer's, since prompts rendered
-by another template are not what the model was trained on.
+Loading verifies before anything runs: the manifest has this runtime's format version and parses
+(`rec_udf.manifest`: every field present and known); every file it lists exists with the recorded
+size and sha256 (so a truncated, altered or missing file is refused by name); the prompt template
+version equals the textualizer's, since prompts rendered by another template are not what the model
+was trained on.
 """
 from __future__ import annotations
 
 import functools
 import hashlib
-import json
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -20,13 +20,9 @@ from rec_udf import textualizer
 from rec_udf.catalogue import read_catalogue
 from rec_udf.errors import BundleError
 from rec_udf.glm_input import SpecialTokens, load_tokenizer
+from rec_udf.manifest import MANIFEST, FileEntry, Manifest
 
-FORMAT = "lakerec-bundle"
-FORMAT_VERSION = 2          # 2: the hybrid score (ID-side state ; weighted LM vector), see model_export/graphs.py
-MANIFEST = "manifest.json"
-GRAPHS = ("sequence_encoder", "user_encoder", "generator")
 TOKENIZER = "tokenizer.json"
-ITEM_FILES = ("ids", "matrix", "catalogue")
 EXPLAINER_FILES = ("genai_config.json", "model.onnx", "tokenizer.json")   # at least these, in explainer.directory
 
 
@@ -38,44 +34,37 @@ def sha256(path: Path, chunk: int = 1 << 20) -> str:
     return digest.hexdigest()
 
 
-def file_entries(directory: Path) -> dict[str, dict]:
+def file_entries(directory: Path) -> dict[str, FileEntry]:
     """sha256 and size of every file under `directory` except the manifest (relative paths)."""
-    return {str(p.relative_to(directory)): {"sha256": sha256(p), "bytes": p.stat().st_size}
+    return {str(p.relative_to(directory)): FileEntry(sha256=sha256(p), bytes=p.stat().st_size)
             for p in sorted(directory.rglob("*")) if p.is_file() and p.name != MANIFEST}
 
 
-def read_manifest(directory: Path) -> dict:
+def read_manifest(directory: Path) -> Manifest:
     path = Path(directory) / MANIFEST
     if not Path(directory).is_dir():
         raise BundleError(f"{directory}: bundle directory not found")
     if not path.exists():
         raise BundleError(f"{path}: missing; not a LakeRec bundle (export one with `lakerec export`)")
     try:
-        manifest = json.loads(path.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        text = path.read_text()
+    except UnicodeDecodeError as exc:
         raise BundleError(f"{path}: not valid JSON ({exc})") from None
-    if manifest.get("format") != FORMAT or manifest.get("format_version") != FORMAT_VERSION:
-        raise BundleError(f"{path}: format {manifest.get('format')!r} version {manifest.get('format_version')!r}; "
-                          f"this runtime reads {FORMAT!r} version {FORMAT_VERSION}")
-    return manifest
+    return Manifest.from_json(text, path)
 
 
-def verify(directory: Path) -> dict:
+def verify(directory: Path) -> Manifest:
     """The manifest, after every check in the module docstring; BundleError names what is wrong."""
     directory = Path(directory)
     manifest = read_manifest(directory)
     where = directory / MANIFEST
-    files = manifest.get("files")
-    if not isinstance(files, dict) or not files:
+    files = manifest.files
+    if not files:
         raise BundleError(f"{where}: field 'files' is missing or empty")
-    try:
-        used = ([manifest["graphs"][g]["file"] for g in GRAPHS] + [manifest["items"][k] for k in ITEM_FILES]
-                + [manifest["tokenizer"]["file"]])
-    except KeyError as exc:
-        raise BundleError(f"{where}: field {exc} is missing") from None
-    explainer = manifest.get("explainer")
-    if explainer is not None:
-        used += [f"{explainer.get('directory', 'explainer')}/{name}" for name in EXPLAINER_FILES]
+    used = ([g.file for g in manifest.graphs.by_name().values()] + manifest.items.files()
+            + [manifest.tokenizer.file])
+    if manifest.explainer is not None:
+        used += [f"{manifest.explainer.directory}/{name}" for name in EXPLAINER_FILES]
     for name in used:
         if name not in files:
             raise BundleError(f"{where}: '{name}' is used by the bundle but not listed in 'files'")
@@ -84,11 +73,11 @@ def verify(directory: Path) -> dict:
         if not path.is_file():
             raise BundleError(f"{path}: listed in {MANIFEST} but missing")
         size = path.stat().st_size
-        if size != entry["bytes"]:
-            raise BundleError(f"{path}: {size} bytes, {MANIFEST} says {entry['bytes']} (truncated or replaced)")
-        if sha256(path) != entry["sha256"]:
+        if size != entry.bytes:
+            raise BundleError(f"{path}: {size} bytes, {MANIFEST} says {entry.bytes} (truncated or replaced)")
+        if sha256(path) != entry.sha256:
             raise BundleError(f"{path}: sha256 differs from {MANIFEST} (the file was altered or corrupted)")
-    version = manifest.get("template", {}).get("version")
+    version = manifest.template.version
     if version != textualizer.TEMPLATE_VERSION:
         raise BundleError(f"{where}: field template.version is {version!r} but this textualizer renders "
                           f"{textualizer.TEMPLATE_VERSION!r} (rec_udf/textualizer.py TEMPLATE_VERSION); "
@@ -99,7 +88,7 @@ def verify(directory: Path) -> dict:
 @dataclass
 class Bundle:
     directory: Path
-    manifest: dict
+    manifest: Manifest
     tokenizer: object
     special: SpecialTokens
     item_ids: np.ndarray          # (n_items,) catalogue order
@@ -113,32 +102,33 @@ class Bundle:
 
     def explainer_dir(self) -> Path:
         """The explainer's onnxruntime-genai directory; BundleError when the bundle has none."""
-        explainer = self.manifest.get("explainer")
+        explainer = self.manifest.explainer
         if explainer is None:
             raise BundleError(f"{self.directory / MANIFEST}: this bundle has no explainer; re-export it with "
                               "`lakerec export` or set score.explainer to template or off")
-        return self.directory / explainer["directory"]
+        return self.directory / explainer.directory
 
-    def graph_path(self, name: str) -> Path:
-        return self.directory / self.manifest["graphs"][name]["file"]
+    def graph_paths(self) -> dict[str, Path]:
+        """The three ONNX graphs by name (sequence_encoder, user_encoder, generator)."""
+        return {name: self.directory / graph.file for name, graph in self.manifest.graphs.by_name().items()}
 
     @property
     def id_max_len(self) -> int:
-        return int(self.manifest["limits"]["id_max_len"])
+        return self.manifest.limits.id_max_len
 
 
 def load(directory: str | Path) -> Bundle:
     """Verify, then load everything but the ONNX sessions (see rec_udf.runtime)."""
     directory = Path(directory)
     manifest = verify(directory)
-    items = manifest["items"]
+    items = manifest.items
     tokenizer = load_tokenizer(directory)          # tokenizer.json, listed and verified above
-    special = SpecialTokens(**manifest["tokenizer"]["special_tokens"])
-    item_ids = np.load(directory / items["ids"])
-    matrix = np.load(directory / items["matrix"])
-    catalogue = read_catalogue(directory / items["catalogue"])
-    if not (len(item_ids) == len(matrix) == len(catalogue) == items["count"]):
-        raise BundleError(f"{directory / MANIFEST}: items.count {items['count']} but item_ids has {len(item_ids)}, "
+    special: SpecialTokens = manifest.tokenizer.special_tokens
+    item_ids = np.load(directory / items.ids)
+    matrix = np.load(directory / items.matrix)
+    catalogue = read_catalogue(directory / items.catalogue)
+    if not (len(item_ids) == len(matrix) == len(catalogue) == items.count):
+        raise BundleError(f"{directory / MANIFEST}: items.count {items.count} but item_ids has {len(item_ids)}, "
                           f"the item matrix {len(matrix)} and the catalogue {len(catalogue)} rows")
     return Bundle(directory, manifest, tokenizer, special, item_ids, matrix.astype(np.float32, copy=False), catalogue)
 

@@ -12,7 +12,7 @@ non-entity text; the answer blank takes the index after the last entity), `intra
 inside the entity or span. At inference the same rule runs step by step (`intra` = number of tokens
 generated so far), so spans of unknown length need no precomputed positions.
 
-Training (`lakerec.model.glm`) and the ONNX runtime (`rec_udf.scorer`) both build inputs here, so a
+Training (`lakerec.model.glm`) and the ONNX runtime (`rec_udf.prompt_inputs`) both build inputs here, so a
 prompt becomes the same token ids and positions in both.
 """
 from __future__ import annotations

@@ -53,7 +53,7 @@ def choose_device(prefer: str = "auto", threads: int | None = None) -> Device:
     gpus, task_cpus = task_resources()
     threads = threads or task_cpus or max(1, os.cpu_count() or 1)
     assigned = gpus or (task_cpus is None and gpu_visible())
-    # an explicit "cuda" is honoured and checked after the session starts (Scorer reads the provider back)
+    # an explicit "cuda" is honoured and checked after the session starts (Recommender reads the provider back)
     if prefer == "cuda" or (prefer == "auto" and assigned and CUDA in ort.get_available_providers()):
         return Device("cuda", int(gpus[0]) if gpus else 0, threads)
     return Device("cpu", None, threads)

@@ -118,7 +118,7 @@ def test_weekly_dag_trains_exports_promotes_and_maintains(deployment, weekly):
     listing = json.loads(deployment.run(deployment.lakerec, "models", "--json", "--conf", deployment.conf).stdout)
     assert [(r["version"], r["champion"]) for r in listing] == [("v0001", True)]
     from rec_udf.bundle import verify
-    assert verify(deployment.root / "bundles" / "v0001" / "fp32")["model_version"] == "v0001"
+    assert verify(deployment.root / "bundles" / "v0001" / "fp32").model_version == "v0001"
 
 
 def test_nightly_dag_leaves_a_complete_slice_for_every_date(deployment, nightly):

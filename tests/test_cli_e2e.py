@@ -87,7 +87,7 @@ def test_demo_twice_and_independent_reader(lakerec):
     champion = next(r["version"] for r in listing if r["champion"])
     from rec_udf.bundle import verify
     bundle_root = Path(info["warehouse"]).parent / "bundles"
-    assert verify(bundle_root / champion / "fp32")["model_version"] == champion
+    assert verify(bundle_root / champion / "fp32").model_version == champion
     assert "top-5 of three users" in second.stdout and "FROM recs.user_recommendations" in second.stdout
     _check_recommendations(info, champion)
     assert counts["lakerec.model_metrics"] > 0

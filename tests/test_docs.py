@@ -6,7 +6,7 @@ from lakerec.prompts import PROMPTS_COLUMNS_DOC
 from lakerec.runs import RUNS_COLUMNS_DOC, RUNS_SCHEMA
 from lakerec.validate import QUARANTINE_COLUMNS_DOC
 from lakerec.ab import ASSIGNMENTS_COLUMNS_DOC
-from lakerec.scoring import RECS_COLUMNS_DOC
+from lakerec.scoring.output import RECS_COLUMNS_DOC
 
 DOC = (Path(__file__).resolve().parents[1] / "docs" / "tables.md").read_text()
 

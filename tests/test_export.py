@@ -20,9 +20,10 @@ from lakerec.model.train_sasrec import left_pad
 from model_export import parity
 from model_export.export import export_bundles
 from rec_udf import bundle as bundle_format
+from rec_udf import manifest as manifest_format
 from rec_udf.errors import BundleError
 from rec_udf.glm_input import build_example, tokenize_prompt
-from rec_udf.scorer import Scorer
+from rec_udf.recommender import Recommender
 from tests.model_fixtures import prepared_explainer, random_model_version
 
 REPO = Path(__file__).resolve().parents[1]
@@ -54,7 +55,7 @@ def test_fp32_user_vectors_match_torch_and_top10_lists_are_identical(exported, r
     _, bundles = exported
     model, id_model, tokenizer, special, item_ids, prompts, sequences = reference
     expected = parity.torch_user_vectors(model, id_model, tokenizer, special, item_ids, prompts, sequences)
-    scorer = Scorer.open(bundles["fp32"], prefer="cpu")
+    scorer = Recommender.open(bundles["fp32"], prefer="cpu")
     got = scorer.user_vectors(prompts, sequences)
     assert np.abs(got - expected).max() < 1e-4
     top_onnx, _ = scorer.top_k(got, 10, sequences)
@@ -69,7 +70,7 @@ def test_fp32_user_vectors_match_torch_and_top10_lists_are_identical(exported, r
 def test_top_k_excludes_history_and_is_sorted(exported, reference):
     _, bundles = exported
     *_, prompts, sequences = reference
-    scorer = Scorer.open(bundles["fp32"], prefer="cpu")
+    scorer = Recommender.open(bundles["fp32"], prefer="cpu")
     vectors = scorer.user_vectors(prompts[:10], sequences[:10])
     top, scores = scorer.top_k(vectors, 15, sequences[:10])
     full = vectors @ scorer.bundle.item_matrix.T
@@ -84,7 +85,7 @@ def test_top_k_excludes_history_and_is_sorted(exported, reference):
 
 def test_id_sequences_keep_the_newest_known_items_left_padded(exported):
     _, bundles = exported
-    scorer = Scorer.open(bundles["fp32"], prefer="cpu")
+    scorer = Recommender.open(bundles["fp32"], prefer="cpu")
     ids, width = [int(i) for i in scorer.bundle.item_ids], scorer.bundle.id_max_len
     unknown = max(ids) + 1
     assert scorer.catalogue_index([ids[5], unknown, ids[0]]).tolist() == [5, -1, 0]
@@ -98,7 +99,7 @@ def test_id_sequences_keep_the_newest_known_items_left_padded(exported):
 def test_generation_with_cache_equals_without_and_equals_torch(exported, reference):
     _, bundles = exported
     model, id_model, tokenizer, special, item_ids, prompts, sequences = reference
-    scorer = Scorer.open(bundles["fp32"], prefer="cpu")
+    scorer = Recommender.open(bundles["fp32"], prefer="cpu")
     prompts, sequences, items = prompts[:4], sequences[:4], [3, 17, 40, 79]
     cached = scorer.explain(prompts, sequences, items, max_new_tokens=8)
     uncached = scorer.explain(prompts, sequences, items, max_new_tokens=8, use_cache=False)
@@ -126,7 +127,7 @@ def test_precision_variants_are_what_they_claim(exported, reference):
         manifest = json.loads((bundles[name] / "manifest.json").read_text())
         assert manifest["precision"] == name
         assert (bundles[name] / "user_encoder.onnx").stat().st_size < (bundles["fp32"] / "user_encoder.onnx").stat().st_size
-        vectors = Scorer.open(bundles[name], prefer="cpu").user_vectors(prompts[:8], sequences[:8])
+        vectors = Recommender.open(bundles[name], prefer="cpu").user_vectors(prompts[:8], sequences[:8])
         # [SASRec state (32) ; 0.5 * text-view state (32) ; (lm_weight / temperature) * unit LM vector (32)]
         assert vectors.shape == (8, 96)
         assert np.allclose(np.linalg.norm(vectors[:, 64:], axis=1), 0.7 / 0.07, rtol=1e-3)
@@ -141,16 +142,17 @@ class Block(importlib.abc.MetaPathFinder):
         if name.split('.')[0] in ('torch', 'transformers', 'peft', 'lakerec', 'model_export'):
             raise ImportError(f'{name} is blocked in this process')
 sys.meta_path.insert(0, Block())
-from rec_udf.scorer import Scorer, as_prompt
+from rec_udf.prompt_inputs import as_prompt
+from rec_udf.recommender import Recommender
 from rec_udf.textualizer import textualize
-scorer = Scorer.open(sys.argv[1], prefer='auto', threads=1)
+scorer = Recommender.open(sys.argv[1], prefer='auto', threads=1)
 items = scorer.bundle.catalogue
 history = [{**items[i], 'rating': 4.0, 'event_time': None} for i in (1, 5, 9)]
 prompt = textualize({'user_id': 1}, history, max_tokens=120, max_items=50)
 row = as_prompt(prompt.text, [{'item_id': e.item_id, 'start': e.start, 'end': e.end} for e in prompt.entities])
 seq = [h['item_id'] for h in history]
 top, scores = scorer.top_k(scorer.user_vectors([row], [seq]), 5, [seq])
-explainer = Scorer.open(sys.argv[1], prefer='auto', threads=1, explainer=True)
+explainer = Recommender.open(sys.argv[1], prefer='auto', threads=1, explainer=True)
 said = explainer.explanations([explainer.evidence(int(top[0][0]), seq, [4.0, 5.0, 3.0])])[0]
 print(json.dumps({'top': [int(scorer.bundle.item_ids[i]) for i in top[0]], 'provider': scorer.provider,
                   'explanation': [said.source, said.text], 'torch_loaded': 'torch' in sys.modules}))
@@ -167,7 +169,7 @@ def test_a_process_without_torch_loads_verifies_and_scores(exported):
     assert result["torch_loaded"] is False and result["provider"] == "CPUExecutionProvider"
     assert result["explanation"][0] in ("llm", "fallback") and len(result["explanation"][1].split()) >= 4
     # same answer as this (torch-importing) process
-    scorer = Scorer.open(bundles["fp32"], prefer="cpu")
+    scorer = Recommender.open(bundles["fp32"], prefer="cpu")
     items = scorer.bundle.catalogue
     from rec_udf.textualizer import textualize
     history = [{**items[i], "rating": 4.0, "event_time": None} for i in (1, 5, 9)]
@@ -184,7 +186,7 @@ def test_the_bundled_explainer_writes_checked_sentences_deterministically_in_bat
     assert json.loads((bundles["int8"] / "manifest.json").read_text())["explainer"]["precision"] == "int4"
     assert any(name.startswith("explainer/") and name.endswith(".onnx") for name in manifest["files"])
     assert "explainer" not in json.loads((bundles["fp16"] / "manifest.json").read_text())
-    scorer = Scorer.open(bundles["fp32"], prefer="cpu", explainer=True)
+    scorer = Recommender.open(bundles["fp32"], prefer="cpu", explainer=True)
     rng = np.random.default_rng(0)
     n = len(scorer.bundle.item_ids)
     evidence = [scorer.evidence(int(rng.integers(n)), scorer.bundle.item_ids[rng.choice(n, 6, replace=False)],
@@ -206,7 +208,7 @@ def test_the_bundled_explainer_writes_checked_sentences_deterministically_in_bat
 def test_a_bundle_without_its_explainer_or_with_a_corrupt_one_is_refused(exported, tmp_path):
     _, bundles = exported
     with pytest.raises(BundleError, match="this bundle has no explainer"):
-        Scorer.open(bundles["fp16"], prefer="cpu", explainer=True)
+        Recommender.open(bundles["fp16"], prefer="cpu", explainer=True)
     target = tmp_path / "bundle"
     shutil.copytree(bundles["int8"], target)
     path = next((target / "explainer").glob("*.onnx.data"))
@@ -216,7 +218,7 @@ def test_a_bundle_without_its_explainer_or_with_a_corrupt_one_is_refused(exporte
         f.seek(-1, 1)
         f.write(bytes([byte[0] ^ 1]))
     with pytest.raises(BundleError, match=r"explainer/model\.onnx\.data: sha256 differs"):
-        Scorer.open(target, prefer="cpu", explainer=True)
+        Recommender.open(target, prefer="cpu", explainer=True)
     path.unlink()
     with pytest.raises(BundleError, match=r"explainer/model\.onnx\.data: listed in manifest\.json but missing"):
         bundle_format.verify(target)
@@ -245,7 +247,7 @@ def test_truncated_file_is_refused_by_name(bundle_copy):
     with open(path, "r+b") as f:
         f.truncate(path.stat().st_size // 2)
     with pytest.raises(BundleError, match=r"generator\.onnx: \d+ bytes, manifest\.json says \d+ \(truncated"):
-        Scorer.open(bundle_copy, prefer="cpu")
+        Recommender.open(bundle_copy, prefer="cpu")
 
 
 def test_one_flipped_byte_is_refused_by_name(bundle_copy):
@@ -274,7 +276,7 @@ def test_mismatched_template_version_is_refused(bundle_copy):
 
 def test_unreadable_manifest_and_foreign_format_are_refused(bundle_copy):
     _edit_manifest(bundle_copy, lambda m: m.update(format_version=99))
-    with pytest.raises(BundleError, match=f"this runtime reads 'lakerec-bundle' version {bundle_format.FORMAT_VERSION}"):
+    with pytest.raises(BundleError, match=f"this runtime reads 'lakerec-bundle' version {manifest_format.FORMAT_VERSION}"):
         bundle_format.verify(bundle_copy)
     (bundle_copy / "manifest.json").write_text("{not json")
     with pytest.raises(BundleError, match=r"manifest\.json: not valid JSON"):
@@ -322,8 +324,8 @@ def test_device_choice_and_the_provider_actually_started(exported, monkeypatch):
     if runtime.gpu_visible():
         pytest.skip("a GPU is visible: the CPU-fallback refusal is exercised on CPU-only machines")
     with pytest.raises(BundleError, match="asked for the CUDA execution provider"):
-        Scorer.open(bundles["int8"], prefer="cuda", allow_cpu_fallback=False)
-    assert Scorer.open(bundles["int8"], prefer="cuda").provider == runtime.CPU
+        Recommender.open(bundles["int8"], prefer="cuda", allow_cpu_fallback=False)
+    assert Recommender.open(bundles["int8"], prefer="cuda").provider == runtime.CPU
 
 
 def test_a_bundle_from_other_model_files_under_the_same_version_is_not_kept(exported, tmp_path, capsys):
@@ -359,18 +361,18 @@ def test_exported_score_is_one_dot_product_equal_to_sasrec_plus_weighted_lm_term
     model_dir, bundles = exported
     model, id_model, tokenizer, special, item_ids, prompts, sequences = reference
     assert model.lm_weight == 0.7 and id_model.text_weight == 0.5
-    scorer = Scorer.open(bundles["fp32"], prefer="cpu")
+    scorer = Recommender.open(bundles["fp32"], prefer="cpu")
     got = scorer.user_vectors(prompts[:24], sequences[:24]) @ scorer.bundle.item_matrix.T
     want = _two_term_scores(model, id_model, tokenizer, special, item_ids, load_catalogue(model_dir), prompts[:24],
                             sequences[:24], 0.7)
     assert np.abs(got - want).max() < 1e-3 * max(1.0, np.abs(want).max())
-    assert scorer.bundle.manifest["hybrid"]["serving"] == "hybrid"
+    assert scorer.bundle.manifest.hybrid.serving == "hybrid"
 
 
 def test_a_bundle_serving_the_id_model_scores_exactly_as_sasrec_without_the_lm_pass(exported, reference):
     model_dir, bundles = exported
     model, id_model, tokenizer, special, item_ids, prompts, sequences = reference
-    scorer = Scorer.open(bundles["fp32"], prefer="cpu")
+    scorer = Recommender.open(bundles["fp32"], prefer="cpu")
     scorer.lm_weight = 0.0                       # what a bundle exported with lm_weight 0 holds
     scorer.sessions["user_encoder"] = None       # the LM graph must not run
     got = scorer.user_vectors(prompts[:24], sequences[:24]) @ scorer.bundle.item_matrix.T

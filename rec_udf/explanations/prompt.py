@@ -1,0 +1,59 @@
+"""The explainer's instruction: the grounded chat prompt built from the evidence, the answer's
+opening it continues, and the first sentence of what it writes."""
+from __future__ import annotations
+
+from typing import Sequence
+
+from rec_udf.explanations.evidence import Evidence
+from rec_udf.explanations.titles import display_title
+from rec_udf.textualizer import clean_text
+
+EXPLAINER_PROMPT_VERSION = "4"
+SYSTEM_PROMPT = "You explain movie recommendations in one short sentence, using only the facts given."
+
+
+def _described(title: str, genres: Sequence[str], year: int | None = None) -> str:
+    details = ([str(year)] if year else []) + ([", ".join(genres)] if genres else [])
+    return f'"{display_title(title)}"' + (f" ({'; '.join(details)})" if details else "")
+
+
+def explanation_messages(evidence: "Evidence", noun: str = "movie") -> list[dict[str, str]]:
+    """The grounded instruction for one (user, item): chat messages for the explainer's template."""
+    lines = [f"The user liked these {noun}s:"]
+    for e in evidence.items:
+        rated = f", they rated it {e.rating:g}/5" if e.rating is not None else ""
+        lines.append(f"- {_described(e.title, e.genres)}{rated}")
+    lines.append(f"We recommend {_described(evidence.title, evidence.genres, evidence.release_year)}.")
+    lines.append(f'Why will they like "{display_title(evidence.title)}"?')
+    return [{"role": "system", "content": SYSTEM_PROMPT}, {"role": "user", "content": "\n".join(lines)}]
+
+
+def answer_prefix(evidence: "Evidence", cited: int = 0) -> str:
+    """The answer's opening, written from the evidence (the item's first two genres, its `cited`-th
+    history item); the explainer continues it with the reason. Stating the genres here, true by
+    construction, measured better than leaving them to the 135M model, which borrows the history
+    items' genres (bench/results/explain.md)."""
+    title = f'"{display_title(evidence.title)}"'
+    if evidence.genres:
+        kinds = " and ".join(g.lower() for g in evidence.genres[:2])
+        title += f", {_article(kinds)} {kinds} film,"
+    if not evidence.items:
+        return f"You will enjoy {title} because it"
+    return f'You will enjoy {title} because, like "{display_title(evidence.items[cited].title)}", it'
+
+
+def first_sentence(text: str) -> str | None:
+    """The first sentence of a generated answer (the explainer is asked for one; small models run
+    on), or None when it never ends. A full stop inside a quoted title ("I.Q.") does not end it."""
+    text = clean_text(text.split("\n")[0])
+    quotes = 0
+    for at, ch in enumerate(text):
+        if ch in '"“”':
+            quotes += 1
+        elif ch in ".!?" and quotes % 2 == 0 and (at + 1 == len(text) or text[at + 1] == " "):
+            return text[:at + 1]
+    return None
+
+
+def _article(word: str) -> str:
+    return "an" if word[:1].lower() in "aeiou" else "a"
