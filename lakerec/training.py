@@ -151,8 +151,7 @@ def train_lm(trainer: Trainer, profile: Profile, run, seed: int, split: SplitDat
     # Stage 1 (text only, LLaRA's curriculum start): its LM alone is the `lm_text` row.
     if not warm_started and profile.llm_train.stage1_epochs > 0:
         with run.timed(f"seed{seed}_stage1_s"):
-            stages["stage1"] = trainer.fit_stage("stage1", profile.llm_train.stage1_epochs, unified=False,
-                                                 select="lm")
+            stages["stage1"] = trainer.fit_stage("stage1", profile.llm_train.stage1_epochs, unified=False)
         with run.timed(f"seed{seed}_eval_lm_text_s"):
             rec.add("lm_text", seed, VALID, stages["stage1"]["best_valid"])
             rec.ranking("lm_text", seed, TEST, evaluated(Evaluator(trainer).lm_scores(test_users, TEST, False),
@@ -160,8 +159,7 @@ def train_lm(trainer: Trainer, profile: Profile, run, seed: int, split: SplitDat
     # Stage 2 (unified prompts): the hybrid = the ID side + lm_weight * this LM, weight fitted on validation.
     with run.timed(f"seed{seed}_stage2_s"):
         stages["stage2"] = trainer.fit_stage("stage2", profile.llm_train.stage2_epochs, unified=True,
-                                             id_valid=id_valid, select="hybrid",
-                                             min_confidence=profile.mix_confidence)
+                                             id_valid=id_valid, min_confidence=profile.mix_confidence)
     return stages
 
 

@@ -218,10 +218,12 @@ class Trainer:
         return {k: v / max(steps, 1) for k, v in totals.items()} | {"examples": done, "seconds": seconds}
 
     def fit_stage(self, stage: str, epochs: int, unified: bool, id_valid: np.ndarray | None = None,
-                  select: str = "hybrid", min_confidence: float = 0.0) -> dict:
+                  min_confidence: float = 0.0) -> dict:
         """Train `epochs` epochs, each followed by `Evaluator.validation` (the LM alone and, with
-        `id_valid`, the out-of-fold hybrid kept only at `min_confidence`). The best epoch by `select`
-        ("hybrid": the out-of-fold hybrid, or "lm": the LM alone) is kept.
+        `id_valid`, the out-of-fold hybrid kept only at `min_confidence`). The epoch with the best LM
+        alone is kept, and the mix is judged once, at that epoch: choosing the epoch by the mix too
+        would pick the epoch where the LM term happened to look best (in the full profile of
+        2026-11-24 an epoch at 95% confidence, next to one at 45%, and the term lowered test).
         Returns best_valid (the LM alone), best_hybrid_valid, lm_weight, lm_confidence, weight_table
         and the history."""
         epoch_batches = [self._batches(self._plan(), unified) for _ in range(epochs)]
@@ -233,7 +235,6 @@ class Trainer:
             stats = self.train_epoch(optimizer, schedule, batches, unified, stage)
             result = {"epoch": epoch, **evaluator.validation(unified, id_valid, min_confidence)}
             valid = result["best_valid"]
-            key = (result["best_hybrid_valid"] or valid)["ndcg@10"] if select == "hybrid" else valid["ndcg@10"]
             history.append({"epoch": epoch, **stats, **{f"valid_{k}": v for k, v in valid.items()},
                             "lm_weight": result["lm_weight"], "lm_confidence": result["lm_confidence"],
                             "hybrid_valid_ndcg@10": (result["best_hybrid_valid"] or {}).get("ndcg@10")})
@@ -242,6 +243,6 @@ class Trainer:
                 + (f", hybrid {result['best_hybrid_valid']['ndcg@10']:.4f} out of fold at lm_weight "
                    f"{result['lm_weight']} (better in {result['lm_confidence']:.0%} of resamples; ID side alone "
                    f"{result['weight_table']['0']:.4f})" if id_valid is not None else ""))
-            best.offer(self.model, key, result)
+            best.offer(self.model, valid["ndcg@10"], result)
         best.restore(self.model)
         return {**best.result, "history": history}
