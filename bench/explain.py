@@ -28,7 +28,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 from bench.results_io import save  # noqa: E402
 from lakerec.config import load_conf  # noqa: E402
 from lakerec.model import explainer as explainer_model  # noqa: E402
-from lakerec.model.registry import Registry  # noqa: E402
+from lakerec.registry import Registry  # noqa: E402
 from rec_udf import explanations as ex  # noqa: E402
 from rec_udf.explainer import Explainer, checked  # noqa: E402
 from rec_udf.recommender import Recommender  # noqa: E402

@@ -24,7 +24,7 @@ from lakerec.eval.metrics import ranking_metrics, target_rank
 from lakerec.eval.protocol import seen_before
 from lakerec.eval.split import TEST
 from lakerec.model.examples import catalogue_items
-from lakerec.model.registry import Registry
+from lakerec.registry import Registry
 from lakerec.model.store import CATALOGUE_FILE, load_model
 from lakerec.sources.schema import read_sources
 from lakerec.spark import build_session

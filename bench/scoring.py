@@ -32,7 +32,7 @@ from pyspark import StorageLevel
 from pyspark.sql import functions as F
 
 from lakerec.config import load_conf
-from lakerec.model.registry import Registry
+from lakerec.registry import Registry
 from lakerec.scoring.bundle_choice import bundle_for
 from lakerec.scoring.stage import scoring_spec
 from lakerec.spark import build_session

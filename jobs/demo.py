@@ -5,7 +5,7 @@ with explanations and the SQL to query them."""
 from __future__ import annotations
 
 from jobs import export, ingest, models, score, textualize, train
-from lakerec.model.registry import Registry
+from lakerec.registry import Registry
 
 
 def run(spark, conf, run_date) -> None:

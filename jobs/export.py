@@ -6,7 +6,7 @@ lakerec/model/explainer.py): the self-trained one when `lakerec train-explainer`
 from __future__ import annotations
 
 from lakerec.model import explainer as explainer_model
-from lakerec.model.registry import Registry
+from lakerec.registry import Registry
 from lakerec.model.store import model_fingerprint
 from model_export.export import export_bundles
 from rec_udf import bundle as bundle_format

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import json
 
-from lakerec.model.registry import Registry
+from lakerec.registry import Registry
 
 
 def rows(conf) -> list[dict]:

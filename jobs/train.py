@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from lakerec.eval.report import write_model_metrics, write_report
 from lakerec.model.device import device
-from lakerec.model.registry import Registry, training_conf_hash
+from lakerec.registry import Registry, training_conf_hash
 from lakerec.profiles import load_profile
 from lakerec.sources.schema import read_sources
 from lakerec.progress import spark_progress

@@ -16,7 +16,7 @@ from pyspark.sql import functions as F
 from lakerec.errors import StructuralError
 from lakerec.model import explainer as explainer_model
 from lakerec.model.explainer_self_train import SelfTrainConfig, self_train
-from lakerec.model.registry import Registry
+from lakerec.registry import Registry
 from rec_udf.recommender import Recommender
 
 

@@ -12,7 +12,7 @@ from lakerec.model import hybrid
 from lakerec.model.examples import TextData
 from lakerec.model.hybrid import IDSide
 from lakerec.model.recllm import RecLLM
-from lakerec.model.registry import Registry, git_commit, training_conf_hash
+from lakerec.registry import Registry, git_commit, training_conf_hash
 from lakerec.model.store import model_info, save_model
 from lakerec.profiles import Profile
 from lakerec.prompts import template_spec

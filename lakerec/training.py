@@ -26,7 +26,7 @@ from lakerec.model.eval_llm import Evaluator
 from lakerec.model.examples import ExampleBuilder, TextData, collect_text_data, item_examples
 from lakerec.model.hybrid import IDSide
 from lakerec.model.recllm import RecLLM
-from lakerec.model.registry import Registry
+from lakerec.registry import Registry
 from lakerec.model.sasrec import SASRec
 from lakerec.model.store import attach_id_model, build_model, load_model
 from lakerec.model.train_llm import Trainer

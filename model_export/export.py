@@ -33,7 +33,7 @@ import torch
 from lakerec import logs
 from lakerec.model import hybrid
 from lakerec.model.examples import item_examples
-from lakerec.model.registry import bundle_path
+from lakerec.registry import bundle_path
 from lakerec.model.store import load_catalogue, load_model, model_fingerprint
 from model_export import graphs, parity
 from model_export.precision import PRECISIONS, convert

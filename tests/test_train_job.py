@@ -8,7 +8,7 @@ import pytest
 from pyspark.sql import functions as F
 
 from jobs import generate, models, train
-from lakerec.model.registry import Registry
+from lakerec.registry import Registry
 from tests.warehouse_fixtures import conf_for
 
 RUN_DATE = dt.date(2026, 1, 1)

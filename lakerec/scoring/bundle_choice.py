@@ -8,7 +8,7 @@ from pathlib import Path
 from lakerec import ab
 from lakerec.config import Conf
 from lakerec.errors import ConfigError
-from lakerec.model.registry import Registry
+from lakerec.registry import Registry
 from rec_udf import bundle as bundle_format
 from rec_udf.errors import BundleError
 from rec_udf.explanations import EXPLAINER_PROMPT_VERSION
