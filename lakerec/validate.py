@@ -166,12 +166,18 @@ def validate(sources: dict[str, SourceRead], conf: Conf, now: dt.datetime | None
     )
 
 
-def quarantine_records(validated: Validated, job: str, run_id: str, run_date: dt.date) -> DataFrame:
-    """The quarantine table's rows for what validation flagged."""
-    return validated.quarantine_rows().select(
+def quarantine_frame(rows: DataFrame, job: str, run_id: str, run_date: dt.date) -> DataFrame:
+    """The quarantine table's rows (QUARANTINE_COLUMNS_DOC) for any job's rejected rows; `rows` has
+    the columns source_table, reason and row_json."""
+    return rows.select(
         F.lit(run_date).cast("date").alias("run_date"), F.lit(job).alias("job"),
         F.lit(run_id).alias("run_id"), "source_table", "reason", "row_json",
         F.current_timestamp().alias("detected_at"))
+
+
+def quarantine_records(validated: Validated, job: str, run_id: str, run_date: dt.date) -> DataFrame:
+    """The quarantine table's rows for what validation flagged."""
+    return quarantine_frame(validated.quarantine_rows(), job, run_id, run_date)
 
 
 def write_quarantine(validated: Validated, conf: Conf, job: str, run_id: str, run_date: dt.date) -> int:

@@ -29,7 +29,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from lakerec.model import hybrid
-from lakerec.model.backbone import BertGLM
+from lakerec.model.bert_glm import BertGLM
 from lakerec.model.hybrid import IDSide
 from lakerec.model.recllm import RecLLM
 from lakerec.model.sasrec import SASRec

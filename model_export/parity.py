@@ -7,10 +7,11 @@ import numpy as np
 import torch
 
 from lakerec.model import hybrid
-from lakerec.model.glm import build_example, collate, tokenize_prompt
+from lakerec.model.glm import collate
 from lakerec.model.recllm import RecLLM
 from lakerec.model.sasrec import SASRec
 from lakerec.model.train_sasrec import left_pad
+from rec_udf.glm_input import build_example, tokenize_prompt
 from rec_udf.recommender import Recommender
 from rec_udf.textualizer import Prompt, textualize
 

@@ -17,7 +17,7 @@ import numpy as np
 
 from rec_udf import bundle as bundle_format
 from rec_udf import explanations as ex
-from rec_udf import runtime
+from rec_udf import runtime, textualizer
 from rec_udf.errors import BundleError
 from rec_udf.explainer import Explainer, template_explanation   # onnxruntime-genai loads only in Explainer()
 from rec_udf.generation import Infilling
@@ -52,7 +52,7 @@ class Recommender:
                                    manifest.prompt_form == "unified")
         self.items = ItemLookup(bundle.item_ids)
         self.infilling = Infilling(self.sessions["generator"], manifest.graphs.generator, bundle.special)
-        self.noun = manifest.template.spec.get("item_noun_plural", "items").removesuffix("s")
+        self.noun = textualizer.item_noun(manifest.template.spec)
         self.lm_weight = float(manifest.hybrid.lm_weight)
         self.lm_dim = int(manifest.hybrid.lm_dim)
         # explanation evidence lives in SASRec's item space: the first columns of the ID side

@@ -24,6 +24,11 @@ from typing import Any, Callable, Iterable, Mapping, Sequence
 TEMPLATE_NAME = "user_history"
 TEMPLATE_VERSION = "1.1.0"         # 1.1: same-second events ordered by tie_order, no longer by item id
 DEFAULT_SPEC = {"item_noun_plural": "movies", "history_verb": "watched"}
+
+
+def item_noun(spec: dict) -> str:
+    """The singular item noun of a template spec ("movies" -> "movie"), for task sentences."""
+    return spec.get("item_noun_plural", "items").removesuffix("s")
 ENTITY_SEPARATOR = "; "
 
 _PRETOKEN = re.compile(r"\w+|[^\w\s]", re.UNICODE)

@@ -1,2 +1,3 @@
-"""Model and training code (torch): the ID model (SASRec), and later the LM with LoRA, masking and
-losses. Imported by jobs (training) and model_export; never by rec_udf."""
+"""Model and training code (torch): the ID model (SASRec) and its text view, the LM with LoRA,
+masking and losses, their trainers, the hybrid score and the explainer's driver side. Imported by
+the training job and model_export; never by rec_udf (docs/architecture.md)."""

@@ -21,6 +21,7 @@ from lakerec.model.tasks import explanation_target
 from lakerec.sources.schema import tie_order_column
 from rec_udf.glm_input import GLMExample, SpecialTokens, build_example, tokenize_item, tokenize_prompt
 from rec_udf.task_prompts import answer_text, task_sentence
+from rec_udf import textualizer
 from rec_udf.textualizer import Prompt, entity_text, textualize
 from rec_udf.textualize_udf import USER_FIELDS
 
@@ -86,7 +87,7 @@ class ExampleBuilder:
                  spec: Mapping[str, str]):
         self.data, self.tokenizer, self.special = data, tokenizer, special
         self.max_tokens, self.max_items, self.spec = max_tokens, max_items, dict(spec)
-        self.noun = self.spec.get("item_noun_plural", "items").removesuffix("s")
+        self.noun = textualizer.item_noun(self.spec)
         self.item_index = {int(item): i for i, item in enumerate(data.split.item_ids)}
 
     @functools.lru_cache(maxsize=20_000)

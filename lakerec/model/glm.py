@@ -14,8 +14,6 @@ import numpy as np
 import torch
 
 from rec_udf.glm_input import IGNORE, MAX_INTER, MAX_INTRA, GLMExample, TokenizedPrompt
-# Only for model_export/parity.py, which imports these two from here; their home is rec_udf.glm_input.
-from rec_udf.glm_input import build_example, tokenize_prompt
 
 # --- entity-aware masking ----------------------------------------------------------------------
 
@@ -99,5 +97,4 @@ def collate(examples: Sequence[GLMExample], pad_id: int) -> Batch:
                  torch.tensor([e.blank for e in examples]))
 
 
-__all__ = ["LEVELS", "choose_masked_entities", "mask_token_ranges", "Batch", "collate",
-           "build_example", "tokenize_prompt"]
+__all__ = ["LEVELS", "choose_masked_entities", "mask_token_ranges", "Batch", "collate"]

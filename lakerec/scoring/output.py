@@ -9,6 +9,7 @@ from pyspark.sql import DataFrame, functions as F
 
 from lakerec.config import Conf
 from lakerec.tables import create_table_if_missing
+from lakerec.validate import quarantine_frame
 
 RECS_COLUMNS_DOC = {
     "user_id": "user id",
@@ -54,10 +55,11 @@ def recommendation_rows(scored: DataFrame, items: DataFrame, prompts: DataFrame,
 
 
 def quarantine_rows(scored: DataFrame, prompts_table: str, job: str, run_id: str, run_date: dt.date) -> DataFrame:
-    return scored.where(F.col("error").isNotNull()).select(
-        F.lit(run_date).cast("date").alias("run_date"), F.lit(job).alias("job"), F.lit(run_id).alias("run_id"),
+    """The prompts the executors could not score, as quarantine rows (the error is the reason)."""
+    failed = scored.where(F.col("error").isNotNull()).select(
         F.lit(prompts_table).alias("source_table"), F.col("error").alias("reason"),
-        F.to_json(F.struct("user_id", "prompt_tokens")).alias("row_json"), F.current_timestamp().alias("detected_at"))
+        F.to_json(F.struct("user_id", "prompt_tokens")).alias("row_json"))
+    return quarantine_frame(failed, job, run_id, run_date)
 
 
 def create_recommendations_table(spark, name: str, schema, holdout: bool = False) -> None:
