@@ -83,7 +83,7 @@ def main() -> None:
         trainer = Trainer(model.to(device), training.builder_for(conf, text, tokenizer, special), id_model, config,
                           device)
         if config.stage1_epochs:
-            trainer.fit_stage("stage1", config.stage1_epochs, unified=False, id_valid=sas[VALID])
+            trainer.fit_stage("stage1", config.stage1_epochs, unified=False)
         stage = trainer.fit_stage("stage2", config.stage2_epochs, unified=unified, id_valid=sas[VALID])
         evaluator = Evaluator(trainer)
         lm_test = evaluator.lm_scores(test_users, TEST, unified)

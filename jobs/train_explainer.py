@@ -9,7 +9,6 @@ rate beat the base model's (`self_train.json` says which).
 """
 from __future__ import annotations
 
-import logging
 
 from pyspark.sql import functions as F
 
@@ -41,7 +40,6 @@ def evidence_sets(spark, conf, run_date, recommender: Recommender, n_train: int,
 
 
 def run(spark, conf, run_date) -> dict:
-    logging.basicConfig(level=logging.INFO, format="[lakerec train-explainer] %(message)s", force=True)
     registry = Registry.from_conf(conf)
     version = registry.resolve(conf.settings.score.model).name
     bundle = registry.bundle_dir(version, "fp32")

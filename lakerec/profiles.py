@@ -37,6 +37,8 @@ def load_profile(conf: Conf, name: str | None) -> Profile:
     unknown = sorted(set(raw) - known)
     if unknown:
         raise ConfigError(f"train.profiles.{name}: unknown key(s) {', '.join(unknown)} (known: {', '.join(sorted(known))})")
+    if not 0.0 <= float(raw.get("mix_confidence", 0.0)) <= 1.0:
+        raise ConfigError(f"train.profiles.{name}.mix_confidence: {raw['mix_confidence']} is not a share between 0 and 1")
     try:
         return Profile(name=name, seeds=list(raw.get("seeds", [0])),
                        sasrec=SASRecConfig(n_items=0, **raw.get("sasrec", {})),

@@ -113,11 +113,13 @@ def train_seed(conf: Conf, profile: Profile, run, seed: int, split: SplitData, t
 
     model, tokenizer, special, _ = build_model(profile.llm, split.n_items, id_model)
     side, id_scores = IDSide(id_model), {on: sas[on].scores for on in (VALID, TEST)}
+    id_valid_honest = sasrec[VALID]           # the ID side's validation metrics, out of fold
     if profile.text_view:         # the text view reads the backbone's own features (before any LoRA)
         with run.timed(f"seed{seed}_text_view_s"):
             features = model.eval().item_features(item_examples(tokenizer, special, text.items, False),
                                                   special.pad)
-            side, id_scores = add_text_view(split, profile, seed, features, id_model, sas, users, rec)
+            side, id_scores, id_valid_honest = add_text_view(split, profile, seed, features, id_model, sas, users,
+                                                             rec)
     if warm is not None:
         model.load_state_dict({k: v for k, v in warm.model.state_dict().items() if k != "id_items"}, strict=False)
         attach_id_model(model, id_model)
@@ -129,7 +131,8 @@ def train_seed(conf: Conf, profile: Profile, run, seed: int, split: SplitData, t
     weight = stage2["lm_weight"]
     with run.timed(f"seed{seed}_eval_hybrid_s"):
         hybrid_valid, hybrid_test, generation = evaluate_hybrid(Evaluator(trainer), seed, split, users[TEST], rec,
-                                                                stage2, side.text_weight, id_scores[TEST])
+                                                                stage2, side.text_weight, id_scores[TEST],
+                                                                id_valid_honest)
     seconds = trainer.train_seconds
     stats = {"examples_per_s": trainer.examples_seen / seconds if seconds else 0.0,
              "useful_tokens_per_s": trainer.tokens_real / seconds if seconds else 0.0,
@@ -164,15 +167,17 @@ def train_lm(trainer: Trainer, profile: Profile, run, seed: int, split: SplitDat
 
 
 def evaluate_hybrid(evaluator: Evaluator, seed: int, split: SplitData, test_users: np.ndarray, rec: Recorder,
-                    stage2: dict, text_weight: float, id_test: np.ndarray) -> tuple[dict, dict, dict]:
+                    stage2: dict, text_weight: float, id_test: np.ndarray,
+                    id_valid_honest: dict) -> tuple[dict, dict, dict]:
     """The rows of the stage-2 LM and of the hybrid (the ID side's `id_test` + lm_weight * the LM) at
-    the weight chosen on validation, and of the generation tasks. Returns the hybrid's validation and
-    test metrics and the generation report."""
+    the weight chosen on validation, and of the generation tasks. The hybrid's validation metrics
+    are out of fold: the LM mix's when the LM term is served, else the ID side's
+    (`id_valid_honest`). Returns the hybrid's validation and test metrics and the generation report."""
     weight = stage2["lm_weight"]
     lm_test = evaluated(evaluator.lm_scores(test_users, TEST, True), test_users, split, TEST)
     rec.ranking("lm_unified", seed, TEST, lm_test)
     rec.add("lm_unified", seed, VALID, stage2["best_valid"])
-    hybrid_valid = stage2["best_hybrid_valid"]
+    hybrid_valid = stage2["best_hybrid_valid"] if weight > 0 else id_valid_honest
     rec.add("hybrid", seed, VALID, hybrid_valid)
     hybrid_test = rec.ranking("hybrid", seed, TEST, evaluated(
         hybrid.mix(id_test, lm_test.scores, weight), test_users, split, TEST))

@@ -125,3 +125,11 @@ def test_a_misspelt_key_in_a_training_profile_stops_with_its_path():
     with pytest.raises(ConfigError, match=r"train\.profiles\.quick: unknown key\(s\) text_veiw"):
         load_profile(conf, "quick")
     assert load_profile(load_conf(None, []), "quick").text_view is True
+
+
+def test_a_mix_confidence_outside_zero_to_one_stops_with_its_path():
+    """95 meant as a percentage would silently switch every added term off."""
+    from lakerec.profiles import load_profile
+    with pytest.raises(ConfigError, match=r"train\.profiles\.quick\.mix_confidence: 95"):
+        load_profile(load_conf(None, ["train.profiles.quick.mix_confidence=95"]), "quick")
+    assert load_profile(load_conf(None, ["train.profiles.quick.mix_confidence=0.9"]), "quick").mix_confidence == 0.9

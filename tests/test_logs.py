@@ -15,6 +15,6 @@ def test_configure_routes_every_module_to_stderr_once(capsys):
         logs.get("lakerec.runs").debug("not at INFO")
         err = capsys.readouterr().err
         assert err.splitlines() == ["[train] one", "[export] two"]
-        assert logs.get("rec_udf.scorer").name == "lakerec.rec_udf.scorer"
+        assert logs.get("rec_udf.recommender").name == "lakerec.rec_udf.recommender"
     finally:
         logging.getLogger(logs.ROOT).handlers[:] = before

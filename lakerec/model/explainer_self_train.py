@@ -70,7 +70,7 @@ def sample_targets(explainer: Explainer, evidence: Sequence[ex.Evidence], index:
             result = checked(evidence[i], ex.answer_prefix(evidence[i]) + text, index)
             if result.source == ex.SOURCE_LLM:
                 kept[i] = result.text[len(ex.answer_prefix(evidence[i])):]
-        log.info("self-training targets: %s round, %d/%d prompts have a faithful answer",
+        log.info("[train-explainer] self-training targets: %s round, %d/%d prompts have a faithful answer",
                  "sampled" if k else "greedy", len(kept), len(evidence))
     return [(prompts[i], kept[i]) for i in sorted(kept)]
 
@@ -116,7 +116,7 @@ def train_lora(hf_dir: Path, pairs: Sequence[tuple[str, str]], out_dir: Path, co
             optimizer.zero_grad()
             step += 1
             if step % 10 == 0 or step == steps:
-                log.info("explainer LoRA: epoch %d step %d/%d loss %.3f (%.0f s)", epoch + 1, step, steps,
+                log.info("[train-explainer] explainer LoRA: epoch %d step %d/%d loss %.3f (%.0f s)", epoch + 1, step, steps,
                          loss.item(), time.time() - start)
     merged = model.merge_and_unload()
     tmp = out_dir.with_suffix(".tmp")
@@ -136,7 +136,7 @@ def self_train(base_hf: Path, base_onnx: Path, work: Path, train: Sequence[ex.Ev
               "prompt_version": ex.EXPLAINER_PROMPT_VERSION}
     base = Explainer(base_onnx, threads=threads)
     report["before"] = pass_rate(base, heldout, index)
-    log.info("explainer before self-training: %.1f%% of %d held-out explanations pass the check",
+    log.info("[train-explainer] explainer before self-training: %.1f%% of %d held-out explanations pass the check",
              100 * report["before"]["pass_rate"], len(heldout))
     start = time.time()
     pairs = sample_targets(base, train, index, config)
@@ -147,7 +147,7 @@ def self_train(base_hf: Path, base_onnx: Path, work: Path, train: Sequence[ex.Ev
     report["training_seconds"] = round(time.time() - start, 1)
     tuned_onnx = build_onnx(tuned_hf, work / "tuned-int4", "int4", work / "build-tuned.log")
     report["after"] = pass_rate(Explainer(tuned_onnx, threads=threads), heldout, index)
-    log.info("explainer after self-training: %.1f%% pass", 100 * report["after"]["pass_rate"])
+    log.info("[train-explainer] explainer after self-training: %.1f%% pass", 100 * report["after"]["pass_rate"])
     report["shipped"] = "tuned" if report["after"]["pass_rate"] > report["before"]["pass_rate"] else "base"
     (work / "self_train.json").write_text(json.dumps(report, indent=1))
     return report

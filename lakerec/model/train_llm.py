@@ -219,13 +219,13 @@ class Trainer:
 
     def fit_stage(self, stage: str, epochs: int, unified: bool, id_valid: np.ndarray | None = None,
                   min_confidence: float = 0.0) -> dict:
-        """Train `epochs` epochs, each followed by `Evaluator.validation` (the LM alone and, with
-        `id_valid`, the out-of-fold hybrid kept only at `min_confidence`). The epoch with the best LM
-        alone is kept, and the mix is judged once, at that epoch: choosing the epoch by the mix too
-        would pick the epoch where the LM term happened to look best (in the full profile of
-        2026-11-24 an epoch at 95% confidence, next to one at 45%, and the term lowered test).
-        Returns best_valid (the LM alone), best_hybrid_valid, lm_weight, lm_confidence, weight_table
-        and the history."""
+        """Train `epochs` epochs, each followed by the LM alone on validation; the epoch with the best LM
+        alone is kept. Then, with `id_valid` (the ID side's validation scores), the mix is judged once,
+        at that epoch (`Evaluator.validation`: the LM weight out of fold, kept only at
+        `min_confidence`). Choosing the epoch by the mix too would pick the epoch where the LM term
+        happened to look best (in the full profile of 2026-11-24 an epoch at 95% confidence, next to
+        one at 45%, and the term lowered test). Returns best_valid (the LM alone), best_hybrid_valid,
+        lm_weight, lm_confidence, weight_table and the history."""
         epoch_batches = [self._batches(self._plan(), unified) for _ in range(epochs)]
         optimizer = torch.optim.AdamW(param_groups(self.model, self.config), weight_decay=self.config.weight_decay)
         schedule = warmup_schedule(optimizer, sum(map(len, epoch_batches)), self.config.warmup)
@@ -233,16 +233,15 @@ class Trainer:
         best, history = BestEpoch(), []
         for epoch, batches in enumerate(epoch_batches, start=1):
             stats = self.train_epoch(optimizer, schedule, batches, unified, stage)
-            result = {"epoch": epoch, **evaluator.validation(unified, id_valid, min_confidence)}
-            valid = result["best_valid"]
-            history.append({"epoch": epoch, **stats, **{f"valid_{k}": v for k, v in valid.items()},
-                            "lm_weight": result["lm_weight"], "lm_confidence": result["lm_confidence"],
-                            "hybrid_valid_ndcg@10": (result["best_hybrid_valid"] or {}).get("ndcg@10")})
+            valid = evaluator.validation(unified)["best_valid"]
+            history.append({"epoch": epoch, **stats, **{f"valid_{k}": v for k, v in valid.items()}})
             log(f"[{stage}] epoch {epoch}: loss {stats['loss']:.4f}, {stats['examples'] / stats['seconds']:.2f} "
-                f"examples/s, valid ndcg@10 LM alone {valid['ndcg@10']:.4f}"
-                + (f", hybrid {result['best_hybrid_valid']['ndcg@10']:.4f} out of fold at lm_weight "
-                   f"{result['lm_weight']} (better in {result['lm_confidence']:.0%} of resamples; ID side alone "
-                   f"{result['weight_table']['0']:.4f})" if id_valid is not None else ""))
-            best.offer(self.model, valid["ndcg@10"], result)
+                f"examples/s, valid ndcg@10 LM alone {valid['ndcg@10']:.4f}")
+            best.offer(self.model, valid["ndcg@10"], {"epoch": epoch})
         best.restore(self.model)
-        return {**best.result, "history": history}
+        result = {**best.result, **evaluator.validation(unified, id_valid, min_confidence)}
+        if id_valid is not None:
+            log(f"[{stage}] epoch {result['epoch']} kept: hybrid {result['best_hybrid_valid']['ndcg@10']:.4f} out of "
+                f"fold at lm_weight {result['lm_weight']} (the out-of-fold mix beat the ID side alone, "
+                f"{result['weight_table']['0']:.4f}, in {result['lm_confidence']:.0%} of resamples)")
+        return {**result, "history": history}
