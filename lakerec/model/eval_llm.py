@@ -60,17 +60,18 @@ class Evaluator:
         items = self.item_matrix() if items is None else items
         return self.model.lm_scores(self.user_matrix(users, on, unified, template), items).float().cpu().numpy()
 
-    def validation(self, unified: bool, id_valid: np.ndarray | None = None, min_confidence: float = 0.0) -> dict:
-        """Validation NDCG@10 and the rest of the LM alone (`best_valid`) and, with `id_valid` (the ID
-        side's scores of the evaluated validation users, `users(VALID)`), of the hybrid whose LM weight
-        `hybrid.choose_weight` picks out of fold, kept only at `min_confidence`."""
+    def validation(self, unified: bool) -> tuple[np.ndarray, dict]:
+        """The LM's scores of the evaluated validation users (`users(VALID)`) and their ranking metrics."""
         users = self.users(VALID)
         lm_valid = self.lm_scores(users, VALID, unified)
-        valid = ranking_metrics(matrix_ranks(lm_valid, users, self.data.split, VALID))
-        result = {"best_valid": valid, "lm_weight": 0.0, "lm_confidence": 0.0, "weight_table": {},
-                  "best_hybrid_valid": None}
+        return lm_valid, ranking_metrics(matrix_ranks(lm_valid, users, self.data.split, VALID))
+
+    def judge_mix(self, lm_valid: np.ndarray, id_valid: np.ndarray | None, min_confidence: float = 0.0) -> dict:
+        """With `id_valid` (the ID side's scores of the same users), the hybrid whose LM weight
+        `hybrid.choose_weight` picks out of fold, kept only at `min_confidence`; weight 0 without it."""
+        result = {"lm_weight": 0.0, "lm_confidence": 0.0, "weight_table": {}, "best_hybrid_valid": None}
         if id_valid is not None:
-            chosen = hybrid.choose_weight(id_valid, lm_valid, users, self.data.split, VALID,
+            chosen = hybrid.choose_weight(id_valid, lm_valid, self.users(VALID), self.data.split, VALID,
                                           min_confidence=min_confidence)
             result.update(lm_weight=chosen.weight, lm_confidence=chosen.confidence,
                           weight_table=chosen.table, best_hybrid_valid=chosen.honest)

@@ -221,7 +221,7 @@ class Trainer:
                   min_confidence: float = 0.0) -> dict:
         """Train `epochs` epochs, each followed by the LM alone on validation; the epoch with the best LM
         alone is kept. Then, with `id_valid` (the ID side's validation scores), the mix is judged once,
-        at that epoch (`Evaluator.validation`: the LM weight out of fold, kept only at
+        at that epoch (`Evaluator.judge_mix`: the LM weight out of fold, kept only at
         `min_confidence`). Choosing the epoch by the mix too would pick the epoch where the LM term
         happened to look best (in the full profile of 2026-11-24 an epoch at 95% confidence, next to
         one at 45%, and the term lowered test). Returns best_valid (the LM alone), best_hybrid_valid,
@@ -233,13 +233,16 @@ class Trainer:
         best, history = BestEpoch(), []
         for epoch, batches in enumerate(epoch_batches, start=1):
             stats = self.train_epoch(optimizer, schedule, batches, unified, stage)
-            valid = evaluator.validation(unified)["best_valid"]
+            lm_valid, valid = evaluator.validation(unified)
             history.append({"epoch": epoch, **stats, **{f"valid_{k}": v for k, v in valid.items()}})
             log(f"[{stage}] epoch {epoch}: loss {stats['loss']:.4f}, {stats['examples'] / stats['seconds']:.2f} "
                 f"examples/s, valid ndcg@10 LM alone {valid['ndcg@10']:.4f}")
-            best.offer(self.model, valid["ndcg@10"], {"epoch": epoch})
+            best.offer(self.model, valid["ndcg@10"], {"epoch": epoch, "best_valid": valid, "lm_valid": lm_valid})
         best.restore(self.model)
-        result = {**best.result, **evaluator.validation(unified, id_valid, min_confidence)}
+        # The kept epoch's validation scores are judged as they are: no second scoring pass.
+        kept = best.result
+        result = {"epoch": kept["epoch"], "best_valid": kept["best_valid"],
+                  **evaluator.judge_mix(kept["lm_valid"], id_valid, min_confidence)}
         if id_valid is not None:
             log(f"[{stage}] epoch {result['epoch']} kept: hybrid {result['best_hybrid_valid']['ndcg@10']:.4f} out of "
                 f"fold at lm_weight {result['lm_weight']} (the out-of-fold mix beat the ID side alone, "
