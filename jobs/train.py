@@ -52,7 +52,8 @@ def run_unless_current(spark, conf, run_date) -> str:
     profile = load_profile(conf, None)
     registry = Registry.from_conf(conf)
     versions = {s.table: s.version for s in read_sources(spark, conf).values()}
-    current = registry.champion_trained_on(run_date.isoformat(), versions, training_conf_hash(conf, profile.name))
+    settings = training_conf_hash(profile.settings(), conf.get("textualize"))
+    current = registry.champion_trained_on(run_date.isoformat(), versions, settings)
     if current:
         print(f"lakerec train skipped: champion {current} was trained for {run_date} on these table versions "
               f"with profile {profile.name} (`lakerec train` trains anyway)")

@@ -2,7 +2,7 @@
 model and trainer when a run loads one (an unknown key is an error, not silently ignored)."""
 from __future__ import annotations
 
-from dataclasses import dataclass, field, fields
+from dataclasses import asdict, dataclass, field, fields
 
 from lakerec.config import Conf
 from lakerec.errors import ConfigError
@@ -26,6 +26,10 @@ class Profile:
     # share of paired bootstrap resamples (hybrid.choose_weights); 0 keeps any out-of-fold gain.
     # 0.95 dropped the text view on two of three seeds at 93% and 90% (docs/model.md).
     mix_confidence: float = 0.8
+
+    def settings(self) -> dict:
+        """Every setting as resolved, code defaults included (the registry's training conf hash)."""
+        return asdict(self)
 
 
 def load_profile(conf: Conf, name: str | None) -> Profile:

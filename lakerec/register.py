@@ -43,7 +43,7 @@ def register_version(registry: Registry, conf: Conf, profile: Profile, run, vers
         llm_train=profile.llm_train.to_dict(), lineage={
             "run_id": run.run_id, "run_date": run.run_date.isoformat(), "input_table_versions": versions,
             "git_commit": git_commit(), "warm_start_from": warm_from,
-            "conf_hash": training_conf_hash(conf, profile.name)},
+            "conf_hash": training_conf_hash(profile.settings(), conf.get("textualize"))},
         metrics=metrics, created_at=dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"))
     save_model(tmp, model, side, split.item_ids, text.items, info)
     registry.commit(version, tmp)

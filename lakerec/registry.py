@@ -26,9 +26,10 @@ from lakerec.errors import ConfigError
 PROMOTION_METRIC = "valid_ndcg@10"
 
 
-def training_conf_hash(conf, profile: str) -> str:
-    """Identity of what a training run was asked to do: the profile's settings and the prompt settings."""
-    spec = {"profile": profile, "settings": conf.get("train.profiles").get(profile), "textualize": conf.get("textualize")}
+def training_conf_hash(profile: dict, textualize: dict) -> str:
+    """Identity of what a training run was asked to do: the profile as resolved (every setting, code
+    defaults included, so a changed default counts as a change) and the prompt settings."""
+    spec = {"profile": profile, "textualize": textualize}
     return hashlib.sha256(json.dumps(spec, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 

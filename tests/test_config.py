@@ -133,3 +133,19 @@ def test_a_mix_confidence_outside_zero_to_one_stops_with_its_path():
     with pytest.raises(ConfigError, match=r"train\.profiles\.quick\.mix_confidence: 95"):
         load_profile(load_conf(None, ["train.profiles.quick.mix_confidence=95"]), "quick")
     assert load_profile(load_conf(None, ["train.profiles.quick.mix_confidence=0.9"]), "quick").mix_confidence == 0.9
+
+
+def test_the_training_conf_hash_covers_code_defaults_not_just_the_file():
+    """`make demo` skips training when the champion's hash matches: a setting that equals its default
+    must hash the same whether written or not, and a changed value must change it."""
+    from lakerec.profiles import load_profile
+    from lakerec.registry import training_conf_hash
+
+    def hashed(*overrides):
+        conf = load_conf(None, list(overrides))
+        return training_conf_hash(load_profile(conf, "quick").settings(), conf.get("textualize"))
+
+    default = load_profile(load_conf(None, []), "quick").mix_confidence
+    assert hashed() == hashed(f"train.profiles.quick.mix_confidence={default}")
+    assert hashed() != hashed("train.profiles.quick.mix_confidence=0.5")
+    assert hashed() != hashed("textualize.max_prompt_tokens=128")
