@@ -3,10 +3,10 @@ from __future__ import annotations
 
 import numpy as np
 
-from lakerec.eval.protocol import Scorer, SplitData
+from lakerec.eval.protocol import ScoreFn, SplitData
 
 
-def most_popular(data: SplitData) -> Scorer:
+def most_popular(data: SplitData) -> ScoreFn:
     """Every user gets the items ranked by their number of training interactions."""
     counts = np.zeros(data.n_items, dtype=np.float64)
     for items in data.train.values():
@@ -15,7 +15,7 @@ def most_popular(data: SplitData) -> Scorer:
 
 
 def als(spark, data: SplitData, rank: int = 64, max_iter: int = 15, reg: float = 0.05,
-        alpha: float = 10.0, seed: int = 0) -> Scorer:
+        alpha: float = 10.0, seed: int = 0) -> ScoreFn:
     """Implicit-feedback ALS (Spark MLlib) on the training interactions; scores = U V^T."""
     from pyspark.ml.recommendation import ALS
 

@@ -17,7 +17,8 @@ from lakerec.eval.metrics import ranking_metrics, target_rank
 from lakerec.eval.split import TEST, TRAIN, VALID
 from lakerec.sources.schema import tie_order_column
 
-Scorer = Callable[[np.ndarray], np.ndarray]
+# A model as evaluation sees it: user indices -> (users, items) scores.
+ScoreFn = Callable[[np.ndarray], np.ndarray]
 
 
 @dataclass
@@ -63,7 +64,7 @@ def seen_before(data: SplitData, user: int, on: str) -> np.ndarray:
     return items
 
 
-def ranks(scores: Scorer, data: SplitData, on: str = TEST, batch_size: int = 1024,
+def ranks(scores: ScoreFn, data: SplitData, on: str = TEST, batch_size: int = 1024,
           users=None) -> tuple[np.ndarray, np.ndarray]:
     """(users, 1-based rank of each user's held-out `on` item among the items the user has not
     seen): what every ranking metric, group split and paired comparison is computed from.
@@ -79,8 +80,8 @@ def ranks(scores: Scorer, data: SplitData, on: str = TEST, batch_size: int = 102
     return users, out
 
 
-def rows_of(matrix: np.ndarray, users) -> Scorer:
-    """A Scorer over a precomputed score matrix whose rows are `users`."""
+def rows_of(matrix: np.ndarray, users) -> ScoreFn:
+    """A ScoreFn over a precomputed score matrix whose rows are `users`."""
     row = {int(u): k for k, u in enumerate(users)}
     return lambda batch: matrix[[row[int(u)] for u in batch]]
 
@@ -90,7 +91,7 @@ def matrix_ranks(scores: np.ndarray, users, data: SplitData, on: str) -> np.ndar
     return ranks(rows_of(scores, users), data, on, users=users)[1]
 
 
-def evaluate(scores: Scorer, data: SplitData, on: str = TEST, batch_size: int = 1024,
+def evaluate(scores: ScoreFn, data: SplitData, on: str = TEST, batch_size: int = 1024,
              ks=(1, 5, 10)) -> dict[str, float]:
     return ranking_metrics(ranks(scores, data, on, batch_size)[1], ks)
 

@@ -8,11 +8,11 @@ import numpy as np
 
 from lakerec.eval.groups import grouped_ranking_metrics, paired_bootstrap, popularity_groups
 from lakerec.eval.metrics import candidate_metrics, ndcg_at, ranking_metrics
-from lakerec.eval.protocol import Scorer, SplitData, candidate_lists, coverage, matrix_ranks
+from lakerec.eval.protocol import ScoreFn, SplitData, candidate_lists, coverage, matrix_ranks
 from lakerec.eval.split import TEST
 
 
-def score_matrix(scorer: Scorer, users: np.ndarray, batch: int = 512) -> np.ndarray:
+def score_matrix(scorer: ScoreFn, users: np.ndarray, batch: int = 512) -> np.ndarray:
     return np.concatenate([np.asarray(scorer(users[b:b + batch]), dtype=np.float32)
                            for b in range(0, len(users), batch)])
 

@@ -8,7 +8,7 @@ import numpy as np
 import torch
 
 from lakerec import logs
-from lakerec.eval.protocol import Scorer, SplitData, evaluate, seen_before
+from lakerec.eval.protocol import ScoreFn, SplitData, evaluate, seen_before
 from lakerec.eval.split import VALID
 from lakerec.model.best_epoch import BestEpoch
 from lakerec.model.sasrec import SASRec, SASRecConfig
@@ -51,7 +51,7 @@ def training_tensors(data: SplitData, max_len: int) -> tuple[torch.Tensor, torch
     return torch.from_numpy(np.stack(inputs)), torch.from_numpy(np.stack(targets))
 
 
-def scorer(model: SASRec, data: SplitData, on: str, device: str = "cpu") -> Scorer:
+def scorer(model: SASRec, data: SplitData, on: str, device: str = "cpu") -> ScoreFn:
     max_len = model.config.max_len
 
     def scores(users: np.ndarray) -> np.ndarray:
