@@ -18,7 +18,7 @@ def matmul_weights(graph: Path) -> int:
     """Weights multiplied once per token: the 2-D initializers feeding MatMul/Gemm nodes (embedding
     tables are gathered, not multiplied, and are left out)."""
     import onnx
-    model = onnx.load(str(graph))
+    model = onnx.load(str(graph), load_external_data=False)      # shapes only: no weights read
     sizes = {t.name: int(np.prod(t.dims)) for t in model.graph.initializer if len(t.dims) == 2}
     return sum(sizes.get(name, 0) for node in model.graph.node if node.op_type in ("MatMul", "Gemm")
                for name in node.input)

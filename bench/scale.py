@@ -1,18 +1,22 @@
-"""Scale curve: synthetic warehouses of growing size, each through `lakerec generate`, `textualize`
-and `score` as a user runs them (separate processes), with wall time, peak RSS of the whole process
-group (driver + JVM + Python workers) and time per user of each step.
+"""Scale curve: synthetic warehouses of growing size, each through the nightly chain as a user runs it,
+one process per step (`lakerec generate`, `validate`, `textualize`, `score`, `check`), with per step:
+wall time, ms per user (total, and marginal since the previous size), peak RSS of the whole process
+session (driver + JVM + Python workers) and of the largest single Spark Python worker, and the Delta
+data files the step wrote (count, MiB).
 
-Scoring uses the registered champion (MovieLens-100K after `make demo`): synthetic prompts have no
-items it knows, so they score on their text alone -- the work per user is the real one (prompt
-lengths as generated), the recommendations are not meaningful.
+Scoring uses a registered model (`--model`, default the champion; MovieLens-100K after `make demo`).
+The synthetic catalogue has `--items` items (default 1,682, MovieLens-100K's size: a warehouse's
+catalogue does not grow with its users), so synthetic histories are over item ids the model knows and
+the work per user is the real one; the recommendations themselves are not meaningful.
 
-Usage: python bench/scale.py [--sizes 1000,10000,100000] [--steps generate,textualize,score]
-                             [--explain-top-k 0] [--keep]
-Appends to bench/results/scale.md, writes bench/results/scale.json and scale.png."""
+Usage: python bench/scale.py [--sizes 10000,100000,1000000] [--steps generate,validate,textualize,score,check]
+                             [--model champion] [--items 1682] [--explain-top-k 0] [--keep]
+Appends to bench/results/scale.md, writes bench/results/scale.json (one key per size) and scale.png."""
 from __future__ import annotations
 
 import argparse
 import datetime as dt
+import json
 import os
 import platform
 import re
@@ -29,35 +33,51 @@ RUN_DATE = "2026-01-01"
 
 def parse_args():
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--sizes", default="1000,10000,100000", help="users per warehouse, comma-separated")
-    p.add_argument("--items-per-user", type=float, default=0.2, help="catalogue size = users x this")
-    p.add_argument("--steps", default="generate,textualize,score")
+    p.add_argument("--sizes", default="10000,100000,1000000", help="users per warehouse, comma-separated")
+    p.add_argument("--items", type=int, default=1682, help="catalogue size, the same at every size")
+    p.add_argument("--steps", default="generate,validate,textualize,score,check")
+    p.add_argument("--model", default="champion", help="registered version the score step uses")
+    p.add_argument("--name", default="scale", help="results file name under bench/results/")
     p.add_argument("--explain-top-k", type=int, default=0, help="explanations per user when scoring")
     p.add_argument("--keep", action="store_true", help="keep the synthetic warehouses")
     return p.parse_args()
 
 
-def step(name: str, args: list[str], common: list[str]) -> dict:
-    """Run one `lakerec` command under bench/peak_rss.sh; its wall time, peak RSS and job summary."""
+def data_files(root: Path) -> dict[str, int]:
+    """Every Delta data file under the warehouse: path -> bytes."""
+    return {str(f): f.stat().st_size for f in root.rglob("*.parquet") if "_delta_log" not in f.parts}
+
+
+def step(name: str, args: list[str], common: list[str], root: Path) -> dict:
+    """Run one `lakerec` command under bench/peak_rss.sh: its wall time, peak RSS (session and largest
+    Python worker), the data files it wrote and its job summary line."""
+    before = data_files(root) if root.exists() else {}
     cmd = [str(ROOT / "bench" / "peak_rss.sh"), str(Path(sys.executable).parent / "lakerec"), name, *args, *common]
     proc = subprocess.run(cmd, capture_output=True, text=True, env={**os.environ, "HF_HUB_OFFLINE": "1"})
     summary = next((line for line in proc.stdout.splitlines() if f"lakerec {name} " in line), "")
-    measured = re.search(r"wall_s=([\d.]+) peak_rss_mib=(\d+) rc=(\d+)", proc.stderr)
+    measured = re.search(r"wall_s=([\d.]+) peak_rss_mib=(\d+) worker_peak_rss_mib=(\d+) rc=(\d+)", proc.stderr)
     if proc.returncode != 0 or not measured:
         raise SystemExit(f"lakerec {name} failed ({proc.returncode}):\n{proc.stderr[-3000:]}")
-    return {"wall_s": float(measured.group(1)), "peak_rss_mib": int(measured.group(2)), "summary": summary}
+    written = {path: size for path, size in data_files(root).items() if path not in before}
+    return {"wall_s": float(measured.group(1)), "peak_rss_mib": int(measured.group(2)),
+            "worker_peak_rss_mib": int(measured.group(3)), "files_written": len(written),
+            "mib_written": round(sum(written.values()) / 2**20, 1), "summary": summary}
 
 
 def markdown(r: dict, command: str) -> str:
-    lines = [f"\n## {r['date']} -- {r['machine']}, explanations per user {r['explain_top_k']}\n", f"`{command}`\n",
-             "| users | step | wall s | ms per user | marginal ms per user | peak RSS MiB |", "|---|---|---|---|---|---|"]
+    lines = [f"\n## {r['date']} -- {r['machine']}; model {r['model']}, {r['items']:,} items, "
+             f"explanations per user {r['explain_top_k']}\n", f"`{command}`\n",
+             "| users | step | wall s | ms per user | marginal ms per user | peak RSS MiB (all) | "
+             "largest Python worker MiB | data files written | MiB written |", "|---|---|---|---|---|---|---|---|---|"]
     for size, steps in r["sizes"].items():
         for name, v in steps.items():
-            marginal = "-" if v.get("marginal_ms_per_user") is None else f"{v['marginal_ms_per_user']:.1f}"
-            lines.append(f"| {int(size):,} | {name} | {v['wall_s']:.0f} | {v['ms_per_user']:.1f} | {marginal} | "
-                         f"{v['peak_rss_mib']} |")
+            marginal = "-" if v.get("marginal_ms_per_user") is None else f"{v['marginal_ms_per_user']:.2f}"
+            lines.append(f"| {int(size):,} | {name} | {v['wall_s']:.0f} | {v['ms_per_user']:.2f} | {marginal} | "
+                         f"{v['peak_rss_mib']} | {v['worker_peak_rss_mib']} | {v['files_written']} | "
+                         f"{v['mib_written']} |")
     lines.append("\nms per user = wall / users, start-up included; marginal = the extra wall time per extra user "
-                 "since the previous size (start-up cancels out).")
+                 "since the previous size (start-up cancels out). Largest Python worker 0: the step ran no "
+                 "Python UDF.")
     return "\n".join(lines) + "\n"
 
 
@@ -84,7 +104,7 @@ def main() -> None:
     steps = args.steps.split(",")
     home = Path(os.environ.get("LAKEREC_HOME", Path.home() / ".cache" / "lakerec"))
     r = {"date": dt.date.today().isoformat(), "machine": f"{platform.machine()}, {os.cpu_count()} cores, no GPU",
-         "explain_top_k": args.explain_top_k, "sizes": {}}
+         "model": args.model, "items": args.items, "explain_top_k": args.explain_top_k, "sizes": {}}
     previous = None
     for users in sizes:
         root = home / f"bench-warehouse-{users}"
@@ -93,9 +113,9 @@ def main() -> None:
                   "--set", f"score.explain_top_k={args.explain_top_k}"]
         r["sizes"][str(users)] = out = {}
         for name in steps:
-            extra = (["--users", str(users), "--items", str(max(100, int(users * args.items_per_user))), "--seed", "1"]
-                     if name == "generate" else [])
-            out[name] = step(name, extra, common)
+            extra = {"generate": ["--users", str(users), "--items", str(args.items), "--seed", "1"],
+                     "score": ["--model", args.model]}.get(name, [])
+            out[name] = step(name, extra, common, root)
             out[name]["ms_per_user"] = round(1000 * out[name]["wall_s"] / users, 2)
             if previous:
                 before = r["sizes"][str(previous)][name]["wall_s"]
@@ -103,8 +123,11 @@ def main() -> None:
             print(users, name, out[name], file=sys.stderr, flush=True)
         if not args.keep:
             shutil.rmtree(root, ignore_errors=True)
+        results_io.RESULTS.mkdir(exist_ok=True)       # each size kept as it finishes (the 1M point takes an hour)
+        (results_io.RESULTS / f"{args.name}.partial.json").write_text(json.dumps(r, indent=2))
         previous = users
-    print(results_io.save("scale", r, markdown, plot))
+    print(results_io.save(args.name, r, markdown, plot))
+    (results_io.RESULTS / f"{args.name}.partial.json").unlink()
 
 
 if __name__ == "__main__":
