@@ -75,6 +75,12 @@ def markdown(r: dict, command: str) -> str:
             lines.append(f"| {int(size):,} | {name} | {v['wall_s']:.0f} | {v['ms_per_user']:.2f} | {marginal} | "
                          f"{v['peak_rss_mib']} | {v['worker_peak_rss_mib']} | {v['files_written']} | "
                          f"{v['mib_written']} |")
+    sizes = list(r["sizes"])
+    if len(sizes) > 1:
+        first, last = r["sizes"][sizes[0]], r["sizes"][sizes[-1]]
+        lines += ["", f"| step | ms per user at {int(sizes[-1]):,} / at {int(sizes[0]):,} |", "|---|---|"]
+        lines += [f"| {name} | {last[name]['ms_per_user'] / first[name]['ms_per_user']:.2f} |"
+                  for name in first if name in last]
     lines.append("\nms per user = wall / users, start-up included; marginal = the extra wall time per extra user "
                  "since the previous size (start-up cancels out). Largest Python worker 0: the step ran no "
                  "Python UDF.")
@@ -121,10 +127,10 @@ def main() -> None:
                 before = r["sizes"][str(previous)][name]["wall_s"]
                 out[name]["marginal_ms_per_user"] = round(1000 * (out[name]["wall_s"] - before) / (users - previous), 2)
             print(users, name, out[name], file=sys.stderr, flush=True)
+            results_io.RESULTS.mkdir(exist_ok=True)   # each step kept as it finishes (the 1M point takes an hour)
+            (results_io.RESULTS / f"{args.name}.partial.json").write_text(json.dumps(r, indent=2))
         if not args.keep:
             shutil.rmtree(root, ignore_errors=True)
-        results_io.RESULTS.mkdir(exist_ok=True)       # each size kept as it finishes (the 1M point takes an hour)
-        (results_io.RESULTS / f"{args.name}.partial.json").write_text(json.dumps(r, indent=2))
         previous = users
     print(results_io.save(args.name, r, markdown, plot))
     (results_io.RESULTS / f"{args.name}.partial.json").unlink()
