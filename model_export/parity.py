@@ -42,14 +42,17 @@ def torch_user_vectors(model: RecLLM, id_model: "SASRec | hybrid.IDSide", tokeni
     index = {int(item): i for i, item in enumerate(item_ids)}
     out = []
     for b in range(0, len(prompts), batch_size):
-        examples = [build_example(tokenize_prompt(tokenizer, special, p, index, True), special)
-                    for p in prompts[b:b + batch_size]]
-        batch = collate(examples, special.pad)
         seqs = np.stack([left_pad(np.array([index[i] for i in s if i in index], dtype=np.int64),
                                   id_model.config.max_len) for s in sequences[b:b + batch_size]])
         seqs = torch.from_numpy(seqs)
         states = id_model.user_embedding(seqs)
-        lm_user = model.user_vectors(model.hidden(batch, states), batch)
+        if model.lm_weight:
+            examples = [build_example(tokenize_prompt(tokenizer, special, p, index, True), special)
+                        for p in prompts[b:b + batch_size]]
+            batch = collate(examples, special.pad)
+            lm_user = model.user_vectors(model.hidden(batch, states), batch)
+        else:           # the LM term weighs 0: no LM pass, as the runtime does (the same vector)
+            lm_user = torch.zeros(len(seqs), model.config.dim)
         out.append(hybrid.user_vector(hybrid.id_side(id_model).score_state(seqs, states), lm_user, model.lm_weight,
                                       model.config.temperature).numpy())
     return np.concatenate(out)
