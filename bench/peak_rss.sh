@@ -11,7 +11,7 @@ peak=0
 worker=0
 while kill -0 "$pid" 2>/dev/null; do
   read -r total largest < <(ps -o rss=,args= --sid "$pid" 2>/dev/null |
-    awk '{s+=$1} /pyspark/ && /daemon|worker/ {if ($1>w) w=$1} END {print s+0, w+0}')
+    awk '{s+=$1} $2 ~ /python/ && /-m pyspark\.(daemon|worker)/ {if ($1>w) w=$1} END {print s+0, w+0}')
   [ "${total:-0}" -gt "$peak" ] && peak=$total
   [ "${largest:-0}" -gt "$worker" ] && worker=$largest
   sleep 1
