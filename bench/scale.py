@@ -82,8 +82,8 @@ def markdown(r: dict, command: str) -> str:
         lines += [f"| {name} | {last[name]['ms_per_user'] / first[name]['ms_per_user']:.2f} |"
                   for name in first if name in last]
     lines.append("\nms per user = wall / users, start-up included; marginal = the extra wall time per extra user "
-                 "since the previous size (start-up cancels out). Largest Python worker 0: the step ran no "
-                 "Python UDF.")
+                 "since the previous size (start-up cancels out). Largest Python worker ~54 MiB: the idle pyspark daemon (the step ran no "
+                 "Python UDF).")
     return "\n".join(lines) + "\n"
 
 

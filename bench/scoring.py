@@ -16,7 +16,8 @@ and peak RSS of the driver and of each Python worker.
 The prompts are the newest run_date of the prompts table (MovieLens-100K after `make demo`),
 repeated with new user ids up to --users, so every approach reads the same prompt lengths.
 Usage: python bench/scoring.py [--users 2000] [--batch-size 8] [--explain-top-k 0] [--skip first_attempt,...]
-Appends to bench/results/scoring.md, writes bench/results/scoring.json and scoring.png. The approaches
+                              [--name scoring]
+Appends to bench/results/<name>.md, writes bench/results/<name>.json and <name>.png. The approaches
 are in bench/scoring_approaches.py, the report in bench/scoring_report.py."""
 from __future__ import annotations
 
@@ -58,6 +59,8 @@ def parse_args():
                    help="the bare model also runs at this batch size (one process, all cores: larger batches suit it)")
     p.add_argument("--sweep-users", type=int, default=128, help="users in the bare batch-size sweep (0: none)")
     p.add_argument("--kv-users", type=int, default=16, help="users in the KV-cache comparison (0: none)")
+    p.add_argument("--name", default="scoring", help="results file name under bench/results/ (a second row set, "
+                   "e.g. scoring_explain with --explain-top-k 1, keeps the first)")
     return p.parse_args()
 
 
@@ -123,7 +126,7 @@ def main() -> None:
         r["kv_cache"] = kv_cache(frame.head(args.kv_users), spec, spec.max_new_tokens)
     r["rss"]["driver_mib"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     r["rss"]["workers_end_mib"] = spark_processes()
-    print(results_io.save("scoring", r, markdown, plot))
+    print(results_io.save(args.name, r, markdown, plot))
 
 
 if __name__ == "__main__":
