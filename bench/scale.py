@@ -71,19 +71,20 @@ def markdown(r: dict, command: str) -> str:
              "largest Python worker MiB | data files written | MiB written |", "|---|---|---|---|---|---|---|---|---|"]
     for size, steps in r["sizes"].items():
         for name, v in steps.items():
-            marginal = "-" if v.get("marginal_ms_per_user") is None else f"{v['marginal_ms_per_user']:.2f}"
-            lines.append(f"| {int(size):,} | {name} | {v['wall_s']:.0f} | {v['ms_per_user']:.2f} | {marginal} | "
+            marginal = "-" if v.get("marginal_ms_per_user") is None else f"{v['marginal_ms_per_user']:.3f}"
+            lines.append(f"| {int(size):,} | {name} | {v['wall_s']:.0f} | {v['ms_per_user']:.3f} | {marginal} | "
                          f"{v['peak_rss_mib']} | {v['worker_peak_rss_mib']} | {v['files_written']} | "
                          f"{v['mib_written']} |")
     sizes = list(r["sizes"])
     if len(sizes) > 1:
         first, last = r["sizes"][sizes[0]], r["sizes"][sizes[-1]]
         lines += ["", f"| step | ms per user at {int(sizes[-1]):,} / at {int(sizes[0]):,} |", "|---|---|"]
-        lines += [f"| {name} | {last[name]['ms_per_user'] / first[name]['ms_per_user']:.2f} |"
+        small, large = int(sizes[0]), int(sizes[-1])
+        lines += [f"| {name} | {(last[name]['wall_s'] / large) / (first[name]['wall_s'] / small):.3f} |"
                   for name in first if name in last]
     lines.append("\nms per user = wall / users, start-up included; marginal = the extra wall time per extra user "
-                 "since the previous size (start-up cancels out). Largest Python worker ~54 MiB: the idle pyspark daemon (the step ran no "
-                 "Python UDF).")
+                 "since the previous size (start-up cancels out). A largest Python worker of ~54 MiB is the idle pyspark "
+                 "daemon: that step ran no Python UDF.")
     return "\n".join(lines) + "\n"
 
 
@@ -122,10 +123,10 @@ def main() -> None:
             extra = {"generate": ["--users", str(users), "--items", str(args.items), "--seed", "1"],
                      "score": ["--model", args.model]}.get(name, [])
             out[name] = step(name, extra, common, root)
-            out[name]["ms_per_user"] = round(1000 * out[name]["wall_s"] / users, 2)
+            out[name]["ms_per_user"] = round(1000 * out[name]["wall_s"] / users, 4)
             if previous:
                 before = r["sizes"][str(previous)][name]["wall_s"]
-                out[name]["marginal_ms_per_user"] = round(1000 * (out[name]["wall_s"] - before) / (users - previous), 2)
+                out[name]["marginal_ms_per_user"] = round(1000 * (out[name]["wall_s"] - before) / (users - previous), 4)
             print(users, name, out[name], file=sys.stderr, flush=True)
             results_io.RESULTS.mkdir(exist_ok=True)   # each step kept as it finishes (the 1M point takes an hour)
             (results_io.RESULTS / f"{args.name}.partial.json").write_text(json.dumps(r, indent=2))
