@@ -29,8 +29,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 import ceiling  # noqa: E402
 from bench.results_io import RESULTS, save  # noqa: E402
 from lakerec.config import load_conf  # noqa: E402
-from lakerec.registry import Registry  # noqa: E402
-from rec_udf.manifest import Manifest  # noqa: E402
+from lakerec.scoring.bundle_choice import bundle_for  # noqa: E402
 
 H100_BF16_DENSE = 989e12        # FLOP/s, H100 SXM, dense bf16 tensor cores (NVIDIA's datasheet)
 H100_HBM = 3.35e12              # bytes/s
@@ -74,16 +73,13 @@ def main() -> None:
     parser.add_argument("--explain-prompts", type=int, default=48)
     args = parser.parse_args()
     conf = load_conf(None, [])
-    registry = Registry.from_conf(conf)
-    version = registry.resolve("champion").name
-    bundle = registry.bundle_dir(version, "fp32")
-    manifest = Manifest.from_json((bundle / "manifest.json").read_text(), bundle / "manifest.json")
+    version, bundle, manifest = bundle_for(conf.with_overrides({"score.precision": "fp32"}), "champion")
     # SASRec: every position of its padded sequence through its layers (approximate: the user projector,
     # applied once, is counted at every position, and attention is left out; within 2x, and tiny).
     seq_len = manifest.limits.id_max_len
-    seq_flops = 2.0 * ceiling.matmul_weights(bundle / "sequence_encoder.onnx") * seq_len
+    seq_flops = 2.0 * ceiling.matmul_weights(bundle / manifest.graphs.sequence_encoder.file) * seq_len
     prompt_tokens = mean_scoring_prompt_tokens(conf)
-    lm_flops = ceiling.flops_per_token(bundle / "user_encoder.onnx", manifest, prompt_tokens) * prompt_tokens
+    lm_flops = ceiling.flops_per_token(bundle / manifest.graphs.user_encoder.file, manifest, prompt_tokens) * prompt_tokens
     topk_flops = 2.0 * manifest.items.count * manifest.items.dim
     explainer_cfg = json.loads((bundle / "explainer" / "genai_config.json").read_text())["model"]["decoder"]
     e_weights = ceiling.matmul_weights(bundle / "explainer" / "model.onnx")
