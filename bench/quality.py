@@ -2,7 +2,8 @@
 on the same leave-one-out split and users) and writes bench/results/quality_ml100k.json and .md:
 
   {"date", "machine", "command", "minutes", "users", "models": {"<model>": {"ndcg@10": [per seed], ...}},
-   "paired_hybrid_vs_sasrec": {seed: paired bootstrap of per-user NDCG@10}}
+   "paired_hybrid_vs_sasrec": {seed: paired bootstrap of per-user NDCG@10},
+   "paired_hybrid_vs_id_model": {seed: the same against the ID model, when it is a seed ensemble}}
 
 plus the run's full training report (report.md) beside it. Needs MovieLens ingested (`lakerec ingest`).
 

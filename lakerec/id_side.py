@@ -1,5 +1,6 @@
-"""The ID side of a training run, for one seed: SASRec (from the champion's weights on a warm start)
-and, when the profile asks for it, the text view mixed in at a weight chosen out of fold. The LM
+"""The ID side of a training run, for one seed: the ID model (SASRec, from the champion's weights on
+a warm start, and when the profile asks for it partners from other seeds: a seed ensemble) and,
+when the profile asks for it, the text view mixed in at a weight chosen out of fold. The LM
 (`lakerec.training`) is trained on top of it and mixed with its scores."""
 from __future__ import annotations
 
@@ -67,25 +68,55 @@ def train_text_view(split: SplitData, profile: Profile, seed: int, features: tor
                       name="text_view").model)
 
 
-def add_text_view(split: SplitData, profile: Profile, seed: int, features: torch.Tensor, id_model: SASRec,
-                  sas: dict[str, Evaluated], users: dict[str, np.ndarray], rec: Recorder) -> tuple[IDSide, dict, dict]:
-    """Train the text view on `features`, record its rows and those of SASRec + text view, and mix
-    it into the ID side at the weight `hybrid.choose_weight` picks out of fold at the profile's
-    confidence. `sas`: SASRec's scores per split. Returns the ID side, its scores per split and its
-    out-of-fold validation metrics (the served weight's own validation numbers are in-sample)."""
+def partner_seed(seed: int, member: int) -> int:
+    """The training seed of the ID model's member `member` (1, 2, ...) for the run's `seed`: apart
+    from every run seed a profile would list."""
+    return seed + 1000 * member
+
+
+def add_partners(split: SplitData, profile: Profile, seed: int, id_model: SASRec, sas: dict[str, Evaluated],
+                 users: dict[str, np.ndarray], rec: Recorder) -> tuple[IDSide, dict, dict]:
+    """Train the ID model's other `profile.id_members - 1` members (SASRec from other seeds, fresh
+    even on a warm start) and record the ensemble's rows as `id_model`. `sas`: SASRec's (the first
+    member's) scores per split. Returns the ID side, its scores per split (the members' mean) and
+    its validation metrics."""
+    partners = []
+    for member in range(1, profile.id_members):
+        config = SASRecConfig(**{**profile.sasrec.__dict__, "n_items": split.n_items})
+        train_config = TrainConfig(**{**profile.sasrec_train.__dict__, "seed": partner_seed(seed, member)})
+        partners.append(frozen(fit(split, config, train_config, device(), name=f"sasrec_member{member}").model))
+    side = IDSide(id_model, partners=partners)
+    ensemble = {on: evaluated(sum([sas[on].scores] + [sequential_scores(p, split, on, users[on]).scores
+                                                      for p in partners]) / profile.id_members,
+                              users[on], split, on) for on in (VALID, TEST)}
+    metrics = {on: rec.ranking("id_model", seed, on, ensemble[on]) for on in (VALID, TEST)}
+    log(f"[train] seed {seed}: ID model (SASRec x {profile.id_members} seeds) validation ndcg@10 "
+        f"{metrics[VALID]['ndcg@10']:.4f}, SASRec alone {ranking_metrics(sas[VALID].ranks)['ndcg@10']:.4f}")
+    return side, {on: ensemble[on].scores for on in (VALID, TEST)}, metrics[VALID]
+
+
+def add_text_view(split: SplitData, profile: Profile, seed: int, features: torch.Tensor, side: IDSide,
+                  id_scores: dict[str, np.ndarray], users: dict[str, np.ndarray],
+                  rec: Recorder) -> tuple[IDSide, dict, dict]:
+    """Train the text view on `features`, record its rows and those of the ID model + text view, and
+    mix it into the ID side at the weight `hybrid.choose_weight` picks out of fold at the profile's
+    confidence. `id_scores`: the ID model's scores per split. Returns the ID side, its scores per
+    split and its out-of-fold validation metrics (the served weight's own validation numbers are
+    in-sample)."""
     text_view = train_text_view(split, profile, seed, features)
     tv = {on: sequential_scores(text_view, split, on, users[on]) for on in (VALID, TEST)}
     rec.ranking("text_view", seed, VALID, tv[VALID])
     rec.ranking("text_view", seed, TEST, tv[TEST])
-    text_mix = hybrid.choose_weight(sas[VALID].scores, tv[VALID].scores, users[VALID], split, VALID,
+    text_mix = hybrid.choose_weight(id_scores[VALID], tv[VALID].scores, users[VALID], split, VALID,
                                     min_confidence=profile.mix_confidence)
-    side = IDSide(id_model, text_view, text_mix.weight)
-    id_scores = {on: hybrid.mix(sas[on].scores, tv[on].scores, side.text_weight) for on in (VALID, TEST)}
-    rec.add("sasrec+text_view", seed, VALID, text_mix.honest)
-    rec.ranking("sasrec+text_view", seed, TEST, evaluated(
-        hybrid.mix(sas[TEST].scores, tv[TEST].scores, text_mix.weight), users[TEST], split, TEST))
+    side = IDSide(side.sasrec, text_view, text_mix.weight, side.partners)
+    mixed = {on: hybrid.mix(id_scores[on], tv[on].scores, side.text_weight) for on in (VALID, TEST)}
+    rec.add("id_model+text_view", seed, VALID, text_mix.honest)
+    rec.ranking("id_model+text_view", seed, TEST, evaluated(
+        hybrid.mix(id_scores[TEST], tv[TEST].scores, text_mix.weight), users[TEST], split, TEST))
     rec.add("hybrid", seed, VALID, {"text_confidence": text_mix.confidence}, family="mix")
-    log(f"[train] seed {seed}: SASRec + text view {text_mix.honest['ndcg@10']:.4f} on validation out "
-        f"of fold (the cross-fitted mix beat SASRec alone in {text_mix.confidence:.0%} of resamples; "
-        f"weight served {text_mix.weight}), SASRec {ranking_metrics(sas[VALID].ranks)['ndcg@10']:.4f}")
-    return side, id_scores, text_mix.honest
+    alone = ranking_metrics(evaluated(id_scores[VALID], users[VALID], split, VALID).ranks)["ndcg@10"]
+    log(f"[train] seed {seed}: ID model + text view {text_mix.honest['ndcg@10']:.4f} on validation out "
+        f"of fold (the cross-fitted mix beat the ID model alone in {text_mix.confidence:.0%} of resamples; "
+        f"weight served {text_mix.weight}), ID model {alone:.4f}")
+    return side, mixed, text_mix.honest

@@ -21,6 +21,9 @@ class Profile:
     llm: RecLLMConfig
     llm_train: LLMTrainConfig
     baselines: dict = field(default_factory=dict)
+    # The ID model: SASRec trained from this many seeds, its score the members' mean (a seed ensemble;
+    # 1 = SASRec alone). Each member costs one SASRec training.
+    id_members: int = 1
     text_view: bool = False            # train the text view (SASRec over LM text features) for the ID side
     # An added term (text view, LM) is served only when its out-of-fold validation gain holds in this
     # share of paired bootstrap resamples (hybrid.choose_weights); 0 keeps any out-of-fold gain.
@@ -41,6 +44,8 @@ def load_profile(conf: Conf, name: str | None) -> Profile:
     unknown = sorted(set(raw) - known)
     if unknown:
         raise ConfigError(f"train.profiles.{name}: unknown key(s) {', '.join(unknown)} (known: {', '.join(sorted(known))})")
+    if int(raw.get("id_members", 1)) < 1:
+        raise ConfigError(f"train.profiles.{name}.id_members: {raw['id_members']} (at least 1: SASRec alone)")
     if not 0.0 <= float(raw.get("mix_confidence", 0.0)) <= 1.0:
         raise ConfigError(f"train.profiles.{name}.mix_confidence: {raw['mix_confidence']} is not a share between 0 and 1")
     try:
@@ -50,6 +55,7 @@ def load_profile(conf: Conf, name: str | None) -> Profile:
                        llm=RecLLMConfig(**raw.get("llm", {})),
                        llm_train=LLMTrainConfig(**raw.get("llm_train", {})),
                        baselines=raw.get("baselines", {}), text_view=bool(raw.get("text_view", False)),
+                       id_members=int(raw.get("id_members", 1)),
                        **({"mix_confidence": float(raw["mix_confidence"])} if "mix_confidence" in raw else {}))
     except TypeError as exc:
         raise ConfigError(f"train.profiles.{name}: {exc}") from None

@@ -47,7 +47,8 @@ def register_version(registry: Registry, conf: Conf, profile: Profile, run, vers
         metrics=metrics, created_at=dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"))
     save_model(tmp, model, side, split.item_ids, text.items, info)
     registry.commit(version, tmp)
-    promotion = {key: metrics[key] for key in ("valid_ndcg@10", "valid_users", "sasrec_valid_ndcg@10")}
+    promotion = {key: metrics[key] for key in ("valid_ndcg@10", "valid_users", "id_model_valid_ndcg@10",
+                                               "sasrec_valid_ndcg@10")}
     if conf.get("train.promote"):
         promoted, message = registry.promote_if_better(version, promotion)
     else:       # the weekly DAG exports first, then promotes (`lakerec models --promote-if-better`)

@@ -7,6 +7,7 @@
     trainable.safetensors   every trained tensor (LoRA, position tables, projectors, heads)
     id_model.safetensors    the SASRec ID model
     text_view.safetensors   the text view (SASRec over item text features), only when it is served
+    id_partners.safetensors the ID model's other seed members (a SASRec seed ensemble), only when it has them
     item_ids.npy        catalogue order of the item matrix and the ID embeddings
     catalogue.parquet   the items' fields in that order (the item matrix is computed from them at export)
   champion.json         {"version": ..., "valid_ndcg@10": ..., "promoted_at": ...}
@@ -112,15 +113,16 @@ class Registry:
         return final
 
     def promote_if_better(self, version: str, metrics: dict) -> tuple[bool, str]:
-        """A challenger becomes champion when its validation NDCG@10 is at least that of the SASRec
-        trained in the same run on the same users (`sasrec_valid_ndcg@10`, when given) and at least
+        """A challenger becomes champion when its validation NDCG@10 is at least that of the ID model
+        trained in the same run on the same users (`id_model_valid_ndcg@10`: SASRec or its seed
+        ensemble; `sasrec_valid_ndcg@10` for versions from before ensembles; when given) and at least
         the champion's, measured on the same number of validation users (a quick-profile model ranked on a slice
         is not comparable with a full-profile champion; `lakerec models --promote` decides then)."""
         score = float(metrics[PROMOTION_METRIC])
-        id_model = metrics.get("sasrec_" + PROMOTION_METRIC)
+        id_model = metrics.get("id_model_" + PROMOTION_METRIC, metrics.get("sasrec_" + PROMOTION_METRIC))
         if id_model is not None and score < float(id_model):
             return False, (f"{version} stays challenger: {PROMOTION_METRIC} {score:.4f} is below its own ID model's "
-                           f"(SASRec, same run, same users) {float(id_model):.4f}")
+                           f"(same run, same users) {float(id_model):.4f}")
         champ = self.champion()
         if champ is not None and champ.get("valid_users") != metrics.get("valid_users"):
             return False, (f"{version} stays challenger: validated on {metrics.get('valid_users')} users, champion "
@@ -147,9 +149,9 @@ class Registry:
         """promote_if_better with the metrics recorded at training (`lakerec models --promote-if-better`)."""
         path = self.resolve(version)
         metrics = self.describe(path.name).get("metrics", {})
+        keys = ("valid_users", "id_model_" + PROMOTION_METRIC, "sasrec_" + PROMOTION_METRIC)
         return self.promote_if_better(path.name, {PROMOTION_METRIC: metrics.get(PROMOTION_METRIC, 0.0),
-                                                  "valid_users": metrics.get("valid_users"),
-                                                  "sasrec_" + PROMOTION_METRIC: metrics.get("sasrec_" + PROMOTION_METRIC)})
+                                                  **{key: metrics[key] for key in keys if key in metrics}})
 
     def promote(self, version: str) -> str:
         """Make a registered version champion regardless of metrics (a deliberate human decision)."""

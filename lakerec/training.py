@@ -19,7 +19,7 @@ from lakerec.eval.baselines import als, most_popular
 from lakerec.eval.protocol import SplitData, collect_split
 from lakerec.eval.recorder import Recorder, evaluated, score_matrix
 from lakerec.eval.split import TEST, VALID, leave_one_out
-from lakerec.id_side import add_text_view, frozen, sequential_scores, train_id_model
+from lakerec.id_side import add_partners, add_text_view, frozen, sequential_scores, train_id_model
 from lakerec.model import hybrid
 from lakerec.model.device import device
 from lakerec.model.eval_llm import Evaluator
@@ -95,6 +95,7 @@ class SeedResult:
     lm_weight: float
     hybrid_valid: dict
     hybrid_test: dict
+    id_valid: dict                   # the ID model's (SASRec, or its seed ensemble) validation metrics
     sasrec_valid: dict
     sasrec_test: dict
     stats: dict                      # the report's per-seed numbers: throughput, weights, stage histories
@@ -113,13 +114,17 @@ def train_seed(conf: Conf, profile: Profile, run, seed: int, split: SplitData, t
 
     model, tokenizer, special, _ = build_model(profile.llm, split.n_items, id_model)
     side, id_scores = IDSide(id_model), {on: sas[on].scores for on in (VALID, TEST)}
-    id_valid_honest = sasrec[VALID]           # the ID side's validation metrics, out of fold
+    id_valid = sasrec[VALID]
+    if profile.id_members > 1:
+        with run.timed(f"seed{seed}_id_partners_s"):
+            side, id_scores, id_valid = add_partners(split, profile, seed, id_model, sas, users, rec)
+    id_valid_honest = id_valid                # the ID side's validation metrics, out of fold
     if profile.text_view:         # the text view reads the backbone's own features (before any LoRA)
         with run.timed(f"seed{seed}_text_view_s"):
             features = model.eval().item_features(item_examples(tokenizer, special, text.items, False),
                                                   special.pad)
-            side, id_scores, id_valid_honest = add_text_view(split, profile, seed, features, id_model, sas, users,
-                                                             rec)
+            side, id_scores, id_valid_honest = add_text_view(split, profile, seed, features, side, id_scores,
+                                                             users, rec)
     if warm is not None:
         model.load_state_dict({k: v for k, v in warm.model.state_dict().items() if k != "id_items"}, strict=False)
         attach_id_model(model, id_model)
@@ -142,8 +147,9 @@ def train_seed(conf: Conf, profile: Profile, run, seed: int, split: SplitData, t
              "stages": {name: stage["history"] for name, stage in stages.items()}}
     log(f"[train] seed {seed}: test ndcg@10 hybrid {hybrid_test['ndcg@10']:.4f} (lm_weight {weight}), "
         f"SASRec {sasrec[TEST]['ndcg@10']:.4f}; validation hybrid {hybrid_valid['ndcg@10']:.4f}, "
-        f"SASRec {sasrec[VALID]['ndcg@10']:.4f}")
-    return SeedResult(seed, model, side, weight, hybrid_valid, hybrid_test, sasrec[VALID], sasrec[TEST], stats)
+        f"ID model {id_valid['ndcg@10']:.4f}, SASRec {sasrec[VALID]['ndcg@10']:.4f}")
+    return SeedResult(seed, model, side, weight, hybrid_valid, hybrid_test, id_valid, sasrec[VALID], sasrec[TEST],
+                      stats)
 
 
 def train_lm(trainer: Trainer, profile: Profile, run, seed: int, split: SplitData, test_users: np.ndarray,
@@ -192,12 +198,14 @@ def evaluate_hybrid(evaluator: Evaluator, seed: int, split: SplitData, test_user
 
 def serving_message(best: SeedResult, mix_confidence: float) -> str:
     """What the registered version serves, and why, in a sentence for the log and the report."""
+    members = len(best.side.members)
+    id_model = "SASRec" if members == 1 else f"the ID model (SASRec x {members} seeds)"
     text_weight = best.side.text_weight
     text_part = f"text view weight {text_weight}" if text_weight else "no text view (it did not help on validation)"
     if best.lm_weight > 0:
-        return f"LM term weight {best.lm_weight}, {text_part} (chosen on validation, seed {best.seed})"
+        return f"LM term weight {best.lm_weight} over {id_model}, {text_part} (chosen on validation, seed {best.seed})"
     return (f"the LM term did not help on validation (out of fold, at {mix_confidence:.0%} confidence): "
-            f"lm_weight 0, serving SASRec with {text_part} (seed {best.seed})")
+            f"lm_weight 0, serving {id_model} with {text_part} (seed {best.seed})")
 
 
 def run_training(spark, conf: Conf, good: dict, versions: dict, run, profile: Profile,
@@ -213,7 +221,7 @@ def run_training(spark, conf: Conf, good: dict, versions: dict, run, profile: Pr
     registry = Registry.from_conf(conf)
     warm = load_warm_start(registry, warm_from)
     rec = Recorder(split)
-    results: dict = {"rows": rec.rows, "seeds": {}, "paired": {}}
+    results: dict = {"rows": rec.rows, "seeds": {}, "paired": {}, "paired_id_model": {}}
     with run.timed("baselines_s"):
         record_baselines(spark, split, profile, rec, users[TEST])
     split_df.unpersist()
@@ -222,6 +230,8 @@ def run_training(spark, conf: Conf, good: dict, versions: dict, run, profile: Pr
     for seed in profile.seeds:
         result = train_seed(conf, profile, run, seed, split, text, users, rec, warm)
         results["paired"][seed] = rec.paired("hybrid", "sasrec", seed)
+        if ("id_model", seed) in rec.ranks:           # what the text view and the LM add to the ensemble
+            results["paired_id_model"][seed] = rec.paired("hybrid", "id_model", seed)
         results["seeds"][seed] = result.stats
         if best is None or result.hybrid_valid["ndcg@10"] > best.hybrid_valid["ndcg@10"]:
             best = result
@@ -234,6 +244,7 @@ def run_training(spark, conf: Conf, good: dict, versions: dict, run, profile: Pr
     version, promoted, message = register_version(
         registry, conf, profile, run, versions, warm_from, split, text, best.model, best.side, best.seed,
         best.lm_weight, metrics={"valid_ndcg@10": valid_ndcg, "valid_users": len(users[VALID]),
+                                 "id_model_valid_ndcg@10": best.id_valid["ndcg@10"],
                                  "sasrec_valid_ndcg@10": best.sasrec_valid["ndcg@10"], "test": best.hybrid_test,
                                  "test_sasrec": best.sasrec_test})
     results.update(version=version, promoted=promoted, message=message, valid_ndcg=valid_ndcg,

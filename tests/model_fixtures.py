@@ -29,15 +29,17 @@ def catalogue(n_items: int, seed: int = 0) -> list[dict]:
 
 
 def random_model_version(directory: Path, n_items: int = 80, version: str = "v0001", seed: int = 0,
-                         lm_weight: float = 0.7, text_weight: float = 0.5) -> Path:
+                         lm_weight: float = 0.7, text_weight: float = 0.5, partners: int = 1) -> Path:
     """lm_weight: the hybrid's LM weight (non-zero by default, so the user encoder graph is exercised);
-    text_weight: the text view's in the ID side (non-zero by default: the sequence encoder's widest form)."""
+    text_weight: the text view's in the ID side and partners: the ID model's other seed members (both
+    non-zero by default: the sequence encoder's widest form)."""
     torch.manual_seed(seed)
     items = catalogue(n_items, seed)
     id_model = SASRec(SASRecConfig(n_items=n_items, max_len=20, dim=32, layers=1, heads=2, dropout=0.0)).eval()
     text_view = SASRec(SASRecConfig(n_items=n_items, max_len=20, dim=32, layers=1, heads=2, dropout=0.0,
                                     text_dim=24)).eval()
     text_view.set_text_features(torch.randn(n_items, 24))
+    others = [SASRec(id_model.config).eval() for _ in range(partners)]
     config = RecLLMConfig(dim=32, id_dim=32, lora_r=4, lora_alpha=8)
     model, _, _, _ = build_model(config, n_items, id_model)
     with torch.no_grad():
@@ -55,7 +57,7 @@ def random_model_version(directory: Path, n_items: int = 80, version: str = "v00
                       metrics={"valid_ndcg@10": 0.0}, lineage={"run_id": "test"})
     directory = Path(directory) / version
     directory.mkdir(parents=True)
-    save_model(directory, model, hybrid.IDSide(id_model, text_view, text_weight),
+    save_model(directory, model, hybrid.IDSide(id_model, text_view, text_weight, others),
                np.array([it["item_id"] for it in items]), items, info)
     return directory
 

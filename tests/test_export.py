@@ -128,9 +128,10 @@ def test_precision_variants_are_what_they_claim(exported, reference):
         assert manifest["precision"] == name
         assert (bundles[name] / "user_encoder.onnx").stat().st_size < (bundles["fp32"] / "user_encoder.onnx").stat().st_size
         vectors = Recommender.open(bundles[name], prefer="cpu").user_vectors(prompts[:8], sequences[:8])
-        # [SASRec state (32) ; 0.5 * text-view state (32) ; (lm_weight / temperature) * unit LM vector (32)]
-        assert vectors.shape == (8, 96)
-        assert np.allclose(np.linalg.norm(vectors[:, 64:], axis=1), 0.7 / 0.07, rtol=1e-3)
+        # [SASRec states / 2 (2 members x 32) ; 0.5 * text-view state (32) ; (lm_weight / temperature) *
+        # unit LM vector (32)]
+        assert vectors.shape == (8, 128)
+        assert np.allclose(np.linalg.norm(vectors[:, 96:], axis=1), 0.7 / 0.07, rtol=1e-3)
         # reduced precision moves the vectors (whose LM half has norm 10) a little, not wholesale
         assert 0 < manifest["parity"]["max_abs_diff"] < 0.25 * 0.7 / 0.07
 
@@ -339,8 +340,8 @@ def test_a_bundle_from_other_model_files_under_the_same_version_is_not_kept(expo
 
 
 def _two_term_scores(model, id_model, tokenizer, special, item_ids, catalogue, prompts, sequences, weight):
-    """SASRec's full-sort scores + text_weight * the text view's + weight * the LM's scores, each
-    computed by its own training code path."""
+    """The ID model's full-sort scores (the mean of its SASRec members') + text_weight * the text view's
+    + weight * the LM's scores, each computed by its own training code path."""
     from lakerec.model.examples import item_examples
     index = {int(item): i for i, item in enumerate(item_ids)}
     with torch.no_grad():
@@ -351,13 +352,16 @@ def _two_term_scores(model, id_model, tokenizer, special, item_ids, catalogue, p
                                                    id_model.config.max_len) for s in sequences]))
         states = id_model.user_embedding(seqs)
         lm_user = model.user_vectors(model.hidden(batch, states), batch)
-        id_scores = id_model.sasrec.full_sort_scores(seqs) + 0.5 * id_model.text_view.full_sort_scores(seqs)
+        members = [id_model.sasrec, *id_model.partners]        # the ID model: the seed ensemble's mean
+        assert len(members) == 2
+        id_scores = (sum(m.full_sort_scores(seqs) for m in members) / len(members)
+                     + 0.5 * id_model.text_view.full_sort_scores(seqs))
         return (id_scores + weight * model.lm_scores(lm_user, text_items)).numpy()
 
 
 def test_exported_score_is_one_dot_product_equal_to_sasrec_plus_weighted_lm_term(exported, reference):
-    """[SASRec state ; a text-view state ; (w / temperature) LM vector] . [SASRec item ; text-view item ;
-    item text vector] equals the three terms computed separately by the torch training code."""
+    """[SASRec states / K ; a text-view state ; (w / temperature) LM vector] . [SASRec items ; text-view
+    item ; item text vector] equals the three terms computed separately by the torch training code."""
     model_dir, bundles = exported
     model, id_model, tokenizer, special, item_ids, prompts, sequences = reference
     assert model.lm_weight == 0.7 and id_model.text_weight == 0.5

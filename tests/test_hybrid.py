@@ -118,6 +118,29 @@ def test_the_id_side_with_a_text_view_is_one_dot_product_equal_to_the_weighted_s
     assert torch.allclose(alone.score_state(seqs) @ alone.score_items().T, sasrec.full_sort_scores(seqs), atol=1e-6)
 
 
+def test_a_seed_ensemble_id_model_scores_the_members_mean_in_one_dot_product():
+    """IDSide with partners: score_state . score_items = the mean of the members' SASRec logits (+ the
+    text view's weighted term); the LM still reads the first member alone."""
+    torch.manual_seed(0)
+    n_items = 12
+    config = SASRecConfig(n_items=n_items, max_len=8, dim=16, layers=1, heads=2, dropout=0.0)
+    members = [SASRec(config).eval() for _ in range(3)]
+    text_view = SASRec(SASRecConfig(**{**config.__dict__, "text_dim": 24})).eval()
+    text_view.set_text_features(torch.randn(n_items, 24))
+    seqs = torch.randint(0, n_items + 1, (5, 8))
+    with torch.no_grad():
+        mean = sum(m.full_sort_scores(seqs) for m in members) / 3
+        side = hybrid.IDSide(members[0], partners=members[1:])
+        assert side.score_dim == 48 and len(side.members) == 3
+        assert torch.allclose(side.full_sort_scores(seqs), mean, atol=1e-5)
+        assert not torch.allclose(mean, members[0].full_sort_scores(seqs), atol=1e-3)
+        with_text = hybrid.IDSide(members[0], text_view, 0.5, members[1:])
+        assert torch.allclose(with_text.full_sort_scores(seqs), mean + 0.5 * text_view.full_sort_scores(seqs),
+                              atol=1e-5)
+        assert torch.equal(with_text.user_embedding(seqs), members[0].user_embedding(seqs))
+        assert torch.equal(with_text.item_embeddings(), members[0].item_embeddings())
+
+
 def test_two_terms_are_weighted_jointly_and_a_useless_one_gets_zero():
     """choose_weights over (text view, LM): the term that knows the targets is weighted, the harmful
     one is not; both at 0 is the grid point that scores the base alone."""

@@ -18,9 +18,11 @@ MODEL_METRICS_COLUMNS_DOC = {
     "model_version": "registry version the run produced (the best seed's model)",
     "profile": "training profile (quick or full)",
     "dataset": "warehouse interactions table the split was built from",
-    "model": "most_popular, als, sasrec, text_view (SASRec over the LM backbone's item text features), "
-             "sasrec+text_view (SASRec + text_weight * text view: the hybrid's ID side), lm_text (stage-1 LM "
-             "alone), lm_unified (stage-2 LM alone), hybrid (the ID side + lm_weight * stage-2 LM: what is served)",
+    "model": "most_popular, als, sasrec, id_model (the ID model: the mean of SASRecs trained from several seeds; "
+             "only when the profile's id_members > 1, else the ID model is sasrec), text_view (SASRec over the LM "
+             "backbone's item text features), id_model+text_view (the ID model + text_weight * text view: the "
+             "hybrid's ID side), lm_text (stage-1 LM alone), lm_unified (stage-2 LM alone), hybrid (the ID side + "
+             "lm_weight * stage-2 LM: what is served)",
     "seed": "training seed (null for deterministic baselines)",
     "split": "test or valid (leave-one-out)",
     "family": "ranking (full ranking over unseen items); ranking_head / ranking_tail / ranking_cold (the same, "
@@ -39,7 +41,9 @@ MODEL_METRICS_SCHEMA = ("run_id string, run_date date, model_version string, pro
                         "value double, recorded_at timestamp")
 
 HEADLINE = ["most_popular", "als", "sasrec", "lm_text", "hybrid"]
-HEADLINE_ALL = ["most_popular", "als", "sasrec", "text_view", "sasrec+text_view", "lm_text", "lm_unified", "hybrid"]
+HEADLINE_ALL = ["most_popular", "als", "sasrec", "id_model", "text_view", "id_model+text_view", "lm_text", "lm_unified",
+                "hybrid"]
+TRAINED_MODELS = HEADLINE_ALL[2:]          # the rows with a validation score (model selection)
 RANKING_METRICS = ["hr@1", "hr@5", "hr@10", "ndcg@5", "ndcg@10", "mrr", "coverage@10"]
 
 
@@ -90,11 +94,15 @@ def markdown(rows: list[dict], meta: dict) -> str:
         seeds = max((s[2] for s in stats if s), default=0)
         lines.append(f"| {model} | {seeds} | {_users(rows, model, 'ranking')} | "
                      + " | ".join(_cell(s) for s in stats) + " |")
-    if meta.get("paired"):
-        lines += ["", "## Hybrid vs SASRec, paired (same users, same seed)", "",
-                  "| seed | users | hybrid NDCG@10 | SASRec NDCG@10 | difference | 95% CI (paired bootstrap) | ratio |",
-                  "|---|---|---|---|---|---|---|"]
-        for seed, p in meta["paired"].items():
+    for key, baseline, what in (("paired", "SASRec", ""),
+                                ("paired_id_model", "ID model", ": what the text view and the LM add to the seed "
+                                                                "ensemble")):
+        if not meta.get(key):
+            continue
+        lines += ["", f"## Hybrid vs {baseline}, paired (same users, same seed){what}", "",
+                  f"| seed | users | hybrid NDCG@10 | {baseline} NDCG@10 | difference | 95% CI (paired bootstrap) | "
+                  "ratio |", "|---|---|---|---|---|---|---|"]
+        for seed, p in meta[key].items():
             lines.append(f"| {seed} | {p['users']} | {p['mean_a']:.4f} | {p['mean_b']:.4f} | {p['diff']:+.4f} | "
                          f"[{p['ci_low']:+.4f}, {p['ci_high']:+.4f}] | "
                          + ("–" if p["ratio"] is None else f"{p['ratio']:.3f}") + " |")
@@ -132,7 +140,7 @@ def markdown(rows: list[dict], meta: dict) -> str:
                      f"{_cell(_stats(rows, 'hybrid', 'rating', 'mae', template))} | "
                      f"{_cell(_stats(rows, 'hybrid', 'explanation', 'unigram_f1', template))} |")
     lines += ["", "## Validation NDCG@10 (model selection) and the mix", ""]
-    for model in ("sasrec", "text_view", "sasrec+text_view", "lm_text", "lm_unified", "hybrid"):
+    for model in TRAINED_MODELS:
         stat = _stats(rows, model, "ranking", "ndcg@10", split="valid")
         if stat:
             lines.append(f"- {model}: {_cell(stat)} ({_users(rows, model, 'ranking', split='valid')} users)")
@@ -150,7 +158,7 @@ def markdown(rows: list[dict], meta: dict) -> str:
     return "\n".join(lines)
 
 
-QUALITY_MODELS = ["most_popular", "als", "sasrec", "text_view", "sasrec+text_view", "lm_text", "lm_unified", "hybrid"]
+QUALITY_MODELS = HEADLINE_ALL
 
 
 def quality_summary(rows: list[dict], meta: dict) -> dict:
@@ -175,7 +183,8 @@ def quality_summary(rows: list[dict], meta: dict) -> dict:
                                and r["metric"] == name]
         if entry["ndcg@10"]:
             models[model] = entry
-    return {"models": models, "paired_hybrid_vs_sasrec": meta.get("paired", {})}
+    return {"models": models, "paired_hybrid_vs_sasrec": meta.get("paired", {}),
+            "paired_hybrid_vs_id_model": meta.get("paired_id_model", {})}
 
 
 def plot(rows: list[dict], path: Path) -> None:

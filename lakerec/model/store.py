@@ -17,6 +17,7 @@ from rec_udf.glm_input import SpecialTokens, load_tokenizer
 
 CATALOGUE_FILE = "catalogue.parquet"
 TEXT_VIEW_FILE = "text_view.safetensors"
+PARTNERS_FILE = "id_partners.safetensors"    # the ID model's other seed members, "<k>.<tensor>"
 
 
 def build_model(config: RecLLMConfig, n_items: int, id_model: SASRec | None):
@@ -45,7 +46,8 @@ def save_model(directory: Path, model: RecLLM, id_model: "SASRec | IDSide", item
                items: list[dict], info: dict) -> None:
     """`items`: catalogue fields in item_ids order (what the item matrix is computed from at export).
     The text view of an IDSide, when it has one, goes to text_view.safetensors, its config and weight
-    to info["text_view"]."""
+    to info["text_view"]; the ID model's partners (a seed ensemble) to id_partners.safetensors, their
+    count to info["id_partners"]."""
     directory = Path(directory)
     side = id_side(id_model)
     model.backbone.save_pretrained(str(directory / "adapter"))
@@ -54,6 +56,10 @@ def save_model(directory: Path, model: RecLLM, id_model: "SASRec | IDSide", item
     if side.text_view is not None:
         save_file(_weights(side.text_view), str(directory / TEXT_VIEW_FILE))
         info = {**info, "text_view": {"config": asdict(side.text_view.config), "weight": side.text_weight}}
+    if len(side.partners):
+        save_file({f"{k}.{name}": tensor for k, partner in enumerate(side.partners)
+                   for name, tensor in _weights(partner).items()}, str(directory / PARTNERS_FILE))
+        info = {**info, "id_partners": len(side.partners)}
     np.save(directory / "item_ids.npy", np.asarray(item_ids, dtype=np.int64))
     write_catalogue(directory / CATALOGUE_FILE, items)
     (directory / "model.json").write_text(json.dumps(info, indent=2, default=str))
@@ -70,7 +76,14 @@ def load_model(directory: Path, device: str = "cpu"):
     if info.get("text_view"):
         text_view = SASRec(SASRecConfig(**info["text_view"]["config"]))
         text_view.load_state_dict(load_file(str(directory / TEXT_VIEW_FILE)))
-    id_model = IDSide(sasrec, text_view, info["text_view"]["weight"] if text_view is not None else 0.0).eval()
+    partners = [SASRec(sasrec.config) for _ in range(int(info.get("id_partners", 0)))]
+    if partners:
+        weights = load_file(str(directory / PARTNERS_FILE))
+        for k, partner in enumerate(partners):
+            partner.load_state_dict({name.split(".", 1)[1]: t for name, t in weights.items()
+                                     if name.split(".", 1)[0] == str(k)})
+    id_model = IDSide(sasrec, text_view, info["text_view"]["weight"] if text_view is not None else 0.0,
+                      partners).eval()
     model, tokenizer, _, _ = build_model(RecLLMConfig(**info["llm_config"]), len(item_ids), id_model)
     missing = set(model.trainable_state()) - set(load_file(str(directory / "trainable.safetensors")))
     if missing:
@@ -89,8 +102,9 @@ def load_catalogue(directory: Path) -> list[dict]:
     return read_catalogue(path)
 
 
-MODEL_FILES = ("model.json", "trainable.safetensors", "id_model.safetensors", TEXT_VIEW_FILE, "item_ids.npy",
-               CATALOGUE_FILE)
+MODEL_FILES = ("model.json", "trainable.safetensors", "id_model.safetensors", TEXT_VIEW_FILE, PARTNERS_FILE,
+               "item_ids.npy", CATALOGUE_FILE)
+OPTIONAL_FILES = (TEXT_VIEW_FILE, PARTNERS_FILE)
 
 
 def model_fingerprint(directory: Path) -> str:
@@ -101,8 +115,8 @@ def model_fingerprint(directory: Path) -> str:
     digest = hashlib.sha256()
     for name in MODEL_FILES:
         path = Path(directory) / name
-        if name == TEXT_VIEW_FILE and not path.exists():
-            continue                 # optional: a version without a text view keeps its fingerprint
+        if name in OPTIONAL_FILES and not path.exists():
+            continue                 # optional: a version without them keeps its fingerprint
         digest.update(f"{name}:{sha256(path) if path.exists() else '-'};".encode())
     return digest.hexdigest()
 
