@@ -75,14 +75,18 @@ def print_explanation_sources(spark, conf, run_date) -> None:
 
 def print_coverage(spark, conf, run_date, version: str) -> None:
     """How much of the catalogue the users' top-10 lists reach: the scored table, and at training the
-    served model against its own ID model (SASRec) on the test split."""
+    served model against its own ID model (SASRec, or its seed ensemble) and a single SASRec on the
+    test split."""
     recs, items = conf.require("tables.recommendations"), conf.require("source.items.table")
     row = spark.sql(f"SELECT (SELECT count(DISTINCT item_id) FROM {recs} WHERE run_date = DATE'{run_date.isoformat()}' "
                     f"AND variant = 'default' AND rank <= 10) AS shown, (SELECT count(*) FROM {items}) AS items").first()
     metrics = Registry.from_conf(conf).describe(version).get("metrics", {})
-    served, sasrec = (metrics.get(key, {}).get("coverage@10") for key in ("test", "test_sasrec"))
+    served, id_model, sasrec = (metrics.get(key, {}).get("coverage@10")
+                                for key in ("test", "test_id_model", "test_sasrec"))
     line = (f"\ncatalogue coverage of every user's top-10: {row.shown} of {row.items} items "
             f"({row.shown / max(row.items, 1):.1%})")
     if served is not None and sasrec is not None:
-        line += f"; at training (test split): {version} {served:.1%}, its SASRec {sasrec:.1%}"
+        line += f"; at training (test split): {version} {served:.1%}"
+        line += f", its ID model {id_model:.1%}" if id_model is not None else ""
+        line += f", one SASRec {sasrec:.1%}"
     print(line)

@@ -4,6 +4,8 @@ when the profile asks for it, the text view mixed in at a weight chosen out of f
 (`lakerec.training`) is trained on top of it and mixed with its scores."""
 from __future__ import annotations
 
+from typing import Sequence
+
 import numpy as np
 import torch
 
@@ -35,13 +37,14 @@ def frozen(model: SASRec) -> SASRec:
 
 
 def train_id_model(split: SplitData, profile: Profile, seed: int, warm: SASRec | None,
-                   warm_items: np.ndarray | None) -> FitResult:
+                   warm_items: np.ndarray | None, name: str = "sasrec") -> FitResult:
+    """One SASRec of the ID model, from `warm`'s weights (item rows carried over by item id) when given."""
     config = SASRecConfig(**{**profile.sasrec.__dict__, "n_items": split.n_items})
     train_config = TrainConfig(**{**profile.sasrec_train.__dict__, "seed": seed})
     init = None
     if warm is not None:
         init = warm_start_state(warm, warm_items, split.item_ids, config)
-    return fit(split, config, train_config, device(), init_state=init)
+    return fit(split, config, train_config, device(), init_state=init, name=name)
 
 
 def warm_start_state(old: SASRec, old_items: np.ndarray, new_items: np.ndarray, config: SASRecConfig) -> dict:
@@ -75,24 +78,26 @@ def partner_seed(seed: int, member: int) -> int:
 
 
 def add_partners(split: SplitData, profile: Profile, seed: int, id_model: SASRec, sas: dict[str, Evaluated],
-                 users: dict[str, np.ndarray], rec: Recorder) -> tuple[IDSide, dict, dict]:
-    """Train the ID model's other `profile.id_members - 1` members (SASRec from other seeds, fresh
-    even on a warm start) and record the ensemble's rows as `id_model`. `sas`: SASRec's (the first
-    member's) scores per split. Returns the ID side, its scores per split (the members' mean) and
-    its validation metrics."""
+                 users: dict[str, np.ndarray], rec: Recorder, warm_partners: Sequence[SASRec] = (),
+                 warm_items: np.ndarray | None = None) -> tuple[IDSide, dict, dict]:
+    """The ID model: SASRec (`id_model`, its scores per split `sas`) and its other
+    `profile.id_members - 1` members, SASRec trained from other seeds (each from the warm-start
+    version's member of the same rank when it has one). Records the ID model's rows as `id_model`
+    (with one member they are SASRec's). Returns the ID side, its scores per split (the members'
+    mean) and its validation and test metrics."""
     partners = []
     for member in range(1, profile.id_members):
-        config = SASRecConfig(**{**profile.sasrec.__dict__, "n_items": split.n_items})
-        train_config = TrainConfig(**{**profile.sasrec_train.__dict__, "seed": partner_seed(seed, member)})
-        partners.append(frozen(fit(split, config, train_config, device(), name=f"sasrec_member{member}").model))
-    side = IDSide(id_model, partners=partners)
+        warm = warm_partners[member - 1] if member - 1 < len(warm_partners) else None
+        partners.append(frozen(train_id_model(split, profile, partner_seed(seed, member), warm, warm_items,
+                                              name=f"sasrec_member{member}").model))
     ensemble = {on: evaluated(sum([sas[on].scores] + [sequential_scores(p, split, on, users[on]).scores
                                                       for p in partners]) / profile.id_members,
-                              users[on], split, on) for on in (VALID, TEST)}
+                              users[on], split, on) if partners else sas[on] for on in (VALID, TEST)}
     metrics = {on: rec.ranking("id_model", seed, on, ensemble[on]) for on in (VALID, TEST)}
-    log(f"[train] seed {seed}: ID model (SASRec x {profile.id_members} seeds) validation ndcg@10 "
-        f"{metrics[VALID]['ndcg@10']:.4f}, SASRec alone {ranking_metrics(sas[VALID].ranks)['ndcg@10']:.4f}")
-    return side, {on: ensemble[on].scores for on in (VALID, TEST)}, metrics[VALID]
+    if partners:
+        log(f"[train] seed {seed}: ID model (SASRec x {profile.id_members} seeds) validation ndcg@10 "
+            f"{metrics[VALID]['ndcg@10']:.4f}, SASRec alone {ranking_metrics(sas[VALID].ranks)['ndcg@10']:.4f}")
+    return IDSide(id_model, partners=partners), {on: ensemble[on].scores for on in (VALID, TEST)}, metrics
 
 
 def add_text_view(split: SplitData, profile: Profile, seed: int, features: torch.Tensor, side: IDSide,

@@ -6,6 +6,7 @@ from dataclasses import asdict, dataclass, field, fields
 
 from lakerec.config import Conf
 from lakerec.errors import ConfigError
+from lakerec.model.device import PRECISIONS
 from lakerec.model.recllm import RecLLMConfig
 from lakerec.model.sasrec import SASRecConfig
 from lakerec.model.train_llm import LLMTrainConfig
@@ -44,8 +45,12 @@ def load_profile(conf: Conf, name: str | None) -> Profile:
     unknown = sorted(set(raw) - known)
     if unknown:
         raise ConfigError(f"train.profiles.{name}: unknown key(s) {', '.join(unknown)} (known: {', '.join(sorted(known))})")
-    if int(raw.get("id_members", 1)) < 1:
-        raise ConfigError(f"train.profiles.{name}.id_members: {raw['id_members']} (at least 1: SASRec alone)")
+    members = raw.get("id_members", 1)
+    if not isinstance(members, int) or isinstance(members, bool) or members < 1:
+        raise ConfigError(f"train.profiles.{name}.id_members: {members!r} (a whole number, at least 1: SASRec alone)")
+    precision = raw.get("llm_train", {}).get("precision", "auto")
+    if precision not in PRECISIONS:
+        raise ConfigError(f"train.profiles.{name}.llm_train.precision: {precision!r} (one of {', '.join(PRECISIONS)})")
     if not 0.0 <= float(raw.get("mix_confidence", 0.0)) <= 1.0:
         raise ConfigError(f"train.profiles.{name}.mix_confidence: {raw['mix_confidence']} is not a share between 0 and 1")
     try:

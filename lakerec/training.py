@@ -58,9 +58,11 @@ def builder_for(conf: Conf, text: TextData, tokenizer, special) -> ExampleBuilde
 
 @dataclass
 class WarmStart:
-    """The version a run starts from (`--from`): its LM's weights, its SASRec and SASRec's item ids."""
+    """The version a run starts from (`--from`): its LM's weights, its ID model's SASRec members (the
+    first, then the partners of a seed ensemble) and their item ids."""
     model: RecLLM
     sasrec: SASRec
+    partners: list
     items: np.ndarray
 
 
@@ -74,7 +76,7 @@ def load_warm_start(registry: Registry, warm_from: str | None) -> WarmStart | No
                           f"{info['template']['version']}, the textualizer is "
                           f"{textualizer.TEMPLATE_VERSION}; train from scratch (without --from)")
     log(f"[train] warm start from {path.name}")
-    return WarmStart(model, side.sasrec, items)        # the text view is trained afresh (minutes)
+    return WarmStart(model, side.sasrec, list(side.partners), items)   # the text view is trained afresh (minutes)
 
 
 def record_baselines(spark, split: SplitData, profile: Profile, rec: Recorder, test_users: np.ndarray) -> None:
@@ -96,6 +98,7 @@ class SeedResult:
     hybrid_valid: dict
     hybrid_test: dict
     id_valid: dict                   # the ID model's (SASRec, or its seed ensemble) validation metrics
+    id_test: dict
     sasrec_valid: dict
     sasrec_test: dict
     stats: dict                      # the report's per-seed numbers: throughput, weights, stage histories
@@ -105,7 +108,8 @@ def train_seed(conf: Conf, profile: Profile, run, seed: int, split: SplitData, t
                users: dict[str, np.ndarray], rec: Recorder, warm: WarmStart | None) -> SeedResult:
     """The ID side, then the LM on top of it (`train_lm`), each recorded on the evaluated `users`."""
     torch.manual_seed(seed)
-    warm_sasrec, warm_items = (warm.sasrec, warm.items) if warm is not None else (None, None)
+    warm_sasrec, warm_partners, warm_items = (warm.sasrec, warm.partners, warm.items) if warm is not None \
+        else (None, [], None)
     with run.timed(f"seed{seed}_sasrec_s"):
         fitted = train_id_model(split, profile, seed, warm_sasrec, warm_items)
     id_model = frozen(fitted.model)
@@ -113,12 +117,10 @@ def train_seed(conf: Conf, profile: Profile, run, seed: int, split: SplitData, t
     sasrec = {on: rec.ranking("sasrec", seed, on, sas[on]) for on in (VALID, TEST)}
 
     model, tokenizer, special, _ = build_model(profile.llm, split.n_items, id_model)
-    side, id_scores = IDSide(id_model), {on: sas[on].scores for on in (VALID, TEST)}
-    id_valid = sasrec[VALID]
-    if profile.id_members > 1:
-        with run.timed(f"seed{seed}_id_partners_s"):
-            side, id_scores, id_valid = add_partners(split, profile, seed, id_model, sas, users, rec)
-    id_valid_honest = id_valid                # the ID side's validation metrics, out of fold
+    with run.timed(f"seed{seed}_id_partners_s"):
+        side, id_scores, id_metrics = add_partners(split, profile, seed, id_model, sas, users, rec, warm_partners,
+                                                   warm_items)
+    id_valid_honest = id_metrics[VALID]       # the ID side's validation metrics, out of fold
     if profile.text_view:         # the text view reads the backbone's own features (before any LoRA)
         with run.timed(f"seed{seed}_text_view_s"):
             features = model.eval().item_features(item_examples(tokenizer, special, text.items, False),
@@ -147,9 +149,9 @@ def train_seed(conf: Conf, profile: Profile, run, seed: int, split: SplitData, t
              "stages": {name: stage["history"] for name, stage in stages.items()}}
     log(f"[train] seed {seed}: test ndcg@10 hybrid {hybrid_test['ndcg@10']:.4f} (lm_weight {weight}), "
         f"SASRec {sasrec[TEST]['ndcg@10']:.4f}; validation hybrid {hybrid_valid['ndcg@10']:.4f}, "
-        f"ID model {id_valid['ndcg@10']:.4f}, SASRec {sasrec[VALID]['ndcg@10']:.4f}")
-    return SeedResult(seed, model, side, weight, hybrid_valid, hybrid_test, id_valid, sasrec[VALID], sasrec[TEST],
-                      stats)
+        f"ID model {id_metrics[VALID]['ndcg@10']:.4f}, SASRec {sasrec[VALID]['ndcg@10']:.4f}")
+    return SeedResult(seed, model, side, weight, hybrid_valid, hybrid_test, id_metrics[VALID], id_metrics[TEST],
+                      sasrec[VALID], sasrec[TEST], stats)
 
 
 def train_lm(trainer: Trainer, profile: Profile, run, seed: int, split: SplitData, test_users: np.ndarray,
@@ -230,8 +232,7 @@ def run_training(spark, conf: Conf, good: dict, versions: dict, run, profile: Pr
     for seed in profile.seeds:
         result = train_seed(conf, profile, run, seed, split, text, users, rec, warm)
         results["paired"][seed] = rec.paired("hybrid", "sasrec", seed)
-        if ("id_model", seed) in rec.ranks:           # what the text view and the LM add to the ensemble
-            results["paired_id_model"][seed] = rec.paired("hybrid", "id_model", seed)
+        results["paired_id_model"][seed] = rec.paired("hybrid", "id_model", seed)   # what text and the LM add
         results["seeds"][seed] = result.stats
         if best is None or result.hybrid_valid["ndcg@10"] > best.hybrid_valid["ndcg@10"]:
             best = result
@@ -246,6 +247,7 @@ def run_training(spark, conf: Conf, good: dict, versions: dict, run, profile: Pr
         best.lm_weight, metrics={"valid_ndcg@10": valid_ndcg, "valid_users": len(users[VALID]),
                                  "id_model_valid_ndcg@10": best.id_valid["ndcg@10"],
                                  "sasrec_valid_ndcg@10": best.sasrec_valid["ndcg@10"], "test": best.hybrid_test,
+                                 "test_id_model": best.id_test,
                                  "test_sasrec": best.sasrec_test})
     results.update(version=version, promoted=promoted, message=message, valid_ndcg=valid_ndcg,
                    n_users=len(split.test), n_items=split.n_items, test_users=len(users[TEST]),

@@ -2,14 +2,15 @@
 
   sequence_encoder  id_sequence (B, S) -> user_slot (B, H), id_state (B, d)
       SASRec over the user's item indices (catalogue index + 1, left-padded with 0): its user state
-      and, with a text view, the weighted text view's after it (the ID side of the hybrid score,
+      (with a seed ensemble, each member's, divided by the member count) and, with a text view, the
+      weighted text view's after it (the ID side of the hybrid score,
       `lakerec.model.hybrid.IDSide.score_state`), and, through the user projector over SASRec's
       state, the USER slot's input embedding. Run once per user; both LM graphs take the slot.
   user_encoder      prompt tensors + user_slot + id_state -> user_vector (B, d + D)
       Part A of the scoring prompt (bidirectional, padding masked), its mean-pooled hidden states
       through user_head, L2-normalised, scaled by lm_weight / temperature and put after SASRec's
       state (`lakerec.model.hybrid.user_vector`). Scores are user_vector . item_matrix, the item
-      matrix being [SASRec item embedding ; item text vector]: the hybrid score in one dot product.
+      matrix being [ID-side item embeddings ; item text vector]: the hybrid score in one dot product.
   generator         prompt or step tensors + attention_mask (B, T, past + T) + past K/V
       -> logits of the last position (B, V) + present K/V. The same graph runs the prompt pass
       (past of length 0) and every decoding step (one token, past = everything before), and
@@ -133,7 +134,7 @@ def export_graphs(model: RecLLM, id_model: "SASRec | IDSide", directory: Path) -
     zeros = torch.zeros(b, t, dtype=torch.long)
     pos = torch.arange(t).expand(b, t).contiguous()
     user_slot = torch.zeros(b, bb.hidden_size)
-    id_dim = id_model.score_dim                       # SASRec's state, and the weighted text view's
+    id_dim = id_model.score_dim                       # each SASRec member's state / K, the weighted text view's
     id_state = torch.zeros(b, id_dim)
     specs = {}
 

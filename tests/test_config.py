@@ -127,6 +127,18 @@ def test_a_misspelt_key_in_a_training_profile_stops_with_its_path():
     assert load_profile(load_conf(None, []), "quick").text_view is True
 
 
+def test_id_members_and_lm_precision_are_checked_when_a_profile_loads():
+    from lakerec.profiles import load_profile
+    assert load_profile(load_conf(None, []), "quick").id_members == 2
+    for value in ("0", "2.5", "true", "two"):
+        with pytest.raises(ConfigError, match=r"train\.profiles\.quick\.id_members"):
+            load_profile(load_conf(None, [f"train.profiles.quick.id_members={value}"]), "quick")
+    with pytest.raises(ConfigError, match=r"train\.profiles\.quick\.llm_train\.precision: 'fp64'"):
+        load_profile(load_conf(None, ["train.profiles.quick.llm_train.precision=fp64"]), "quick")
+    assert load_profile(load_conf(None, ["train.profiles.quick.llm_train.precision=fp32"]),
+                        "quick").llm_train.precision == "fp32"
+
+
 def test_a_mix_confidence_outside_zero_to_one_stops_with_its_path():
     """95 meant as a percentage would silently switch every added term off."""
     from lakerec.profiles import load_profile

@@ -41,14 +41,16 @@ def tiny_batch(special, n_items=5):
     return collate(examples, special.pad)
 
 
-def train_steps(model, batch, steps=25):
+def train_steps(model, batch, steps=25, precision="fp32"):
+    from lakerec.model.device import autocast
     params = [p for p in model.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(params, lr=3e-3)
     losses = []
     model.train()
     for _ in range(steps):
-        hidden = model.hidden(batch, torch.zeros(len(batch.ids), model.config.id_dim))
-        loss = model.lm_loss(hidden, batch)
+        with autocast(precision, "cpu"):
+            hidden = model.hidden(batch, torch.zeros(len(batch.ids), model.config.id_dim))
+            loss = model.lm_loss(hidden, batch)
         optimizer.zero_grad()
         loss.backward()
         optimizer.step()
@@ -70,6 +72,36 @@ def test_minilm_lora_model_trains_only_adapters_and_heads_and_its_loss_falls(tok
     losses = train_steps(model, tiny_batch(special))
     assert np.mean(losses[-3:]) < 0.5 * np.mean(losses[:3])
     assert torch.equal(frozen_before, model.backbone.get_base_model().layers[0].attention.query.base_layer.weight)
+
+
+def test_mixed_precision_training_multiplies_in_bf16_keeps_fp32_weights_and_its_loss_falls(tokenizer):
+    """llm_train.precision bf16 (the default where the CPU has AMX / AVX512-BF16): the forward pass
+    runs its matrix products in bf16, the trained weights and their gradients stay fp32."""
+    from lakerec.model.backbone import load_backbone
+    from lakerec.model.device import autocast, native_bf16, resolved_precision
+    assert resolved_precision("auto", "cpu") == ("bf16" if native_bf16("cpu") else "fp32")
+    assert resolved_precision("fp32", "cpu") == "fp32"
+    with pytest.raises(ValueError, match="fp64"):
+        resolved_precision("fp64", "cpu")
+    torch.manual_seed(0)
+    special = SpecialTokens.resolve(tokenizer)
+    backbone, _ = load_backbone("minilm")
+    config = RecLLMConfig()
+    model = RecLLM(attach_lora(backbone, config), config, special, n_items=5)
+    batch = tiny_batch(special)
+    seen = []
+    query = model.backbone.get_base_model().layers[0].attention.query
+    hook = query.register_forward_hook(lambda module, args, out: seen.append(out.dtype))
+    with torch.no_grad(), autocast("bf16", "cpu"):
+        model.hidden(batch, torch.zeros(len(batch.ids), config.id_dim))
+    with torch.no_grad(), autocast("fp32", "cpu"):
+        model.hidden(batch, torch.zeros(len(batch.ids), config.id_dim))
+    hook.remove()
+    assert seen == [torch.bfloat16, torch.float32]
+    losses = train_steps(model, batch, precision="bf16")
+    assert np.mean(losses[-3:]) < 0.5 * np.mean(losses[:3])
+    trained = [p for p in model.parameters() if p.requires_grad]
+    assert all(p.dtype == torch.float32 and p.grad.dtype == torch.float32 for p in trained if p.grad is not None)
 
 
 def test_a_tiny_random_llama_plugs_in_as_backbone(tokenizer, tmp_path):

@@ -102,6 +102,11 @@ def test_a_model_below_its_own_id_model_on_validation_is_never_promoted(tmp_path
     assert not promoted and "below its own ID model" in message and registry.champion() is None
     assert registry.promote_if_better("v0002", {"valid_ndcg@10": 0.10, "valid_users": 943,
                                                 "sasrec_valid_ndcg@10": 0.10})[0]
+    # with a seed-ensemble ID model, the ensemble's validation score is the bar, not its first member's
+    promoted, message = registry.promote_if_better("v0003", {"valid_ndcg@10": 0.105, "valid_users": 943,
+                                                             "id_model_valid_ndcg@10": 0.11,
+                                                             "sasrec_valid_ndcg@10": 0.10})
+    assert not promoted and "0.1100" in message and registry.champion()["version"] == "v0002"
 
 
 def test_unknown_model_version_is_a_clear_error(tmp_path):

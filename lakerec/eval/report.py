@@ -18,8 +18,9 @@ MODEL_METRICS_COLUMNS_DOC = {
     "model_version": "registry version the run produced (the best seed's model)",
     "profile": "training profile (quick or full)",
     "dataset": "warehouse interactions table the split was built from",
-    "model": "most_popular, als, sasrec, id_model (the ID model: the mean of SASRecs trained from several seeds; "
-             "only when the profile's id_members > 1, else the ID model is sasrec), text_view (SASRec over the LM "
+    "model": "most_popular, als, sasrec (one SASRec: the ID model's first member), id_model (the ID model: the "
+             "mean of the profile's id_members SASRecs trained from different seeds; with 1 member the same as "
+             "sasrec), text_view (SASRec over the LM "
              "backbone's item text features), id_model+text_view (the ID model + text_weight * text view: the "
              "hybrid's ID side), lm_text (stage-1 LM alone), lm_unified (stage-2 LM alone), hybrid (the ID side + "
              "lm_weight * stage-2 LM: what is served)",
@@ -40,7 +41,7 @@ MODEL_METRICS_SCHEMA = ("run_id string, run_date date, model_version string, pro
                         "model string, seed int, split string, family string, template string, metric string, "
                         "value double, recorded_at timestamp")
 
-HEADLINE = ["most_popular", "als", "sasrec", "lm_text", "hybrid"]
+HEADLINE = ["most_popular", "als", "sasrec", "id_model", "lm_text", "hybrid"]
 HEADLINE_ALL = ["most_popular", "als", "sasrec", "id_model", "text_view", "id_model+text_view", "lm_text", "lm_unified",
                 "hybrid"]
 TRAINED_MODELS = HEADLINE_ALL[2:]          # the rows with a validation score (model selection)

@@ -51,7 +51,7 @@ WEIGHT_GRID = (0.0, 0.05, 0.1, 0.2, 0.3, 0.5, 0.75, 1.0, 1.5, 2.0, 3.0)
 
 
 def serving_label(lm_weight: float, text_weight: float) -> str:
-    """What a version serves: `hybrid` (the LM term is in), `id_model+text_view`, or `id_model` (SASRec alone)."""
+    """What a version serves: `hybrid` (the LM term is in), `id_model+text_view`, or `id_model` (the ID model alone)."""
     if lm_weight > 0:
         return "hybrid"
     return "id_model+text_view" if text_weight > 0 else "id_model"

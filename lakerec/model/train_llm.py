@@ -28,6 +28,7 @@ from torch.nn import functional as F
 
 from lakerec import logs
 from lakerec.model.best_epoch import BestEpoch
+from lakerec.model.device import autocast, resolved_precision
 from lakerec.model.eval_llm import Evaluator
 from lakerec.model.examples import ExampleBuilder
 from lakerec.model.glm import collate
@@ -61,6 +62,10 @@ class LLMTrainConfig:
     max_new_tokens: int = 24
     seed: int = 0
     log_every: int = 20
+    # Training's forward passes: "bf16" (mixed precision: matrix products in bf16, weights and
+    # gradients fp32), "fp32", or "auto": bf16 where the device multiplies bf16 natively (a CPU with
+    # AMX / AVX512-BF16, a bf16 GPU), else fp32. Validation, evaluation and export stay fp32.
+    precision: str = "auto"
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -102,6 +107,7 @@ class Trainer:
         self.users = sorted(u for u, items in self.data.split.train.items() if len(items) >= 2)
         if config.max_users:
             self.users = self.users[:config.max_users]
+        self.precision = resolved_precision(config.precision, "cuda" if str(device).startswith("cuda") else "cpu")
         self.examples_seen = 0
         self.train_seconds = 0.0
         self.tokens_real = 0               # non-padding tokens through the backbone in training steps
@@ -165,8 +171,10 @@ class Trainer:
         cfg = self.config
         pad = self.builder.special.pad
         start = time.time()                 # the epoch's time includes the item feature pass
+        device_type = "cuda" if str(self.device).startswith("cuda") else "cpu"
         self.model.eval()
-        features = self.model.item_features(self.text_items, pad)       # once per epoch, no gradient
+        with autocast(self.precision, device_type):
+            features = self.model.item_features(self.text_items, pad)   # once per epoch, no gradient
         self.model.train()
         n_items = self.data.split.n_items
         totals = {"loss": 0.0, "lm": 0.0, "rec": 0.0, "align": 0.0}
@@ -181,22 +189,8 @@ class Trainer:
                 positives.append(target if family == "sequential" else -1)
             batch = collate(examples, pad).to(self.device)
             states = self.user_states([r[0] for r in rows], [r[1] for r in rows]) if unified else None
-            hidden = self.model.hidden(batch, states)
-            lm = self.model.lm_loss(hidden, batch)
-            loss = cfg.w_lm * lm
-            rec = align = torch.zeros((), device=self.device)
-            seq_rows = [i for i, p in enumerate(positives) if p >= 0]
-            if seq_rows and cfg.w_rec:
-                users = self.model.user_vectors(hidden, batch)[seq_rows]
-                logits = self.model.lm_scores(users, self.model.item_vectors(features))
-                rec = F.cross_entropy(logits, torch.tensor([positives[i] for i in seq_rows], device=self.device))
-                loss = loss + cfg.w_rec * rec
-            if unified and cfg.w_align:
-                picked = {p for p in positives if p >= 0} | set(self.rng.integers(n_items, size=cfg.align_items).tolist())
-                ids = torch.tensor(sorted(picked), device=self.device)
-                align = alignment_loss(F.normalize(self.model.id_input_vectors(ids), dim=-1),
-                                       F.normalize(self.text_inputs[ids], dim=-1), self.model.config.temperature)
-                loss = loss + cfg.w_align * align
+            with autocast(self.precision, device_type):
+                loss, lm, rec, align = self._losses(batch, states, features, positives, unified, n_items)
             optimizer.zero_grad()
             loss.backward()
             torch.nn.utils.clip_grad_norm_([p for p in self.model.parameters() if p.requires_grad], 1.0)
@@ -216,6 +210,27 @@ class Trainer:
         seconds = time.time() - start
         self.train_seconds += seconds
         return {k: v / max(steps, 1) for k, v in totals.items()} | {"examples": done, "seconds": seconds}
+
+    def _losses(self, batch, states, features, positives: list[int], unified: bool, n_items: int):
+        """The step's weighted loss and its parts (LM, catalogue softmax, alignment)."""
+        cfg = self.config
+        hidden = self.model.hidden(batch, states)
+        lm = self.model.lm_loss(hidden, batch)
+        loss = cfg.w_lm * lm
+        rec = align = torch.zeros((), device=self.device)
+        seq_rows = [i for i, p in enumerate(positives) if p >= 0]
+        if seq_rows and cfg.w_rec:
+            users = self.model.user_vectors(hidden, batch)[seq_rows]
+            logits = self.model.lm_scores(users, self.model.item_vectors(features))
+            rec = F.cross_entropy(logits.float(), torch.tensor([positives[i] for i in seq_rows], device=self.device))
+            loss = loss + cfg.w_rec * rec
+        if unified and cfg.w_align:
+            picked = {p for p in positives if p >= 0} | set(self.rng.integers(n_items, size=cfg.align_items).tolist())
+            ids = torch.tensor(sorted(picked), device=self.device)
+            align = alignment_loss(F.normalize(self.model.id_input_vectors(ids), dim=-1),
+                                   F.normalize(self.text_inputs[ids], dim=-1), self.model.config.temperature)
+            loss = loss + cfg.w_align * align
+        return loss, lm, rec, align
 
     def fit_stage(self, stage: str, epochs: int, unified: bool, id_valid: np.ndarray | None = None,
                   min_confidence: float = 0.0) -> dict:

@@ -16,8 +16,8 @@ RECS_COLUMNS_DOC = {
     "rank": "1 = best; ranks are dense from 1 to top_k",
     "item_id": "recommended item (never one already in the user's history; always in the items table)",
     "item_title": "the item's title from the items table at scoring time",
-    "score": "the hybrid ranking score: SASRec's logit + lm_weight x the LM's cosine / temperature (higher is "
-             "better; comparable within one model version only)",
+    "score": "the hybrid ranking score: the ID side's logit (the ID model's, + text_weight x the text view's) + "
+             "lm_weight x the LM's cosine / temperature (higher is better; comparable within one model version only)",
     "explanation": "why the item suits the user, for the first score.explain_top_k ranks (null below them): one "
                    "sentence from the explainer LLM that passed the faithfulness check, or the data-built sentence",
     "explanation_source": "llm (the explainer's sentence passed the check) or fallback (the data-built sentence: "
