@@ -28,6 +28,10 @@ def test_a_faithful_sentence_passes():
     # unquoted titles, the "X, The" form written naturally, a history title beyond the evidence
     assert ex.check("Fans of GoodFellas and Mr. Holland's Opus will like Heat, a tense crime thriller.", e, INDEX) is None
     assert ex.check('You rated "GoodFellas" 5/5 and "Fargo" 4 out of 5, so try "Heat", an action film.', e, INDEX) is None
+    # the words of an allowed title are not read as filler or plot ("Mr. Holland's Opus" is not, but a
+    # title holding "about" or "review" would be taken out before the check)
+    assert ex.check('You will enjoy "Heat" because, like "GoodFellas", it is a must-watch for crime fans.', e,
+                    INDEX) is None
 
 
 @pytest.mark.parametrize("text, reason", [
@@ -44,6 +48,13 @@ def test_a_faithful_sentence_passes():
     ('"Heat" "GoodFellas" is a crime crime crime crime crime crime crime crime crime crime movie.', "repetition"),
     ("Heat and GoodFellas " + "are crime films with great actors and " * 10, "too_long"),
     ("Heat.", "empty"),
+    # filler and invented plots, quoted from the 2026-11-24 audit of the served explanations
+    ('You will enjoy "Heat" because, like "GoodFellas", it\'s a great choice for a movie review.', "filler: review"),
+    ('You will enjoy "Heat" because, like "GoodFellas", it\'s a great choice for a night in.', "filler: great choice"),
+    ('You will enjoy "Heat" because, like "GoodFellas", it is a solid recommendation.', "filler: recommendation"),
+    ('You will enjoy "Heat" because, like "GoodFellas", it\'s a movie about a group of people who are sent to a '
+     'different world.', "unverifiable_plot: about a"),
+    ('You will enjoy "Heat" because, like "GoodFellas", it tells the story of two rivals.', "unverifiable_plot"),
 ])
 def test_unfaithful_or_broken_sentences_are_rejected_with_their_reason(text, reason):
     assert (ex.check(text, evidence(), INDEX) or "").startswith(reason)

@@ -1,7 +1,8 @@
 """The faithfulness check every generated sentence must pass: every title it names is the
 recommended item's or one of the user's history titles, every genre it names is the item's own,
-every "N/5" rating it states is one the user gave, right after that title; and it is short,
-mentions the recommended item and a history item, and does not loop."""
+every "N/5" rating it states is one the user gave, right after that title; it claims no plot (the
+catalogue holds none, so a plot is invented) and is not filler about reviews or choices; and it is
+short, mentions the recommended item and a history item, and does not loop."""
 from __future__ import annotations
 
 import re
@@ -26,6 +27,15 @@ _GENRE_STEMS = {
     "science fiction", "science-fiction"), "thriller": ("thrill",), "war": ("war film", "war movie", "war drama",
     "war story", "war epic"), "western": ("western",),
 }
+# What no evidence backs, in normalised text after the allowed titles are taken out. The 2026-11-24
+# audit of 943 rank-1 sentences (bench/results/explanation_audit.md) found the 135M explainer writing
+# "it's a great choice for a movie review" for most users and inventing plots ("The Silence of the
+# Lambs ... a movie about a group of people who are sent to a different world").
+_FILLER_WORDS = ("review", "recommendation")     # word stems ("reviews"); "we recommend" is the fallback's own
+_FILLER_PHRASES = ("great choice", "good choice", "perfect choice", "best choice")
+_PLOT_PHRASES = ("about a", "about an", "about the", "about how", "about his", "about her", "about their",
+                 "story of", "tells the", "follows a", "follows the", "follows an", "set in", "centers on",
+                 "centres on", "revolves around")
 _QUOTED = re.compile(r'"([^"]{1,200})"|“([^”]{1,200})”')
 _RATING = re.compile(r"(?<![\d.])([0-5](?:\.[05])?)\s*(?:/\s*5|out of 5|stars?)(?![\d])")
 
@@ -88,6 +98,15 @@ def check(text: str, evidence: Evidence, index: CatalogueIndex) -> str | None:
     for form, item_id in index.titles.items():
         if _contains(body, form):
             return f"unknown_title: {form}"
+    for word in body.split():
+        if word.startswith(_FILLER_WORDS):
+            return f"filler: {word}"
+    for phrase in _FILLER_PHRASES:
+        if _contains(body, phrase):
+            return f"filler: {phrase}"
+    for phrase in _PLOT_PHRASES:
+        if _contains(body, phrase):
+            return f"unverifiable_plot: {phrase}"
     # a genre named must be the recommended item's own: the sentence is about why *it* suits the user
     # (an evidence item's genre would be read as the item's: "Liar Liar ... a drama, musical")
     spoken = f" {body} "
