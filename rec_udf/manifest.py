@@ -122,6 +122,7 @@ class ExplainerEntry:
     source: str
     self_trained: bool
     prompt_version: str | None = None
+    check_version: str | None = None     # the faithfulness check a self-trained explainer was chosen under
     runtime: str
     self_training: dict[str, Any] | None = None
 

@@ -77,15 +77,16 @@ def prepare(cache_dir: Path, precisions: Sequence[str]) -> Prepared:
     import onnxruntime_genai
     report_path = home(cache_dir) / "self-train" / "self_train.json"
     report = json.loads(report_path.read_text()) if report_path.exists() else None
-    # a self-trained explainer is used only for the prompt it was trained and measured on
+    # a self-trained explainer is used only for the prompt and the check it was trained and measured on
     tuned = (report is not None and report.get("shipped") == "tuned"
              and report.get("prompt_version") == ex.EXPLAINER_PROMPT_VERSION
+             and report.get("check_version", "1") == ex.CHECK_VERSION
              and (home(cache_dir) / "self-train" / "tuned-hf").exists())
     source = home(cache_dir) / "self-train" / "tuned-hf" if tuned else base_copy(cache_dir)
     name = "self-trained" if tuned else "base"
     directories = {precision: _built(source, name, precision, cache_dir) for precision in precisions}
     info = {"model": BASE_NAME, "source": f"{WHEEL} ({Path(GGUF_MEMBER).name}, sha256 {GGUF_SHA256[:12]})",
-            "self_trained": tuned, "prompt_version": ex.EXPLAINER_PROMPT_VERSION,
+            "self_trained": tuned, "prompt_version": ex.EXPLAINER_PROMPT_VERSION, "check_version": ex.CHECK_VERSION,
             "runtime": f"onnxruntime-genai {onnxruntime_genai.__version__}"}
     if report is not None:
         info["self_training"] = {k: report[k] for k in ("train_prompts", "heldout_prompts", "targets", "shipped")}

@@ -133,7 +133,7 @@ def self_train(base_hf: Path, base_onnx: Path, work: Path, train: Sequence[ex.Ev
                threads: int | None = None) -> dict:
     """Sample -> keep faithful -> LoRA -> merge -> build; pass rates before/after on `heldout`."""
     report = {"config": asdict(config), "train_prompts": len(train), "heldout_prompts": len(heldout),
-              "prompt_version": ex.EXPLAINER_PROMPT_VERSION}
+              "prompt_version": ex.EXPLAINER_PROMPT_VERSION, "check_version": ex.CHECK_VERSION}
     base = Explainer(base_onnx, threads=threads)
     report["before"] = pass_rate(base, heldout, index)
     log.info("[train-explainer] explainer before self-training: %.1f%% of %d held-out explanations pass the check",

@@ -15,7 +15,7 @@ rules all of them share.
 
 The package's names are importable from here (`from rec_udf import explanations as ex`).
 """
-from rec_udf.explanations.faithfulness import MAX_WORDS, CatalogueIndex, check
+from rec_udf.explanations.faithfulness import CHECK_VERSION, MAX_WORDS, CatalogueIndex, check
 from rec_udf.explanations.evidence import (DISLIKED_BELOW, EVIDENCE_ITEMS, GOOD_RATING, Evidence, EvidenceItem,
                                            build_evidence, select_evidence)
 from rec_udf.explanations.fallback import SOURCE_FALLBACK, SOURCE_LLM, fallback_sentence
@@ -23,7 +23,7 @@ from rec_udf.explanations.prompt import (EXPLAINER_PROMPT_VERSION, SYSTEM_PROMPT
                                          first_sentence)
 from rec_udf.explanations.titles import display_title, genre_names, normalise, title_forms
 
-__all__ = ["MAX_WORDS", "CatalogueIndex", "check", "DISLIKED_BELOW", "EVIDENCE_ITEMS", "GOOD_RATING", "Evidence",
+__all__ = ["CHECK_VERSION", "MAX_WORDS", "CatalogueIndex", "check", "DISLIKED_BELOW", "EVIDENCE_ITEMS", "GOOD_RATING", "Evidence",
            "EvidenceItem", "build_evidence", "select_evidence", "SOURCE_FALLBACK", "SOURCE_LLM", "fallback_sentence",
            "EXPLAINER_PROMPT_VERSION", "SYSTEM_PROMPT", "answer_prefix", "explanation_messages", "first_sentence",
            "display_title", "genre_names", "normalise", "title_forms"]
