@@ -31,7 +31,7 @@ def run(spark, conf, run_date, profile_name: str | None = None, warm_from: str |
                 "run_date": run_date.isoformat(), "n_users": results["n_users"], "n_items": results["n_items"],
                 "dataset": dataset, "device": device(), "serving_message": results["serving_message"],
                 "paired": results["paired"], "paired_id_model": results["paired_id_model"],
-                "notes": [f"LM training, seed {s}: {v['examples_per_s']:.2f} examples/s, "
+                "notes": [f"LM training, seed {s}, {v['precision']}: {v['examples_per_s']:.2f} examples/s, "
                           f"{v['useful_tokens_per_s']:.0f} useful tokens/s, {v['padding_share']:.0%} padding; "
                           f"SASRec {v['sasrec_examples_per_s']:.0f} sequences/s" for s, v in seeds.items()]
                 + [f"explanation sample (MiniLM generator): {next(iter(seeds.values()))['explanation_example']!r}",

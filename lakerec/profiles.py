@@ -46,6 +46,8 @@ def load_profile(conf: Conf, name: str | None) -> Profile:
     if unknown:
         raise ConfigError(f"train.profiles.{name}: unknown key(s) {', '.join(unknown)} (known: {', '.join(sorted(known))})")
     members = raw.get("id_members", 1)
+    if isinstance(members, str) and members.strip().isdigit():       # "${ID_MEMBERS:-2}" interpolates to text
+        members = int(members)
     if not isinstance(members, int) or isinstance(members, bool) or members < 1:
         raise ConfigError(f"train.profiles.{name}.id_members: {members!r} (a whole number, at least 1: SASRec alone)")
     precision = raw.get("llm_train", {}).get("precision", "auto")
@@ -60,7 +62,7 @@ def load_profile(conf: Conf, name: str | None) -> Profile:
                        llm=RecLLMConfig(**raw.get("llm", {})),
                        llm_train=LLMTrainConfig(**raw.get("llm_train", {})),
                        baselines=raw.get("baselines", {}), text_view=bool(raw.get("text_view", False)),
-                       id_members=int(raw.get("id_members", 1)),
+                       id_members=members,
                        **({"mix_confidence": float(raw["mix_confidence"])} if "mix_confidence" in raw else {}))
     except TypeError as exc:
         raise ConfigError(f"train.profiles.{name}: {exc}") from None

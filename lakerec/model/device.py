@@ -20,7 +20,7 @@ def native_bf16(device_name: str) -> bool:
     """Whether bf16 matrix products run natively on `device_name`: a CUDA GPU that supports bf16, or
     a CPU with AMX or AVX512-BF16 (oneDNN's kernels; elsewhere bf16 is emulated and slower than fp32)."""
     if device_name == "cuda":
-        return torch.cuda.is_available() and torch.cuda.is_bf16_supported()
+        return torch.cuda.is_available() and torch.cuda.is_bf16_supported(including_emulation=False)
     try:
         flags = set(next(line for line in Path("/proc/cpuinfo").read_text().splitlines()
                          if line.startswith("flags")).split(":", 1)[1].split())

@@ -86,10 +86,13 @@ def prepare(cache_dir: Path, precisions: Sequence[str]) -> Prepared:
     name = "self-trained" if tuned else "base"
     directories = {precision: _built(source, name, precision, cache_dir) for precision in precisions}
     info = {"model": BASE_NAME, "source": f"{WHEEL} ({Path(GGUF_MEMBER).name}, sha256 {GGUF_SHA256[:12]})",
-            "self_trained": tuned, "prompt_version": ex.EXPLAINER_PROMPT_VERSION, "check_version": ex.CHECK_VERSION,
+            "self_trained": tuned, "prompt_version": ex.EXPLAINER_PROMPT_VERSION,
+            # a base explainer does not depend on the check: only a self-trained one records it
+            **({"check_version": ex.CHECK_VERSION} if tuned else {}),
             "runtime": f"onnxruntime-genai {onnxruntime_genai.__version__}"}
     if report is not None:
         info["self_training"] = {k: report[k] for k in ("train_prompts", "heldout_prompts", "targets", "shipped")}
+        info["self_training"]["check_version"] = report.get("check_version", "1")   # its pass rates' check
         info["self_training"].update(pass_rate_before=report["before"]["pass_rate"],
                                      pass_rate_after=report["after"]["pass_rate"])
     return Prepared(directories, info)

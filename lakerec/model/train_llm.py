@@ -219,16 +219,23 @@ class Trainer:
         loss = cfg.w_lm * lm
         rec = align = torch.zeros((), device=self.device)
         seq_rows = [i for i, p in enumerate(positives) if p >= 0]
+        # the two similarity products are small; in fp32, since a bf16 cosine (steps of 2^-8) over a
+        # temperature of 0.07 would move the logits by ~0.06
+        device_type = "cuda" if str(self.device).startswith("cuda") else "cpu"
         if seq_rows and cfg.w_rec:
-            users = self.model.user_vectors(hidden, batch)[seq_rows]
-            logits = self.model.lm_scores(users, self.model.item_vectors(features))
-            rec = F.cross_entropy(logits.float(), torch.tensor([positives[i] for i in seq_rows], device=self.device))
+            users = self.model.user_vectors(hidden, batch)[seq_rows].float()
+            items = self.model.item_vectors(features).float()
+            with torch.autocast(device_type, enabled=False):
+                logits = self.model.lm_scores(users, items)
+            rec = F.cross_entropy(logits, torch.tensor([positives[i] for i in seq_rows], device=self.device))
             loss = loss + cfg.w_rec * rec
         if unified and cfg.w_align:
             picked = {p for p in positives if p >= 0} | set(self.rng.integers(n_items, size=cfg.align_items).tolist())
             ids = torch.tensor(sorted(picked), device=self.device)
-            align = alignment_loss(F.normalize(self.model.id_input_vectors(ids), dim=-1),
-                                   F.normalize(self.text_inputs[ids], dim=-1), self.model.config.temperature)
+            ids_in, text_in = self.model.id_input_vectors(ids).float(), self.text_inputs[ids].float()
+            with torch.autocast(device_type, enabled=False):
+                align = alignment_loss(F.normalize(ids_in, dim=-1), F.normalize(text_in, dim=-1),
+                                       self.model.config.temperature)
             loss = loss + cfg.w_align * align
         return loss, lm, rec, align
 
