@@ -35,13 +35,16 @@ def measure(users: int, batch: int, precision: str | None) -> dict:
 
     from lakerec import training
     from lakerec.config import load_conf
-    from lakerec.id_side import train_id_model
     from lakerec.model import examples as examples_module
-    from lakerec.model.device import device
     from lakerec.model.store import build_model
     from lakerec.model.train_llm import LLMTrainConfig, Trainer
-    from lakerec.profiles import load_profile
     from lakerec.sources.schema import read_sources
+    try:                              # this tree
+        from lakerec.id_side import train_id_model
+        from lakerec.model.device import device
+        from lakerec.profiles import load_profile
+    except ModuleNotFoundError:       # the old tree kept them in lakerec.training
+        from lakerec.training import device, load_profile, train_id_model
     from lakerec.spark import build_session
 
     torch.set_num_threads(os.cpu_count() or 1)
