@@ -58,8 +58,7 @@ def builder_for(conf: Conf, text: TextData, tokenizer, special) -> ExampleBuilde
 
 @dataclass
 class WarmStart:
-    """The version a run starts from (`--from`): its LM's weights, its ID model's SASRec members (the
-    first, then the partners of a seed ensemble) and their item ids."""
+    """The version a run starts from (`--from`): its LM, its ID model's SASRecs and their item ids."""
     model: RecLLM
     sasrec: SASRec
     partners: list
@@ -108,8 +107,7 @@ def train_seed(conf: Conf, profile: Profile, run, seed: int, split: SplitData, t
                users: dict[str, np.ndarray], rec: Recorder, warm: WarmStart | None) -> SeedResult:
     """The ID side, then the LM on top of it (`train_lm`), each recorded on the evaluated `users`."""
     torch.manual_seed(seed)
-    warm_sasrec, warm_partners, warm_items = (warm.sasrec, warm.partners, warm.items) if warm is not None \
-        else (None, [], None)
+    warm_sasrec, warm_partners, warm_items = (warm.sasrec, warm.partners, warm.items) if warm else (None, [], None)
     with run.timed(f"seed{seed}_sasrec_s"):
         fitted = train_id_model(split, profile, seed, warm_sasrec, warm_items)
     id_model = frozen(fitted.model)
@@ -123,8 +121,7 @@ def train_seed(conf: Conf, profile: Profile, run, seed: int, split: SplitData, t
     id_valid_honest = id_metrics[VALID]       # the ID side's validation metrics, out of fold
     if profile.text_view:         # the text view reads the backbone's own features (before any LoRA)
         with run.timed(f"seed{seed}_text_view_s"):
-            features = model.eval().item_features(item_examples(tokenizer, special, text.items, False),
-                                                  special.pad)
+            features = model.eval().item_features(item_examples(tokenizer, special, text.items, False), special.pad)
             side, id_scores, id_valid_honest = add_text_view(split, profile, seed, features, side, id_scores,
                                                              users, rec)
     if warm is not None:
@@ -200,9 +197,8 @@ def evaluate_hybrid(evaluator: Evaluator, seed: int, split: SplitData, test_user
 
 def serving_message(best: SeedResult, mix_confidence: float) -> str:
     """What the registered version serves, and why, in a sentence for the log and the report."""
-    members = len(best.side.members)
-    id_model = "SASRec" if members == 1 else f"the ID model (SASRec x {members} seeds)"
-    text_weight = best.side.text_weight
+    k, text_weight = len(best.side.members), best.side.text_weight
+    id_model = "SASRec" if k == 1 else f"the ID model (SASRec x {k} seeds)"
     text_part = f"text view weight {text_weight}" if text_weight else "no text view (it did not help on validation)"
     if best.lm_weight > 0:
         return f"LM term weight {best.lm_weight} over {id_model}, {text_part} (chosen on validation, seed {best.seed})"
@@ -247,8 +243,7 @@ def run_training(spark, conf: Conf, good: dict, versions: dict, run, profile: Pr
         best.lm_weight, metrics={"valid_ndcg@10": valid_ndcg, "valid_users": len(users[VALID]),
                                  "id_model_valid_ndcg@10": best.id_valid["ndcg@10"],
                                  "sasrec_valid_ndcg@10": best.sasrec_valid["ndcg@10"], "test": best.hybrid_test,
-                                 "test_id_model": best.id_test,
-                                 "test_sasrec": best.sasrec_test})
+                                 "test_id_model": best.id_test, "test_sasrec": best.sasrec_test})
     results.update(version=version, promoted=promoted, message=message, valid_ndcg=valid_ndcg,
                    n_users=len(split.test), n_items=split.n_items, test_users=len(users[TEST]),
                    lm_weight=best.lm_weight, serving=serving, serving_message=message_mix)

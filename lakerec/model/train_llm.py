@@ -18,7 +18,6 @@ SASRec (`lakerec.model.hybrid`); the best epoch wins.
 """
 from __future__ import annotations
 
-import math
 import time
 from dataclasses import asdict, dataclass, field
 
@@ -28,6 +27,7 @@ from torch.nn import functional as F
 
 from lakerec import logs
 from lakerec.model.best_epoch import BestEpoch
+from lakerec.model.optim import param_groups, warmup_schedule
 from lakerec.model.device import autocast, resolved_precision
 from lakerec.model.eval_llm import Evaluator
 from lakerec.model.examples import ExampleBuilder
@@ -72,30 +72,7 @@ class LLMTrainConfig:
 
 
 CANDIDATE_LIST_TOKENS = 300       # about what 20 candidate titles add to a prompt (for length grouping)
-
-
 log = logs.get(__name__).info
-
-
-def param_groups(model: RecLLM, config: LLMTrainConfig) -> list[dict]:
-    """LoRA adapters at `lr`; everything else that trains (fresh weights) at `head_lr`."""
-    lora, fresh = [], []
-    for name, p in model.named_parameters():
-        if p.requires_grad:
-            (lora if "lora_" in name else fresh).append(p)
-    return [{"params": lora, "lr": config.lr}, {"params": fresh, "lr": config.head_lr}]
-
-
-def warmup_schedule(optimizer, total_steps: int, warmup: float):
-    """Linear warm-up over the first `warmup` share of the steps, then cosine decay to 10%."""
-    ramp = max(1, int(total_steps * warmup))
-
-    def factor(step: int) -> float:
-        if step < ramp:
-            return (step + 1) / ramp
-        progress = (step - ramp) / max(1, total_steps - ramp)
-        return 0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * min(1.0, progress)))
-    return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
 
 
 class Trainer:
