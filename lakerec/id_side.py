@@ -117,10 +117,9 @@ def add_text_view(split: SplitData, profile: Profile, seed: int, features: torch
     side = IDSide(side.sasrec, text_view, text_mix.weight, side.partners)
     mixed = {on: hybrid.mix(id_scores[on], tv[on].scores, side.text_weight) for on in (VALID, TEST)}
     rec.add("id_model+text_view", seed, VALID, text_mix.honest)
-    rec.ranking("id_model+text_view", seed, TEST, evaluated(
-        hybrid.mix(id_scores[TEST], tv[TEST].scores, text_mix.weight), users[TEST], split, TEST))
+    rec.ranking("id_model+text_view", seed, TEST, evaluated(mixed[TEST], users[TEST], split, TEST))
     rec.add("hybrid", seed, VALID, {"text_confidence": text_mix.confidence}, family="mix")
-    alone = ranking_metrics(evaluated(id_scores[VALID], users[VALID], split, VALID).ranks)["ndcg@10"]
+    alone = text_mix.table["0"]            # the grid's weight-0 point: the ID model alone, all users
     log(f"[train] seed {seed}: ID model + text view {text_mix.honest['ndcg@10']:.4f} on validation out "
         f"of fold (the cross-fitted mix beat the ID model alone in {text_mix.confidence:.0%} of resamples; "
         f"weight served {text_mix.weight}), ID model {alone:.4f}")

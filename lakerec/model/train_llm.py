@@ -84,7 +84,8 @@ class Trainer:
         self.users = sorted(u for u, items in self.data.split.train.items() if len(items) >= 2)
         if config.max_users:
             self.users = self.users[:config.max_users]
-        self.precision = resolved_precision(config.precision, "cuda" if str(device).startswith("cuda") else "cpu")
+        self.device_type = "cuda" if str(device).startswith("cuda") else "cpu"      # torch.autocast's name
+        self.precision = resolved_precision(config.precision, self.device_type)
         self.examples_seen = 0
         self.train_seconds = 0.0
         self.tokens_real = 0               # non-padding tokens through the backbone in training steps
@@ -148,9 +149,8 @@ class Trainer:
         cfg = self.config
         pad = self.builder.special.pad
         start = time.time()                 # the epoch's time includes the item feature pass
-        device_type = "cuda" if str(self.device).startswith("cuda") else "cpu"
         self.model.eval()
-        with autocast(self.precision, device_type):
+        with autocast(self.precision, self.device_type):
             features = self.model.item_features(self.text_items, pad)   # once per epoch, no gradient
         self.model.train()
         n_items = self.data.split.n_items
@@ -166,7 +166,7 @@ class Trainer:
                 positives.append(target if family == "sequential" else -1)
             batch = collate(examples, pad).to(self.device)
             states = self.user_states([r[0] for r in rows], [r[1] for r in rows]) if unified else None
-            with autocast(self.precision, device_type):
+            with autocast(self.precision, self.device_type):
                 loss, lm, rec, align = self._losses(batch, states, features, positives, unified, n_items)
             optimizer.zero_grad()
             loss.backward()
@@ -198,11 +198,10 @@ class Trainer:
         seq_rows = [i for i, p in enumerate(positives) if p >= 0]
         # the two similarity products are small; in fp32, since a bf16 cosine (steps of 2^-8) over a
         # temperature of 0.07 would move the logits by ~0.06
-        device_type = "cuda" if str(self.device).startswith("cuda") else "cpu"
         if seq_rows and cfg.w_rec:
             users = self.model.user_vectors(hidden, batch)[seq_rows].float()
             items = self.model.item_vectors(features).float()
-            with torch.autocast(device_type, enabled=False):
+            with torch.autocast(self.device_type, enabled=False):
                 logits = self.model.lm_scores(users, items)
             rec = F.cross_entropy(logits, torch.tensor([positives[i] for i in seq_rows], device=self.device))
             loss = loss + cfg.w_rec * rec
@@ -210,7 +209,7 @@ class Trainer:
             picked = {p for p in positives if p >= 0} | set(self.rng.integers(n_items, size=cfg.align_items).tolist())
             ids = torch.tensor(sorted(picked), device=self.device)
             ids_in, text_in = self.model.id_input_vectors(ids).float(), self.text_inputs[ids].float()
-            with torch.autocast(device_type, enabled=False):
+            with torch.autocast(self.device_type, enabled=False):
                 align = alignment_loss(F.normalize(ids_in, dim=-1), F.normalize(text_in, dim=-1),
                                        self.model.config.temperature)
             loss = loss + cfg.w_align * align
