@@ -89,19 +89,46 @@ def test_mixed_precision_training_multiplies_in_bf16_keeps_fp32_weights_and_its_
     config = RecLLMConfig()
     model = RecLLM(attach_lora(backbone, config), config, special, n_items=5)
     batch = tiny_batch(special)
-    seen = []
-    query = model.backbone.get_base_model().layers[0].attention.query
-    hook = query.register_forward_hook(lambda module, args, out: seen.append(out.dtype))
+    seen, adapter_inputs = [], []
+    layer = model.backbone.get_base_model().layers[0]
+    hooks = [layer.attention.query.register_forward_hook(lambda module, args, out: seen.append(out.dtype)),
+             # the FFN's second adapter reads the bf16 GELU output as it is (no bf16 -> fp32 -> bf16 round trip)
+             layer.ffn_out.lora_A["default"].register_forward_pre_hook(
+                 lambda module, args: adapter_inputs.append(args[0].dtype))]
+    model.eval()                                         # no dropout: the two passes are comparable
     with torch.no_grad(), autocast("bf16", "cpu"):
-        model.hidden(batch, torch.zeros(len(batch.ids), config.id_dim))
+        mixed = model.hidden(batch, torch.zeros(len(batch.ids), config.id_dim))
     with torch.no_grad(), autocast("fp32", "cpu"):
-        model.hidden(batch, torch.zeros(len(batch.ids), config.id_dim))
-    hook.remove()
+        full = model.hidden(batch, torch.zeros(len(batch.ids), config.id_dim))
+    for hook in hooks:
+        hook.remove()
     assert seen == [torch.bfloat16, torch.float32]
+    assert adapter_inputs == [torch.bfloat16, torch.float32]
+    # same hidden states up to bf16 rounding (8 bits of mantissa through six layers)
+    assert torch.allclose(mixed.float(), full, atol=0.1, rtol=0.05)
     losses = train_steps(model, batch, precision="bf16")
     assert np.mean(losses[-3:]) < 0.5 * np.mean(losses[:3])
     trained = [p for p in model.parameters() if p.requires_grad]
     assert all(p.dtype == torch.float32 and p.grad.dtype == torch.float32 for p in trained if p.grad is not None)
+
+
+def test_attention_under_cpu_autocast_runs_in_fp32_and_equals_plain_attention():
+    """bert_glm.attention leaves bf16 autocast on the CPU (its bf16 flash kernel is slower than fp32,
+    bench/attention_precision.py): same result as fp32 attention, gradients flow back in the inputs' dtype."""
+    from torch.nn import functional as F
+    from lakerec.model.bert_glm import attention
+    torch.manual_seed(0)
+    q, k, v = (torch.randn(2, 12, 7, 32, requires_grad=True) for _ in range(3))
+    bias = torch.zeros(2, 1, 7, 7).masked_fill(torch.rand(2, 1, 7, 7) > 0.7, torch.finfo(torch.float32).min)
+    reference = F.scaled_dot_product_attention(q, k, v, attn_mask=bias)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        qb, kb, vb = (x.to(torch.bfloat16) for x in (q, k, v))
+        out = attention(qb, kb, vb, bias.to(torch.bfloat16))
+        assert out.dtype == torch.float32
+        out.sum().backward()
+    assert torch.allclose(out, reference, atol=0.05)
+    assert q.grad is not None and q.grad.dtype == torch.float32
+    assert torch.equal(attention(q, k, v, bias), reference)          # outside autocast: plain attention
 
 
 def test_a_tiny_random_llama_plugs_in_as_backbone(tokenizer, tmp_path):

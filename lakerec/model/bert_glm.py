@@ -33,6 +33,16 @@ class BertConfig:
         return cls(**{k: raw[k] for k in cls.__dataclass_fields__ if k in raw})
 
 
+def attention(q, k, v, attn_bias):
+    """Scaled dot-product attention. Under CPU autocast it runs in fp32: PyTorch's CPU flash-attention
+    kernel is about 2x slower in bf16 than in fp32 (forward + backward, training's shapes;
+    `bench/attention_precision.py`), while the matrix products around it gain from bf16."""
+    if q.device.type == "cpu" and torch.is_autocast_enabled("cpu"):
+        with torch.autocast("cpu", enabled=False):
+            return F.scaled_dot_product_attention(q.float(), k.float(), v.float(), attn_mask=attn_bias.float())
+    return F.scaled_dot_product_attention(q, k, v, attn_mask=attn_bias)
+
+
 class BertSelfAttention(nn.Module):
     def __init__(self, cfg: BertConfig):
         super().__init__()
@@ -52,7 +62,7 @@ class BertSelfAttention(nn.Module):
         k, v = self._split(self.key(x)), self._split(self.value(x))
         if past is not None:
             k, v = torch.cat([past[0], k], dim=2), torch.cat([past[1], v], dim=2)
-        out = F.scaled_dot_product_attention(q, k, v, attn_mask=attn_bias)
+        out = attention(q, k, v, attn_bias)
         b, _, t, _ = out.shape
         return out.transpose(1, 2).reshape(b, t, -1), (k, v)
 
