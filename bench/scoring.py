@@ -40,6 +40,7 @@ from lakerec.scoring.stage import scoring_spec
 from lakerec.spark import build_session
 from lakerec.tables import delta_version, read_at_version
 from rec_udf import bundle as bundle_format
+from rec_udf.recommender import auto_batch_size
 from rec_udf.scoring_udf import BundleRef
 
 import ceiling      # bench/, first on sys.path when run as a script
@@ -95,6 +96,8 @@ def main() -> None:
     item_matrix = str(bundle_dir / manifest.items.matrix)
     ref = BundleRef(bundle_format.sha256(bundle_dir / bundle_format.MANIFEST), path=str(bundle_dir))
     spec = scoring_spec(conf, ref, None, None)
+    # `auto` resolved as a CPU worker resolves it, so that every approach uses the same batches
+    spec = replace(spec, batch_size=spec.batch_size or auto_batch_size(manifest.hybrid.lm_weight, on_gpu=False))
     prompts, users, run_date = bench_prompts(spark, conf, args.users)
     print(f"{users} users from the prompts of {run_date}, model {version}", file=sys.stderr)
     columns = ["user_id", "prompt", "entity_spans", "sequence_item_ids", "seen_item_ids"]

@@ -132,7 +132,7 @@ def run_predict_batch(spark, prompts, model_dir: str, item_matrix: str, k: int, 
     return {"seconds": seconds, "users": prompts.count()}
 
 
-def batch_sweep(frame: pd.DataFrame, spec, sizes=(1, 4, 8, 16, 32, 64)) -> dict:
+def batch_sweep(frame: pd.DataFrame, spec, sizes=(1, 4, 16, 64, 256)) -> dict:
     """Encoder + top-k users/s per batch size with ONE intra-op thread, as each Spark task runs it
     (spark.task.cpus = 1), batches of similar lengths as the job makes them; explanations off."""
     from rec_udf.recommender import Recommender

@@ -29,6 +29,22 @@ from rec_udf.task_prompts import EXPLANATION_TEMPLATE, SCORING_TEMPLATE, task_se
 from rec_udf.textualizer import Prompt
 
 
+# Users per ONNX Runtime call under `score.batch_size: auto`, from bench/scoring.py's sweeps (one
+# thread per task): the LM pass on a CPU is fastest in small batches (4: 23.9 users/s, 32: 19.8);
+# a bundle serving the ID side alone (a small sequence encoder, then one matrix product) pays
+# per-call overhead instead (1: 960, 4: 1,600, 64: 2,100, 256: 1,900 users/s); a GPU wants large ones.
+LM_BATCH_CPU = 4
+ID_BATCH_CPU = 64
+GPU_BATCH = 256
+
+
+def auto_batch_size(lm_weight: float, on_gpu: bool) -> int:
+    """`score.batch_size: auto` for a bundle whose hybrid weighs the LM term by `lm_weight`."""
+    if on_gpu:
+        return GPU_BATCH
+    return ID_BATCH_CPU if lm_weight == 0 else LM_BATCH_CPU
+
+
 class Recommender:
     """One loaded bundle with its three ONNX Runtime sessions (load once per worker process)."""
 
@@ -79,6 +95,11 @@ class Recommender:
              explain_batch_size: int = 8) -> "Recommender":
         return cls(bundle_format.load(directory), runtime.choose_device(prefer, threads), allow_cpu_fallback,
                    explainer, max_new_tokens, explain_batch_size)
+
+    @property
+    def batch_size(self) -> int:
+        """Users per ONNX Runtime call when `score.batch_size` is auto: see `auto_batch_size`."""
+        return auto_batch_size(self.lm_weight, self.provider == runtime.CUDA)
 
     # --- inputs --------------------------------------------------------------------------------
     @property

@@ -57,7 +57,8 @@ class ScoringSpec:
     explainer: str                        # llm | template | off (see rec_udf.explanations)
     max_new_tokens: int
     explain_batch_size: int               # explanations per explainer call
-    batch_size: int                       # users per ONNX Runtime call
+    batch_size: Optional[int]             # users per ONNX Runtime call; None (conf `auto`): the loaded
+                                          # bundle's own (Recommender.batch_size)
     device: str                           # auto | cuda | cpu
     allow_cpu_fallback: bool
     blocked: Optional[np.ndarray] = None  # catalogue-order bool mask of items nobody may get (None: none)
@@ -112,8 +113,8 @@ def score_frames(frames: Iterator[pd.DataFrame], spec: ScoringSpec) -> Iterator[
             yield pd.DataFrame(rejected, columns=SCORED_COLUMNS)
         # batches of similar prompt lengths: a batch is padded to its longest prompt
         ready.sort(key=lambda r: r.example.part_a)
-        ranked = [_rank_batch(recommender, ready[start:start + spec.batch_size], spec)
-                  for start in range(0, len(ready), spec.batch_size)]
+        size = spec.batch_size or recommender.batch_size
+        ranked = [_rank_batch(recommender, ready[start:start + size], spec) for start in range(0, len(ready), size)]
         if not ranked:
             continue
         # explanations for the whole frame at once: the explainer batches across the ranking batches

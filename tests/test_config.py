@@ -75,6 +75,11 @@ def test_a_misspelt_or_mistyped_key_in_a_conf_file_stops_with_its_path(tmp_path)
     assert "validation.rating_max" in str(err.value) and "'five'" in str(err.value)
     with pytest.raises(ConfigError, match=r"score\.precision"):
         load_conf(None, ["score.precision=fp8"])
+    assert load_conf(None, []).settings.score.batch_size == "auto"
+    assert load_conf(None, ["score.batch_size=32"]).settings.score.batch_size == 32
+    for bad in ("0", "big"):
+        with pytest.raises(ConfigError, match=r"score\.batch_size"):
+            load_conf(None, [f"score.batch_size={bad}"])
     with pytest.raises(ConfigError, match=r"tables\.recomendations: unknown key"):
         load_conf(None, ["tables.recomendations=x.y"])
     # Free-form sections stay free: Spark's own settings pass through.

@@ -3,6 +3,7 @@ exported to an fp32 bundle: output contract, re-runs, and each kind of bad input
 import datetime as dt
 import json
 import shutil
+from dataclasses import replace
 
 import numpy as np
 import pandas as pd
@@ -224,6 +225,15 @@ def test_score_frames_row_errors_do_not_stop_the_batch(setup):
     assert errors[5].startswith("missing_sequence_item_ids")
     ok = out[out["error"].isna()]
     assert list(ok["user_id"]) == [1, 1, 1] and 101 not in set(ok["item_id"])    # unknown 555 ignored
+    # batch_size None (conf `auto`): the bundle's own batch size, same rows
+    auto = pd.concat([f.astype(object) for f in score_frames(iter([frame]), replace(spec, batch_size=None))])
+    pd.testing.assert_frame_equal(auto.reset_index(drop=True), out.reset_index(drop=True))
+
+
+def test_auto_batch_size_small_for_the_cpu_lm_pass_larger_for_the_id_side_alone_and_gpus():
+    from rec_udf.recommender import auto_batch_size
+    assert auto_batch_size(0.0, on_gpu=False) > auto_batch_size(0.3, on_gpu=False)
+    assert auto_batch_size(0.3, on_gpu=True) >= auto_batch_size(0.0, on_gpu=False)
 
 
 def test_ab_assign_score_variant_and_evaluate(spark, setup):
