@@ -97,6 +97,12 @@ class Recommender:
                    explainer, max_new_tokens, explain_batch_size)
 
     @property
+    def reads_prompts(self) -> bool:
+        """Whether scoring reads the prompt text: a bundle serving the ID side alone (lm_weight 0) ranks
+        from the item sequence, so its callers need not tokenize prompts."""
+        return self.lm_weight != 0
+
+    @property
     def batch_size(self) -> int:
         """Users per ONNX Runtime call when `score.batch_size` is auto: see `auto_batch_size`."""
         return auto_batch_size(self.lm_weight, self.provider == runtime.CUDA)
@@ -137,7 +143,7 @@ class Recommender:
         `explain`. A bundle that serves the ID model alone (lm_weight 0) skips the LM pass: its user
         vector is [ID-side state ; 0], exactly what the user encoder would return."""
         slots, states = self.id_model(sequences)
-        if self.lm_weight == 0:
+        if not self.reads_prompts:
             return np.concatenate([states, np.zeros((len(states), self.lm_dim), dtype=states.dtype)], axis=1), slots
         batch = self.inputs.batch(examples)
         feeds = batch.feeds("input_ids", "slot", "item", "positions", "inter", "intra", "attention_mask")

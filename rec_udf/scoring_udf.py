@@ -96,7 +96,7 @@ class _Ready:
     """A row that passed the checks, tokenized: what the scoring pass needs of it."""
     user: int
     prompt: Prompt
-    example: GLMExample
+    example: Optional[GLMExample]  # None: the bundle serves the ID side alone and reads no prompt tokens
     sequence: np.ndarray
     seen: np.ndarray
     ratings: object               # the user's ratings of `sequence` (None: an older prompts table)
@@ -112,7 +112,7 @@ def score_frames(frames: Iterator[pd.DataFrame], spec: ScoringSpec) -> Iterator[
         if rejected:
             yield pd.DataFrame(rejected, columns=SCORED_COLUMNS)
         # batches of similar prompt lengths: a batch is padded to its longest prompt
-        ready.sort(key=lambda r: r.example.part_a)
+        ready.sort(key=_tokens)
         size = spec.batch_size or recommender.batch_size
         ranked = [_rank_batch(recommender, ready[start:start + size], spec) for start in range(0, len(ready), size)]
         if not ranked:
@@ -121,7 +121,7 @@ def score_frames(frames: Iterator[pd.DataFrame], spec: ScoringSpec) -> Iterator[
         batch = [r for part, _, _ in ranked for r in part]
         top, scores = np.concatenate([t for _, t, _ in ranked]), np.concatenate([s for _, _, s in ranked])
         explanations = _explanations(recommender, spec, batch, top, scores)
-        yield _ranked_rows(recommender, [r.user for r in batch], [r.example.part_a for r in batch], top, scores,
+        yield _ranked_rows(recommender, [r.user for r in batch], [_tokens(r) for r in batch], top, scores,
                            explanations)
 
 
@@ -168,6 +168,11 @@ def _ranked_rows(recommender: Recommender, users: list[int], tokens: list[int], 
                         columns=SCORED_COLUMNS)
 
 
+def _tokens(row: _Ready) -> int:
+    """The prompt tokens the model read for this row (0 when it reads none)."""
+    return 0 if row.example is None else row.example.part_a
+
+
 def _prepare(recommender: Recommender, text, spans, sequence):
     """(reason, prompt, example): reason is None when the row can be scored."""
     if text is None or not isinstance(text, str) or not text.strip():
@@ -179,6 +184,8 @@ def _prepare(recommender: Recommender, text, spans, sequence):
         for entity in prompt.entities:
             if not 0 <= entity.start < entity.end <= len(text):
                 return f"bad_entity_span: item {entity.item_id} [{entity.start}, {entity.end})", None, None
+        if not recommender.reads_prompts:       # the ID side alone: the prompt is checked, not tokenized
+            return None, prompt, None
         example = recommender.example(prompt)
     except Exception as exc:        # a malformed row must not stop the batch; its reason is kept
         return f"bad_prompt: {type(exc).__name__}: {exc}", None, None

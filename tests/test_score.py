@@ -4,6 +4,7 @@ import datetime as dt
 import json
 import shutil
 from dataclasses import replace
+from types import SimpleNamespace
 
 import numpy as np
 import pandas as pd
@@ -228,6 +229,33 @@ def test_score_frames_row_errors_do_not_stop_the_batch(setup):
     # batch_size None (conf `auto`): the bundle's own batch size, same rows
     auto = pd.concat([f.astype(object) for f in score_frames(iter([frame]), replace(spec, batch_size=None))])
     pd.testing.assert_frame_equal(auto.reset_index(drop=True), out.reset_index(drop=True))
+
+
+def test_a_bundle_serving_the_id_side_alone_checks_prompts_but_never_tokenizes_them(setup, monkeypatch):
+    from rec_udf.bundle import MANIFEST, sha256
+    from rec_udf.scoring_udf import BundleRef, ScoringSpec, recommender_for, score_frames
+    bundle = setup["root"] / "bundles" / "v0001" / "fp32"
+    spec = ScoringSpec(BundleRef(sha256(bundle / MANIFEST), path=str(bundle)), top_k=3, explain_k=0, explainer="off",
+                       max_new_tokens=40, explain_batch_size=8, batch_size=None, device="cpu", allow_cpu_fallback=False)
+    recommender = recommender_for(spec)
+    monkeypatch.setattr(recommender, "lm_weight", 0.0)          # what a bundle exported with lm_weight 0 holds
+
+    def no_tokenizing(*args, **kwargs):
+        raise AssertionError("a prompt was tokenized")
+    monkeypatch.setattr(recommender, "inputs", SimpleNamespace(example=no_tokenizing, batch=no_tokenizing))
+    good = "User 5 is a 30-year-old woman. They watched Night River 1 (1990; Drama), rated 4."
+    frame = pd.DataFrame({"user_id": [1, 2, 3, 4], "prompt": [good, None, good, "word " * 900],
+                          "entity_spans": [[], [], [{"item_id": 101, "start": 70, "end": 9999}], []],
+                          "sequence_item_ids": [[101, 555], [101], [101], [101]],
+                          "seen_item_ids": [[101], [101], [101], [101]]})
+    out = pd.concat([f.astype(object) for f in score_frames(iter([frame]), spec)])
+    errors = out.dropna(subset=["error"]).set_index("user_id")["error"]
+    assert errors[2] == "missing_prompt" and errors[3].startswith("bad_entity_span")
+    ok = out[out["error"].isna()]
+    # a long prompt is no reason to refuse a model that does not read it; nothing was read
+    assert list(ok["user_id"]) == [1, 1, 1, 4, 4, 4] and set(ok["prompt_tokens"]) == {0}
+    want = recommender.top_k(recommender.encode([None], [[101, 555]])[0], 3, exclude=[[101]])[0][0]
+    assert list(ok[ok["user_id"] == 1]["item_id"]) == list(recommender.bundle.item_ids[want])
 
 
 def test_auto_batch_size_small_for_the_cpu_lm_pass_larger_for_the_id_side_alone_and_gpus():
