@@ -1,5 +1,5 @@
 """A bundle loaded for recommending, torch-free: prompts -> user vectors -> top-N items ->
-explanations. One `Recommender` per worker process holds the bundle's three ONNX Runtime sessions.
+explanations. One `Recommender` per worker process holds the bundle's ONNX Runtime sessions (opened on first use).
 
 Inputs come as the `prompts` table has them: the prompt text with its entity spans, and the user's
 item ids oldest first (the ID model's sequence). The parts: `rec_udf.prompt_inputs` (tokens and
@@ -9,6 +9,7 @@ padded batches), `rec_udf.item_lookup` (item ids -> catalogue indices, the ID mo
 """
 from __future__ import annotations
 
+import functools
 from dataclasses import asdict
 from pathlib import Path
 from typing import Sequence
@@ -45,15 +46,29 @@ def auto_batch_size(lm_weight: float, on_gpu: bool) -> int:
     return ID_BATCH_CPU if lm_weight == 0 else LM_BATCH_CPU
 
 
+class LazySessions(dict):
+    """Graph name -> ONNX Runtime session, each opened on first use. A bundle serving the ID side alone
+    never runs its LM graphs (user encoder and generator: ~90 + ~135 MB of fp32 weights), so a worker
+    scoring it does not pay their start-up or memory; every file is still verified when the bundle loads."""
+
+    def __init__(self, paths: dict[str, Path], device: runtime.Device):
+        super().__init__()
+        self.paths, self.device = paths, device
+
+    def __missing__(self, name: str):
+        session = self[name] = runtime.open_session(self.paths[name], self.device)
+        return session
+
+
 class Recommender:
-    """One loaded bundle with its three ONNX Runtime sessions (load once per worker process)."""
+    """One loaded bundle with its ONNX Runtime sessions (load once per worker process; each graph opens on first use)."""
 
     def __init__(self, bundle: bundle_format.Bundle, device: runtime.Device, allow_cpu_fallback: bool = True,
                  explainer: bool = False, max_new_tokens: int = 40, explain_batch_size: int = 8):
         self.bundle, self.device = bundle, device
         manifest = bundle.manifest
-        self.sessions = {name: runtime.open_session(path, device) for name, path in bundle.graph_paths().items()}
-        self.provider = runtime.active_provider(self.sessions["user_encoder"])
+        self.sessions = LazySessions(bundle.graph_paths(), device)
+        self.provider = runtime.active_provider(self.sessions["sequence_encoder"])
         if device.kind == "cuda" and self.provider != runtime.CUDA and not allow_cpu_fallback:
             raise BundleError(f"{bundle.directory}: asked for the CUDA execution provider, ONNX Runtime started "
                               f"{self.provider} (no usable GPU or CUDA libraries); allow the CPU fallback in "
@@ -67,7 +82,6 @@ class Recommender:
                                    {int(item): i for i, item in enumerate(bundle.item_ids)},
                                    manifest.prompt_form == "unified")
         self.items = ItemLookup(bundle.item_ids)
-        self.infilling = Infilling(self.sessions["generator"], manifest.graphs.generator, bundle.special)
         self.noun = textualizer.item_noun(manifest.template.spec)
         self.lm_weight = float(manifest.hybrid.lm_weight)
         self.lm_dim = int(manifest.hybrid.lm_dim)
@@ -178,6 +192,10 @@ class Recommender:
         return self.explainer.explain(evidence, self.title_index, self.noun)
 
     # --- the GLM's own blank infilling (RecSysLLM's explanation task; benchmarks and tests) ---------
+    @functools.cached_property
+    def infilling(self) -> Infilling:
+        return Infilling(self.sessions["generator"], self.bundle.manifest.graphs.generator, self.bundle.special)
+
     def explanation_prompts(self, items: Sequence[int]) -> list[str]:
         catalogue = self.bundle.catalogue
         return [task_sentence(EXPLANATION_TEMPLATE[1], noun=self.noun, item=catalogue[i]) for i in items]
