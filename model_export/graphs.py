@@ -48,7 +48,7 @@ class SequenceEncoder(nn.Module):
             self.text_table = id_model.text_view.item_table().detach().clone() if id_model.text_view else None
 
     def forward(self, id_sequence):
-        state = self.id_model.hidden(id_sequence)[:, -1, :]          # SASRec's: the USER slot's source
+        state = self.id_model.last_hidden(id_sequence)              # SASRec's: the USER slot's source
         return self.user_projector(state), self.id_model.score_state(id_sequence, state, self.text_table)
 
 

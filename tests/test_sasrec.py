@@ -24,6 +24,24 @@ def test_left_pad_keeps_the_newest_items():
     assert left_pad(np.array([5]), 3).tolist() == [0, 0, 6]
 
 
+@pytest.mark.parametrize("layers,text_dim", [(1, 0), (2, 0), (2, 16)])
+def test_last_hidden_equals_the_full_pass_at_the_last_position(layers, text_dim):
+    """The user state with the last layer computed at the last position only (scoring, evaluation)
+    equals the full pass's last row, left padding included, for ID and text-view models."""
+    torch.manual_seed(0)
+    model = SASRec(SASRecConfig(n_items=30, max_len=12, dim=16, layers=layers, heads=2, text_dim=text_dim)).eval()
+    if text_dim:
+        model.set_text_features(torch.randn(30, text_dim))
+    seq = torch.randint(1, 31, (5, 12))
+    seq[0, :9] = 0
+    seq[1, :11] = 0
+    with torch.no_grad():
+        assert torch.allclose(model.last_hidden(seq), model.hidden(seq)[:, -1], atol=1e-5)
+        assert torch.allclose(model.user_embedding(seq), model.hidden(seq)[:, -1], atol=1e-5)
+        # and not the same as another position's state (the test can tell positions apart)
+        assert not torch.allclose(model.last_hidden(seq), model.hidden(seq)[:, -2], atol=1e-3)
+
+
 def test_loss_falls_on_a_tiny_batch():
     torch.manual_seed(0)
     data = _cyclic_split()

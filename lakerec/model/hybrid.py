@@ -172,6 +172,9 @@ class IDSide(nn.Module):
     def hidden(self, seq: torch.Tensor) -> torch.Tensor:
         return self.sasrec.hidden(seq)
 
+    def last_hidden(self, seq: torch.Tensor) -> torch.Tensor:
+        return self.sasrec.last_hidden(seq)
+
     def user_embedding(self, seq: torch.Tensor) -> torch.Tensor:
         return self.sasrec.user_embedding(seq)
 
@@ -187,12 +190,12 @@ class IDSide(nn.Module):
         """(B, score_dim) [h_u / K ; h'_u / K ... ; a g_u] of left-padded sequences (K members);
         `sasrec_state`: h_u when the caller has it; `text_table`: the text view's `item_table()` when
         precomputed (the exported graph's constant)."""
-        state = self.sasrec.hidden(seq)[:, -1, :] if sasrec_state is None else sasrec_state
-        parts = [state] + [m.hidden(seq)[:, -1, :] for m in self.partners]
+        state = self.sasrec.last_hidden(seq) if sasrec_state is None else sasrec_state
+        parts = [state] + [m.last_hidden(seq) for m in self.partners]
         if len(parts) > 1:
             parts = [p / len(parts) for p in parts]
         if self.text_view is not None:
-            parts.append(self.text_weight * self.text_view.hidden(seq, text_table)[:, -1, :])
+            parts.append(self.text_weight * self.text_view.last_hidden(seq, text_table))
         return parts[0] if len(parts) == 1 else torch.cat(parts, dim=-1)
 
     @torch.no_grad()

@@ -61,16 +61,34 @@ class SASRec(nn.Module):
         rows = self.text_adapter(self.text_features)
         return torch.cat([rows.new_zeros(1, rows.shape[1]), rows])
 
-    def hidden(self, seq: torch.Tensor, table: torch.Tensor | None = None) -> torch.Tensor:
-        """seq: (batch, max_len) item indices, left-padded with 0 -> (batch, max_len, dim)."""
+    def _inputs(self, seq: torch.Tensor, table: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
+        """(the first layer's input (batch, max_len, dim), the causal mask)."""
         length = seq.shape[1]
         positions = torch.arange(length, device=seq.device).unsqueeze(0)
         table = self.item_table() if table is None else table
         x = nn.functional.embedding(seq, table) * (self.config.dim ** 0.5) + self.pos_emb(positions)
         x = self.dropout(x) * (seq > 0).unsqueeze(-1)
-        causal = torch.triu(torch.full((length, length), float("-inf"), device=seq.device), diagonal=1)
-        x = self.encoder(x, mask=causal)
-        return self.norm(x)
+        return x, torch.triu(torch.full((length, length), float("-inf"), device=seq.device), diagonal=1)
+
+    def hidden(self, seq: torch.Tensor, table: torch.Tensor | None = None) -> torch.Tensor:
+        """seq: (batch, max_len) item indices, left-padded with 0 -> (batch, max_len, dim)."""
+        x, causal = self._inputs(seq, table)
+        return self.norm(self.encoder(x, mask=causal))
+
+    def last_hidden(self, seq: torch.Tensor, table: torch.Tensor | None = None) -> torch.Tensor:
+        """hidden(seq)[:, -1] (batch, dim), with the last layer computed at the last position only: it
+        attends to every position (the causal mask's last row allows all), and everything after
+        attention is per position. With 2 layers that is ~40% fewer FLOPs for every user state
+        (scoring's sequence encoder, evaluation, the LM's user slot)."""
+        x, causal = self._inputs(seq, table)
+        *first, last = self.encoder.layers
+        for layer in first:
+            x = layer(x, src_mask=causal)
+        h = last.norm1(x)                                              # pre-LayerNorm block (norm_first)
+        attended = last.self_attn(h[:, -1:], h, h, need_weights=False)[0]
+        y = x[:, -1:] + last.dropout1(attended)
+        y = y + last.dropout2(last.linear2(last.dropout(last.activation(last.linear1(last.norm2(y))))))
+        return self.norm(y)[:, 0]
 
     def logits(self, hidden: torch.Tensor, table: torch.Tensor | None = None) -> torch.Tensor:
         """Scores over the whole catalogue (padding column excluded)."""
@@ -86,7 +104,7 @@ class SASRec(nn.Module):
     @torch.no_grad()
     def user_embedding(self, seq: torch.Tensor) -> torch.Tensor:
         """Representation of the next item after each sequence: the last position's hidden state."""
-        return self.hidden(seq)[:, -1, :]
+        return self.last_hidden(seq)
 
     @torch.no_grad()
     def full_sort_scores(self, seq: torch.Tensor) -> torch.Tensor:
