@@ -129,7 +129,7 @@ class Score(Section):
     partitions: int | None
     device: Literal["auto", "cuda", "cpu"]
     allow_cpu_fallback: bool
-    ship: Literal["archive", "shared"]
+    ship: Literal["auto", "archive", "shared"]
 
 
 class Quality(Section):

@@ -166,3 +166,14 @@ def test_the_training_conf_hash_covers_code_defaults_not_just_the_file():
     assert hashed() == hashed(f"train.profiles.quick.mix_confidence={default}")
     assert hashed() != hashed("train.profiles.quick.mix_confidence=0.5")
     assert hashed() != hashed("textualize.max_prompt_tokens=128")
+
+
+def test_bundle_shipping_auto_reads_the_bundle_in_place_only_under_a_local_master():
+    from lakerec.scoring.shipping import shipping_mode
+    auto = load_conf(None, [])
+    assert auto.settings.score.ship == "auto"
+    assert shipping_mode(auto, "local[2]") == shipping_mode(auto, "local") == "shared"
+    assert shipping_mode(auto, "local-cluster[2,1,1536]") == shipping_mode(auto, "spark://host:7077") == "archive"
+    assert shipping_mode(load_conf(None, ["score.ship=archive"]), "local[2]") == "archive"
+    with pytest.raises(ConfigError, match=r"score\.ship"):
+        load_conf(None, ["score.ship=ftp"])

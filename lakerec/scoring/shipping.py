@@ -1,6 +1,7 @@
 """How executors get the bundle (`score.ship`): `archive` ships it with SparkContext.addArchive,
 unpacked once per executor (by path, never as bytes in a closure or broadcast); `shared` names a
-directory every executor can read."""
+directory every executor can read; `auto` (the default) is shared under a local master, archive
+on a cluster."""
 from __future__ import annotations
 
 import os
@@ -30,10 +31,20 @@ def archive(bundle_dir: Path, sha: str, shipping_dir: Path) -> Path:
     return path
 
 
+def shipping_mode(conf: Conf, master: str) -> str:
+    """`score.ship`, with auto resolved: shared when the executors run inside the driver's JVM on this
+    machine (`local`, `local[N]`), archive for any cluster (`local-cluster` included: its executors are
+    processes of their own, as on a real cluster)."""
+    mode = conf.settings.score.ship
+    if mode != "auto":
+        return mode
+    return "shared" if master == "local" or master.startswith("local[") else "archive"
+
+
 def ship(spark, conf: Conf, bundle_dir: Path) -> BundleRef:
-    """The reference executors open the bundle by (the settings schema admits archive or shared)."""
+    """The reference executors open the bundle by."""
     sha = bundle_format.sha256(bundle_dir / bundle_format.MANIFEST)
-    if conf.settings.score.ship == "shared":
+    if shipping_mode(conf, spark.sparkContext.master) == "shared":
         return BundleRef(sha, path=str(bundle_dir))
     path = archive(bundle_dir, sha, conf.cache_dir / "shipping")
     sc = spark.sparkContext
