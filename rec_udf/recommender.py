@@ -33,7 +33,8 @@ from rec_udf.textualizer import Prompt
 # Users per ONNX Runtime call under `score.batch_size: auto`, from bench/scoring.py's sweeps (one
 # thread per task): the LM pass on a CPU is fastest in small batches (4: 23.9 users/s, 32: 19.8);
 # a bundle serving the ID side alone (a small sequence encoder, then one matrix product) pays
-# per-call overhead instead (1: 960, 4: 1,600, 64: 2,100, 256: 1,900 users/s); a GPU wants large ones.
+# per-call overhead instead (2026-11-25: 1: 1,088, 4: 2,206, 16: 3,161, 64: 3,290, 256: 2,772 users/s);
+# a GPU wants large ones.
 LM_BATCH_CPU = 4
 ID_BATCH_CPU = 64
 GPU_BATCH = 256

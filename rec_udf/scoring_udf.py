@@ -93,7 +93,7 @@ def _ids(values) -> np.ndarray:
 
 @dataclass
 class _Ready:
-    """A row that passed the checks, tokenized: what the scoring pass needs of it."""
+    """A row that passed the checks (tokenized when the bundle reads prompts): what scoring needs of it."""
     user: int
     prompt: Prompt
     example: Optional[GLMExample]  # None: the bundle serves the ID side alone and reads no prompt tokens

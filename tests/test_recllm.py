@@ -115,7 +115,6 @@ def test_mixed_precision_training_multiplies_in_bf16_keeps_fp32_weights_and_its_
 def test_attention_under_cpu_autocast_runs_in_fp32_and_equals_plain_attention():
     """bert_glm.attention leaves bf16 autocast on the CPU (its bf16 flash kernel is slower than fp32,
     bench/attention_precision.py): same result as fp32 attention, gradients flow back in the inputs' dtype."""
-    from torch.nn import functional as F
     from lakerec.model.bert_glm import attention
     torch.manual_seed(0)
     q, k, v = (torch.randn(2, 12, 7, 32, requires_grad=True) for _ in range(3))

@@ -226,19 +226,27 @@ def test_score_frames_row_errors_do_not_stop_the_batch(setup):
     assert errors[5].startswith("missing_sequence_item_ids")
     ok = out[out["error"].isna()]
     assert list(ok["user_id"]) == [1, 1, 1] and 101 not in set(ok["item_id"])    # unknown 555 ignored
-    # batch_size None (conf `auto`): the bundle's own batch size, same rows
-    auto = pd.concat([f.astype(object) for f in score_frames(iter([frame]), replace(spec, batch_size=None))])
-    pd.testing.assert_frame_equal(auto.reset_index(drop=True), out.reset_index(drop=True))
+    # batch_size None (conf `auto`): the bundle's own batch size; the same rows as one user per call
+    many = pd.DataFrame({"user_id": range(10, 16), "prompt": [good] * 6, "entity_spans": [[]] * 6,
+                         "sequence_item_ids": [[101], [101, 555], [555], [101], [555, 101], [101]],
+                         "seen_item_ids": [[101]] * 6})
+    one_by_one, auto = (pd.concat([f.astype(object) for f in score_frames(iter([many]), replace(spec, batch_size=size))])
+                        .sort_values(["user_id", "rank"]).reset_index(drop=True) for size in (1, None))
+    assert len(one_by_one) == 18
+    pd.testing.assert_frame_equal(auto, one_by_one, check_exact=False, rtol=1e-5)
 
 
 def test_a_bundle_serving_the_id_side_alone_checks_prompts_but_never_tokenizes_them(setup, monkeypatch):
     from rec_udf.bundle import MANIFEST, sha256
+    from rec_udf.recommender import LazySessions
     from rec_udf.scoring_udf import BundleRef, ScoringSpec, recommender_for, score_frames
     bundle = setup["root"] / "bundles" / "v0001" / "fp32"
     spec = ScoringSpec(BundleRef(sha256(bundle / MANIFEST), path=str(bundle)), top_k=3, explain_k=0, explainer="off",
                        max_new_tokens=40, explain_batch_size=8, batch_size=None, device="cpu", allow_cpu_fallback=False)
     recommender = recommender_for(spec)
     monkeypatch.setattr(recommender, "lm_weight", 0.0)          # what a bundle exported with lm_weight 0 holds
+    # fresh sessions (this process's cached Recommender may have run the LM graphs for another test)
+    monkeypatch.setattr(recommender, "sessions", LazySessions(recommender.bundle.graph_paths(), recommender.device))
 
     def no_tokenizing(*args, **kwargs):
         raise AssertionError("a prompt was tokenized")
@@ -256,6 +264,7 @@ def test_a_bundle_serving_the_id_side_alone_checks_prompts_but_never_tokenizes_t
     assert list(ok["user_id"]) == [1, 1, 1, 4, 4, 4] and set(ok["prompt_tokens"]) == {0}
     want = recommender.top_k(recommender.encode([None], [[101, 555]])[0], 3, exclude=[[101]])[0][0]
     assert list(ok[ok["user_id"] == 1]["item_id"]) == list(recommender.bundle.item_ids[want])
+    assert "user_encoder" not in recommender.sessions and "generator" not in recommender.sessions
 
 
 def test_auto_batch_size_small_for_the_cpu_lm_pass_larger_for_the_id_side_alone_and_gpus():

@@ -35,8 +35,8 @@ class BertConfig:
 
 def attention(q, k, v, attn_bias):
     """Scaled dot-product attention. Under CPU autocast it runs in fp32: PyTorch's CPU flash-attention
-    kernel is about 2x slower in bf16 than in fp32 (forward + backward, training's shapes;
-    `bench/attention_precision.py`), while the matrix products around it gain from bf16."""
+    kernel is slower in bf16 than in fp32, forward + backward at training's shapes (~3x at 96-160
+    tokens, 1.3x at 256; bench/results/attention_precision.md), while the products around it gain."""
     if q.device.type == "cpu" and torch.is_autocast_enabled("cpu"):
         with torch.autocast("cpu", enabled=False):
             return F.scaled_dot_product_attention(q.float(), k.float(), v.float(), attn_mask=attn_bias.float())

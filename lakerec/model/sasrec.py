@@ -82,6 +82,7 @@ class SASRec(nn.Module):
         (scoring's sequence encoder, evaluation, the LM's user slot)."""
         x, causal = self._inputs(seq, table)
         *first, last = self.encoder.layers
+        assert last.norm_first, "last_hidden follows the pre-LayerNorm block (SASRec builds its layers norm_first)"
         for layer in first:
             x = layer(x, src_mask=causal)
         h = last.norm1(x)                                              # pre-LayerNorm block (norm_first)

@@ -57,7 +57,8 @@ def scoring_spec(conf: Conf, ref: BundleRef, blocked, loads, explained=None) -> 
     score = conf.settings.score
     return ScoringSpec(
         ref, top_k=score.top_k, explain_k=score.explain_top_k, explainer=explainer_mode(conf),
-        max_new_tokens=score.max_new_tokens, batch_size=None if score.batch_size == "auto" else score.batch_size, explain_batch_size=score.explain_batch_size,
+        max_new_tokens=score.max_new_tokens, explain_batch_size=score.explain_batch_size,
+        batch_size=None if score.batch_size == "auto" else score.batch_size,       # auto: the worker's bundle decides
         device=score.device, allow_cpu_fallback=score.allow_cpu_fallback, blocked=blocked, loads=loads,
         explained=explained)
 
