@@ -18,28 +18,14 @@ import time
 from pathlib import Path
 
 import numpy as np
-import onnxruntime as ort
 from onnxruntime.quantization import QuantType, quantize_dynamic
 
 import results_io   # bench/, first on sys.path when run as a script
+from bundles_side_by_side import prompts_frame
 from lakerec.config import load_conf
 from lakerec.scoring.bundle_choice import bundle_for
+from rec_udf import runtime
 from rec_udf.recommender import Recommender
-
-
-def prompts_frame(conf):
-    from deltalake import DeltaTable                  # read without Spark (the metastore stays free)
-    db, table = conf.require("tables.prompts").split(".")
-    frame = DeltaTable(str(conf.warehouse_root / "tables" / f"{db}.db" / table)).to_pandas(
-        columns=["run_date", "sequence_item_ids", "seen_item_ids"])
-    return frame[frame.run_date == frame.run_date.max()]
-
-
-def session(path: Path) -> ort.InferenceSession:
-    options = ort.SessionOptions()
-    options.intra_op_num_threads = 1
-    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-    return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
 
 
 def markdown(r: dict, command: str) -> str:
@@ -61,7 +47,7 @@ def main() -> None:
     if recommender.reads_prompts:
         raise SystemExit(f"{version} serves an LM term: its ranking depends on the user encoder too, which this "
                          "bench does not quantize (bench/export_precision.py judges whole bundles)")
-    frame = prompts_frame(conf)
+    frame = prompts_frame(10**9)                      # every user of the newest run_date
     frame = frame[frame.sequence_item_ids.notna() & frame.seen_item_ids.notna()]
     sequences = [list(map(int, s)) for s in frame["sequence_item_ids"]]
     seen = [list(map(int, s)) for s in frame["seen_item_ids"]]
@@ -73,7 +59,8 @@ def main() -> None:
             paths[name] = Path(work) / f"{per_channel}.onnx"
             quantize_dynamic(str(source), str(paths[name]), weight_type=QuantType.QInt8, per_channel=per_channel,
                              op_types_to_quantize=["MatMul"])
-        sessions = {name: session(path) for name, path in paths.items()}
+        one_thread = runtime.choose_device("cpu", 1)   # as a Spark task runs it (scoring's own session options)
+        sessions = {name: runtime.open_session(path, one_thread) for name, path in paths.items()}
         states = {name: np.concatenate([s.run(None, {"id_sequence": ids[b:b + 64]})[1] for b in range(0, len(ids), 64)])
                   for name, s in sessions.items()}
         ms = {name: [] for name in sessions}

@@ -149,7 +149,7 @@ class IDSide(nn.Module):
     """The ID side of the hybrid: the ID model, and the text view weighted by `text_weight` when it
     helped on validation (None otherwise). The ID model is SASRec, or a seed ensemble of SASRecs
     (`sasrec` and its `partners`: the same network trained from other seeds) whose logit is the
-    members' mean, so that one member scores exactly as SASRec alone. To the LM it is `sasrec` (`hidden`,
+    members' mean, so that one member scores exactly as SASRec alone. To the LM it is `sasrec` (`last_hidden`,
     `user_embedding`, `item_embeddings`, `config`: the projected ID tokens); to the score it is
     `score_state` against `score_items`, one dot product equal to the ID model's logit + text_weight *
     the text view's."""
@@ -168,9 +168,6 @@ class IDSide(nn.Module):
     def members(self) -> list[SASRec]:
         """The ID model's members: SASRec first, then its partners."""
         return [self.sasrec, *self.partners]
-
-    def hidden(self, seq: torch.Tensor) -> torch.Tensor:
-        return self.sasrec.hidden(seq)
 
     def last_hidden(self, seq: torch.Tensor) -> torch.Tensor:
         return self.sasrec.last_hidden(seq)
