@@ -48,16 +48,16 @@ def auto_batch_size(lm_weight: float, on_gpu: bool) -> int:
 
 
 class LazySessions(dict):
-    """Graph name -> ONNX Runtime session, each opened on first use. A bundle serving the ID side alone
-    never runs its LM graphs (user encoder and generator: ~90 + ~135 MB of fp32 weights), so a worker
-    scoring it does not pay their start-up or memory; every file is still verified when the bundle loads."""
+    """Graph name -> ONNX Runtime session, each opened (its file's sha256 checked first) on first use. A
+    bundle serving the ID side alone never runs its LM graphs (user encoder and generator: ~90 + ~135 MB
+    of fp32 weights), so a worker scoring it does not pay their hashing, start-up or memory."""
 
-    def __init__(self, paths: dict[str, Path], device: runtime.Device):
+    def __init__(self, bundle: bundle_format.Bundle, device: runtime.Device):
         super().__init__()
-        self.paths, self.device = paths, device
+        self.bundle, self.device = bundle, device
 
     def __missing__(self, name: str):
-        session = self[name] = runtime.open_session(self.paths[name], self.device)
+        session = self[name] = runtime.open_session(self.bundle.graph_path(name), self.device)
         return session
 
 
@@ -68,7 +68,7 @@ class Recommender:
                  explainer: bool = False, max_new_tokens: int = 40, explain_batch_size: int = 8):
         self.bundle, self.device = bundle, device
         manifest = bundle.manifest
-        self.sessions = LazySessions(bundle.graph_paths(), device)
+        self.sessions = LazySessions(bundle, device)
         self.provider = runtime.active_provider(self.sessions["sequence_encoder"])
         if device.kind == "cuda" and self.provider != runtime.CUDA and not allow_cpu_fallback:
             raise BundleError(f"{bundle.directory}: asked for the CUDA execution provider, ONNX Runtime started "

@@ -260,6 +260,29 @@ def test_one_flipped_byte_is_refused_by_name(bundle_copy):
         bundle_format.load(bundle_copy)
 
 
+def _flip_a_byte(path):
+    data = bytearray(path.read_bytes())
+    data[len(data) // 2] ^= 0x01
+    path.write_bytes(bytes(data))
+
+
+def test_a_graph_or_explainer_file_is_hashed_before_its_first_use_not_at_load(bundle_copy):
+    """Executors defer the sha256 of the LM graphs and the explainer to their first use: a worker that
+    never runs them does not read them, and one that does is refused before it runs an altered byte."""
+    _flip_a_byte(bundle_copy / "generator.onnx")
+    explainer_model = next(p for p in (bundle_copy / "explainer").rglob("*") if p.suffix == ".data" or p.name == "model.onnx")
+    _flip_a_byte(explainer_model)
+    with pytest.raises(BundleError, match=r"sha256 differs"):
+        bundle_format.verify(bundle_copy)                      # the driver's full check still sees them
+    recommender = Recommender.open(bundle_copy, prefer="cpu")  # loads: nothing altered has been used
+    recommender.id_model([[recommender.bundle.item_ids[0]]])
+    with pytest.raises(BundleError, match=r"generator\.onnx: sha256 differs"):
+        recommender.sessions["generator"]
+    with pytest.raises(BundleError, match=rf"{explainer_model.name}: sha256 differs"):
+        recommender.bundle.explainer_dir()
+    recommender.sessions["user_encoder"]                       # an unaltered graph still opens
+
+
 def test_manifest_naming_a_missing_file_is_refused(bundle_copy):
     (bundle_copy / "items.parquet").unlink()
     with pytest.raises(BundleError, match=r"items\.parquet: listed in manifest\.json but missing"):
