@@ -126,7 +126,7 @@ class Score(Section):
     explain_batch_size: int
     batch_size: Literal["auto"] | PositiveInt
     arrow_max_records_per_batch: int
-    partitions: int | None
+    partitions: Literal["auto"] | PositiveInt | None
     device: Literal["auto", "cuda", "cpu"]
     allow_cpu_fallback: bool
     ship: Literal["auto", "archive", "shared"]

@@ -109,6 +109,7 @@ def test_score_contract_and_rerun(spark, setup):
     # one model load per Python worker, recorded with the provider
     assert run.metrics["model_loads"] == run.metrics["workers"] >= 1
     assert run.metrics["providers"] == ["CPUExecutionProvider"]
+    assert run.metrics["partitions"] == 8 and run.metrics["ship"] == "shared"   # as set; a local[2] master
     assert run.rows_out == len(recs) and run.rows_quarantined == 1
 
     # a re-run replaces the slice: same rows, no duplicates; the table keeps its change feed
@@ -246,7 +247,7 @@ def test_a_bundle_serving_the_id_side_alone_checks_prompts_but_never_tokenizes_t
     recommender = recommender_for(spec)
     monkeypatch.setattr(recommender, "lm_weight", 0.0)          # what a bundle exported with lm_weight 0 holds
     # fresh sessions (this process's cached Recommender may have run the LM graphs for another test)
-    monkeypatch.setattr(recommender, "sessions", LazySessions(recommender.bundle.graph_paths(), recommender.device))
+    monkeypatch.setattr(recommender, "sessions", LazySessions(recommender.bundle, recommender.device))
 
     def no_tokenizing(*args, **kwargs):
         raise AssertionError("a prompt was tokenized")

@@ -63,6 +63,22 @@ def scoring_spec(conf: Conf, ref: BundleRef, blocked, loads, explained=None) -> 
         explained=explained)
 
 
+# auto: tasks per core while the explainer LLM runs (bench/results/scoring_explain.md measures 1 vs 4)
+LLM_TASKS_PER_CORE = 4
+
+
+def scoring_partitions(conf: Conf, cores: int) -> int:
+    """score.partitions, or for auto (and null, its older spelling): `cores` (spark.default.parallelism)
+    tasks when ranking alone (worker reuse makes a task's start cheap, fewer means fewer Arrow round
+    trips), and LLM_TASKS_PER_CORE times that when the explainer LLM writes sentences: a task then runs
+    for minutes, its length varying with how many sentences the check sends back, and with one task
+    per core the job waits on the slowest while the other cores idle."""
+    setting = conf.settings.score.partitions
+    if setting not in (None, "auto"):
+        return setting
+    return cores * (LLM_TASKS_PER_CORE if explainer_mode(conf) == "llm" else 1)
+
+
 @dataclass
 class ScoredBatch:
     """Every user of a prompts DataFrame scored by one model (persisted until `release`)."""
@@ -76,6 +92,7 @@ class ScoredBatch:
     explained: dict               # {"llm_first_attempt" | "llm_later_attempt" | "fallback": explanations}
     stats: dict
     seconds: float
+    partitions: int               # scoring tasks (score.partitions, resolved)
 
     def release(self) -> None:
         self.rows.unpersist()
@@ -86,6 +103,7 @@ class ScoredBatch:
                     precision=self.manifest.precision, users=users,
                     users_per_s=round(users / max(self.seconds, 1e-9), 2),
                     prompt_tokens_per_s=round((self.stats["tokens"] or 0) / max(self.seconds, 1e-9), 1),
+                    partitions=self.partitions, ship="archive" if self.ref.archive else "shared",
                     model_loads=sum(self.loads.values()), workers=len({k.split(":")[0] for k in self.loads}),
                     loads_per_worker=self.loads, providers=sorted({k.split(":", 1)[1] for k in self.loads}),
                     explanations=self.explained)
@@ -108,7 +126,7 @@ def score_prompts(spark, conf: Conf, prompts: DataFrame, model: str) -> ScoredBa
     explained = spark.sparkContext.accumulator({}, _CountsParam())
     spec = scoring_spec(conf, ref, blocked, loads, explained)
     spark.conf.set("spark.sql.execution.arrow.maxRecordsPerBatch", str(conf.settings.score.arrow_max_records_per_batch))
-    partitions = conf.settings.score.partitions or spark.sparkContext.defaultParallelism
+    partitions = scoring_partitions(conf, spark.sparkContext.defaultParallelism)
     columns = ["user_id", "prompt", "entity_spans", "sequence_item_ids", "seen_item_ids"]
     columns += ["sequence_ratings"] if "sequence_ratings" in prompts.columns else []   # older prompts tables lack it
     start = time.perf_counter()
@@ -124,4 +142,4 @@ def score_prompts(spark, conf: Conf, prompts: DataFrame, model: str) -> ScoredBa
         rows.unpersist()
         raise worker_bundle_error(exc) or exc
     return ScoredBatch(rows, items, version, bundle_dir, manifest, ref, dict(loads.value), dict(explained.value),
-                       stats, time.perf_counter() - start)
+                       stats, time.perf_counter() - start, partitions)
