@@ -82,6 +82,12 @@ def markdown(r: dict, command: str) -> str:
         small, large = int(sizes[0]), int(sizes[-1])
         lines += [f"| {name} | {(last[name]['wall_s'] / large) / (first[name]['wall_s'] / small):.3f} |"
                   for name in first if name in last]
+    if len(sizes) > 2:   # the marginal cost of the last step up against the first: start-up cancels out
+        second = r["sizes"][sizes[1]]
+        lines += ["", f"| step | marginal ms per user {int(sizes[-2]):,} -> {int(sizes[-1]):,} / "
+                      f"{int(sizes[0]):,} -> {int(sizes[1]):,} |", "|---|---|"]
+        lines += [f"| {name} | {last[name]['marginal_ms_per_user'] / second[name]['marginal_ms_per_user']:.2f} |"
+                  for name in second if name in last and second[name].get("marginal_ms_per_user")]
     lines.append("\nms per user = wall / users, start-up included; marginal = the extra wall time per extra user "
                  "since the previous size (start-up cancels out). A largest Python worker of ~54 MiB is the idle pyspark "
                  "daemon: that step ran no Python UDF.")

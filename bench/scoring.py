@@ -16,7 +16,7 @@ and peak RSS of the driver and of each Python worker.
 The prompts are the newest run_date of the prompts table (MovieLens-100K after `make demo`),
 repeated with new user ids up to --users, so every approach reads the same prompt lengths.
 Usage: python bench/scoring.py [--users 2000] [--batch-size 8] [--explain-top-k 0] [--skip first_attempt,...]
-                              [--name scoring]
+                              [--set score.partitions=2] [--name scoring]
 Appends to bench/results/<name>.md, writes bench/results/<name>.json and <name>.png. The approaches
 are in bench/scoring_approaches.py, the report in bench/scoring_report.py."""
 from __future__ import annotations
@@ -61,6 +61,8 @@ def parse_args():
                    help="the bare model also runs at this batch size (one process, all cores: larger batches suit it)")
     p.add_argument("--sweep-users", type=int, default=128, help="users in the bare batch-size sweep (0: none)")
     p.add_argument("--kv-users", type=int, default=16, help="users in the KV-cache comparison (0: none)")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                   help="a configuration override for every approach (e.g. score.partitions=2), repeatable")
     p.add_argument("--name", default="scoring", help="results file name under bench/results/ (a second row set, "
                    "e.g. scoring_explain with --explain-top-k 1, keeps the first)")
     return p.parse_args()
@@ -85,6 +87,7 @@ def main() -> None:
     overrides = [f"score.explain_top_k={args.explain_top_k}"]
     if args.batch_size:
         overrides.append(f"score.batch_size={args.batch_size}")
+    overrides += args.set
     conf = load_conf(None, overrides)
     # The torch approaches' UDFs are defined in bench/ modules: their Python workers must import them too.
     os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [str(Path(__file__).resolve().parent),
@@ -106,7 +109,7 @@ def main() -> None:
          f"{round(os.sysconf('SC_PAGE_SIZE') * os.sysconf('SC_PHYS_PAGES') / 2**30)} GiB, no GPU",
          "spark_master": conf.get("spark.master"), "users": users, "model_version": version,
          "precision": manifest.precision, "batch_size": spec.batch_size, "explain_top_k": spec.explain_k,
-         "max_new_tokens": spec.max_new_tokens, "top_k": spec.top_k, "approaches": {}, "rss": {}}
+         "max_new_tokens": spec.max_new_tokens, "top_k": spec.top_k, "overrides": args.set, "approaches": {}, "rss": {}}
     run = {"bare": lambda: run_bare(frame, spec),
            f"bare_batch{args.bare_batch_size}": lambda: run_bare(frame, replace(spec, batch_size=args.bare_batch_size)),
            "lakerec": lambda: run_lakerec(spark, conf, prompts, version),

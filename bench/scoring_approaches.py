@@ -65,7 +65,7 @@ def run_lakerec(spark, conf, prompts, model: str) -> dict:
         _, write_seconds = timed(lambda: recs.write.format("delta").save(out))
     scored.release()
     return {"seconds": scored.seconds, "write_seconds": write_seconds, "users": scored.stats["users"],
-            "tokens": scored.stats["tokens"], "model_loads": sum(scored.loads.values()),
+            "tokens": scored.stats["tokens"], "partitions": scored.partitions, "model_loads": sum(scored.loads.values()),
             "loads_per_worker": scored.loads, "worker_peak_rss_mib": spark_processes()}
 
 

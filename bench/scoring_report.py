@@ -30,7 +30,8 @@ def markdown(r: dict, command: str) -> str:
     a = r["approaches"]
     lines = [f"\n## {r['date']} -- {r['users']} users, model {r['model_version']} ({r['precision']}), "
              f"batch {r['batch_size']}, explanations per user {r['explain_top_k']}, {r['machine']}\n",
-             f"`{command}`\n", "| approach | users/s | prompt tokens/s | seconds | vs lakerec |", "|---|---|---|---|---|"]
+             f"`{command}`\n", *([f"Overrides for every approach: {', '.join(r['overrides'])}.\n"] if r.get("overrides") else []),
+             "| approach | users/s | prompt tokens/s | seconds | vs lakerec |", "|---|---|---|---|---|"]
     base = a.get("lakerec", {}).get("users_per_s")
     for name, v in a.items():
         ratio = f"{base / v['users_per_s']:.2f}x slower" if base and name != "lakerec" else "-"
@@ -52,7 +53,8 @@ def markdown(r: dict, command: str) -> str:
             lines.append(f"5x the first attempt would need {need['gflops']} GFLOP/s, {need['share_of_gemm']:.0%} of that rate.")
     if "lakerec" in a:
         lines.append(f"\nLakeRec write of the recommendation rows to Delta: {a['lakerec']['write_seconds']:.1f} s; "
-                     f"model loads {a['lakerec']['model_loads']} ({a['lakerec']['loads_per_worker']}).")
+                     f"model loads {a['lakerec']['model_loads']} ({a['lakerec']['loads_per_worker']}); "
+                     f"scoring tasks {a['lakerec'].get('partitions', '-')}.")
     if r.get("batch_sweep"):
         lines.append(f"\nEncoder + top-k users/s by batch size, one thread ({r['sweep_users']} users): "
                      + ", ".join(f"{b}: {u}" for b, u in r["batch_sweep"].items()))
