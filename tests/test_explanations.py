@@ -32,6 +32,9 @@ def test_a_faithful_sentence_passes():
     # title holding "about" or "review" would be taken out before the check)
     assert ex.check('You will enjoy "Heat" because, like "GoodFellas", it is a must-watch for crime fans.', e,
                     INDEX) is None
+    # a genre said of both films passes when they share it (Heat and Fargo: crime, thriller)
+    assert ex.check('You will enjoy "Heat", an action and crime film, because, like "Fargo", it is a tense '
+                    'crime thriller.', e, INDEX) is None
 
 
 @pytest.mark.parametrize("text, reason", [
@@ -43,6 +46,9 @@ def test_a_faithful_sentence_passes():
     ('You will enjoy "Heat" because you rated "GoodFellas" 2/5.', "unsupported_rating"),
     ('You will enjoy "Heat" because, like "GoodFellas", it is rated 5/5.', "unsupported_rating"),
     ('You will enjoy "Heat" because, like "GoodFellas", it is a crime drama.', "unsupported_genre: Drama"),
+    # Action is Heat's own genre but not GoodFellas': said of both, it is false of one
+    ('You will enjoy "Heat", an action and crime film, because, like "GoodFellas", it is an action film.',
+     "unshared_genre: Action (GoodFellas)"),
     ('You liked "GoodFellas", a crime drama.', "no_item"),
     ('You will enjoy "Heat", a tense crime thriller.', "no_history"),
     ('"Heat" "GoodFellas" is a crime crime crime crime crime crime crime crime crime crime movie.', "repetition"),

@@ -1,6 +1,6 @@
 """The faithfulness check every generated sentence must pass: every title it names is the
-recommended item's or one of the user's history titles, every genre it names is the item's own,
-every "N/5" rating it states is one the user gave, right after that title; it claims no plot (the
+recommended item's or one of the user's history titles, every genre it names is the item's own (and,
+when said of both, as in 'like "Seven", it is a crime drama', the history item's too), every "N/5" rating it states is one the user gave, right after that title; it claims no plot (the
 catalogue holds none, so a plot is invented) and is not filler about reviews or choices; and it is
 short, mentions the recommended item and a history item, and does not loop."""
 from __future__ import annotations
@@ -17,7 +17,7 @@ MAX_WORDS = 60              # a longer "sentence" is not an explanation
 # Bumped whenever `check` accepts less (or more): a self-trained explainer learnt from the sentences
 # an older check passed (version 1 passed "a great choice for a movie review"), so it is not shipped
 # under a newer one (`lakerec.model.explainer.prepare`).
-CHECK_VERSION = "2"
+CHECK_VERSION = "3"          # 3: a genre said after 'like "<history title>"' must be that title's too
 
 # Words that name a genre without quoting it ("a thrilling crime story"): stems per genre name.
 _GENRE_STEMS = {
@@ -117,11 +117,32 @@ def check(text: str, evidence: Evidence, index: CatalogueIndex) -> str | None:
     for genre, stems in index.genres.items():
         if genre not in evidence.genres and any(f" {stem}" in spoken for stem in stems):
             return f"unsupported_genre: {genre}"
+    # what follows 'like "<history title>"' is said of both films ('because, like "Good Will Hunting", it
+    # combines action, drama and romance'): a genre there must be one they share
+    reason = _unshared_genre(text, evidence, index, allowed)
+    if reason:
+        return reason
     # a rating may only be stated right after the evidence title it belongs to: '"Fargo" (4/5)'
     for match in _RATING.finditer(text):
         before = normalise(text[:match.start()])
         if not any(e.rating == float(match.group(1)) and _rates(before, e.title) for e in evidence.items):
             return f"unsupported_rating: {match.group(0)}"
+    return None
+
+
+def _unshared_genre(text: str, evidence: Evidence, index: CatalogueIndex, allowed: set[str]) -> str | None:
+    body = f" {normalise(text)} "
+    for item in evidence.items:
+        for form in title_forms(item.title):
+            at = body.find(f" like {form} ")
+            if at < 0:
+                continue
+            said = body[at + len(f" like {form}"):]
+            for title in sorted(allowed, key=len, reverse=True):      # title words are not genre words
+                said = said.replace(f" {title} ", " | ")
+            for genre, stems in index.genres.items():
+                if genre not in item.shared_genres and any(f" {stem}" in said for stem in stems):
+                    return f"unshared_genre: {genre} ({item.title[:40]})"
     return None
 
 
