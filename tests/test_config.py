@@ -180,14 +180,14 @@ def test_bundle_shipping_auto_reads_the_bundle_in_place_only_under_a_local_maste
 
 
 def test_scoring_partitions_auto_splits_explainer_work_finer():
-    """auto: one scoring task per core when ranking alone, LLM_TASKS_PER_CORE per core when the explainer
-    LLM writes sentences; a number is taken as given; anything else is a config error."""
-    from lakerec.scoring.stage import LLM_TASKS_PER_CORE, scoring_partitions
+    """auto: spark.default.parallelism scoring tasks when ranking alone, LLM_TASK_FACTOR times that when
+    the explainer LLM writes sentences; a number is taken as given; anything else is a config error."""
+    from lakerec.scoring.stage import LLM_TASK_FACTOR, scoring_partitions
     ranking = load_conf(None, ["score.explain_top_k=0"])
     assert ranking.settings.score.partitions == "auto"
     assert scoring_partitions(ranking, 2) == 2
     llm = load_conf(None, ["score.explain_top_k=1", "score.explainer=llm"])
-    assert scoring_partitions(llm, 2) == 2 * LLM_TASKS_PER_CORE > 2
+    assert scoring_partitions(llm, 2) == 2 * LLM_TASK_FACTOR > 2
     assert scoring_partitions(load_conf(None, ["score.explain_top_k=1", "score.explainer=template"]), 2) == 2
     assert scoring_partitions(load_conf(None, ["score.explain_top_k=1", "score.partitions=3"]), 2) == 3
     with pytest.raises(ConfigError, match=r"score\.partitions"):

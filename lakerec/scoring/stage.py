@@ -63,20 +63,20 @@ def scoring_spec(conf: Conf, ref: BundleRef, blocked, loads, explained=None) -> 
         explained=explained)
 
 
-# auto: tasks per core while the explainer LLM runs (bench/results/scoring_explain.md measures 1 vs 4)
-LLM_TASKS_PER_CORE = 4
+# auto: how many times spark.default.parallelism the tasks are while the explainer LLM runs
+# (bench/results/scoring_explain.md measures 1x against this)
+LLM_TASK_FACTOR = 4
 
 
-def scoring_partitions(conf: Conf, cores: int) -> int:
-    """score.partitions, or for auto (and null, its older spelling): `cores` (spark.default.parallelism)
-    tasks when ranking alone (worker reuse makes a task's start cheap, fewer means fewer Arrow round
-    trips), and LLM_TASKS_PER_CORE times that when the explainer LLM writes sentences: a task then runs
-    for minutes, its length varying with how many sentences the check sends back, and with one task
-    per core the job waits on the slowest while the other cores idle."""
+def scoring_partitions(conf: Conf, parallelism: int) -> int:
+    """score.partitions, or for auto (and null, its older spelling): `parallelism` (spark.default.parallelism)
+    tasks when ranking alone, and LLM_TASK_FACTOR times that when the explainer LLM writes sentences: a
+    task then runs for minutes, its length varying with how many sentences the check sends back, and
+    with few tasks the job waits on the slowest while the other cores idle."""
     setting = conf.settings.score.partitions
     if setting not in (None, "auto"):
         return setting
-    return cores * (LLM_TASKS_PER_CORE if explainer_mode(conf) == "llm" else 1)
+    return parallelism * (LLM_TASK_FACTOR if explainer_mode(conf) == "llm" else 1)
 
 
 @dataclass
