@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+from collections import deque
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
@@ -114,17 +115,29 @@ class Explainer:
                 retry: bool = True) -> list[Explanation]:
         """One checked explanation per evidence. Where the LLM's sentence fails the check, another
         greedy attempt opens by citing the next evidence item instead (one attempt per evidence
-        item, at most EVIDENCE_ITEMS); a sentence that still fails is replaced by the fallback."""
-        raw = self.generate([self.prompt(e, noun) for e in evidence])
-        out = [checked(e, ex.answer_prefix(e) + text, index) for e, text in zip(evidence, raw)]
-        for cited in range(1, ex.EVIDENCE_ITEMS if retry else 1):
-            again = [i for i, r in enumerate(out) if r.source == ex.SOURCE_FALLBACK and len(evidence[i].items) > cited]
-            if not again:
-                break
-            raw = self.generate([self.prompt(evidence[i], noun, cited=cited) for i in again])
-            for i, text in zip(again, raw):
+        item, at most EVIDENCE_ITEMS); a sentence that still fails is replaced by the fallback.
+
+        Attempts share one queue: a retry goes back in line behind the first attempts still waiting,
+        so every explainer call but the last decodes a full batch. (Retries in batches of their own
+        left calls of 1-3 rows, which cost a decoding step as much as a full batch: the explainer is
+        bound by reading its weights, not by the rows it decodes.)"""
+        attempts_allowed = ex.EVIDENCE_ITEMS if retry else 1
+        out: list[Explanation | None] = [None] * len(evidence)
+        queue = deque((i, 0) for i in range(len(evidence)))        # (evidence index, evidence item cited)
+        while queue:
+            batch = [queue.popleft() for _ in range(min(self.batch_size, len(queue)))]
+            raw = self._generate_batch([self.prompt(evidence[i], noun, cited=cited) for i, cited in batch],
+                                       sample=False, temperature=0.0, seed=None, stop_at_sentence=True)
+            for (i, cited), text in zip(batch, raw):
                 attempt = checked(evidence[i], ex.answer_prefix(evidence[i], cited) + text, index)
-                out[i] = dataclasses.replace(attempt if attempt.source == ex.SOURCE_LLM else out[i], attempts=cited + 1)
+                if cited == 0:
+                    out[i] = attempt
+                else:   # a later attempt replaces the first only when it passes; the first's reason is kept
+                    out[i] = dataclasses.replace(attempt if attempt.source == ex.SOURCE_LLM else out[i],
+                                                 attempts=cited + 1)
+                if (attempt.source == ex.SOURCE_FALLBACK and cited + 1 < attempts_allowed
+                        and len(evidence[i].items) > cited + 1):
+                    queue.append((i, cited + 1))
         return out
 
 

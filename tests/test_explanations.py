@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 
 from rec_udf import explanations as ex
-from rec_udf.explainer import checked, template_explanation
+from rec_udf.explainer import Explainer, checked, template_explanation
 
 CATALOGUE = [
     {"item_id": 1, "title": "Heat", "release_year": 1995, "genres": ["Action", "Crime", "Thriller"]},
@@ -105,6 +105,51 @@ def test_a_failing_llm_sentence_is_replaced_and_marked():
     assert replaced.text == ex.fallback_sentence(e) and replaced.evidence_item_ids == [2, 3]
     assert checked(e, 'You will enjoy "Heat" because it just goes on and on', INDEX).rejected == "unfinished"
     assert (template_explanation(e).source, template_explanation(e).rejected) == ("fallback", None)
+
+
+class ScriptedExplainer(Explainer):
+    """Explainer.explain's attempts and batching without onnxruntime-genai: each continuation comes
+    from `script(evidence number, evidence item cited)`."""
+
+    def __init__(self, script, batch_size):
+        self.script, self.batch_size, self.calls = script, batch_size, []
+
+    def prompt(self, evidence, noun="movie", cited=0):
+        return (evidence.number, cited)
+
+    def _generate_batch(self, prompts, sample, temperature, seed, stop_at_sentence):
+        self.calls.append(list(prompts))
+        return [self.script(number, cited) for number, cited in prompts]
+
+
+def test_retries_cite_the_next_evidence_item_and_share_full_batches_with_first_attempts():
+    import dataclasses
+
+    @dataclasses.dataclass(frozen=True)
+    class Numbered(ex.Evidence):
+        number: int = 0
+
+    base = evidence(history=(2, 3, 7), ratings=(5.0, 4.0, 4.0))
+    batch = [Numbered(**{f.name: getattr(base, f.name) for f in dataclasses.fields(base)}, number=n) for n in range(10)]
+    # evens fail at first and pass citing the second evidence item; 9 fails every attempt; the rest pass at once
+    script = {0: lambda n: " is a horror film." if n % 2 == 0 or n == 9 else " is a gripping crime story.",
+              1: lambda n: " is a western." if n == 9 else " is a gripping crime story.",
+              2: lambda n: " is a western."}
+    explainer = ScriptedExplainer(lambda n, cited: script[cited](n), batch_size=4)
+    out = explainer.explain(batch, INDEX)
+    # 10 first attempts + 6 second + 1 third = 17 rows: 4 full calls and one of 1, not 3 + 2 + 1
+    assert [len(c) for c in explainer.calls] == [4, 4, 4, 4, 1]
+    assert sorted(c for call in explainer.calls for n, c in call if n == 9) == [0, 1, 2]
+    for n, e in enumerate(out):
+        if n == 9:      # every attempt failed: the fallback, with the first attempt's reason
+            assert (e.source, e.attempts, e.text) == ("fallback", 3, ex.fallback_sentence(base))
+            assert e.rejected.startswith("unsupported_genre")
+        elif n % 2 == 0:
+            assert (e.source, e.attempts, e.rejected) == ("llm", 2, None)
+            assert e.text == 'You will enjoy "Heat", an action and crime film, because, like "Fargo", it is a gripping crime story.'
+        else:
+            assert (e.source, e.attempts) == ("llm", 1) and 'like "GoodFellas"' in e.text
+    assert [e.source for e in explainer.explain(batch, INDEX, retry=False)].count("llm") == 4   # odd 1..7
 
 
 def test_the_prompt_states_only_the_evidence():
