@@ -16,7 +16,7 @@ and peak RSS of the driver and of each Python worker.
 The prompts are the newest run_date of the prompts table (MovieLens-100K after `make demo`),
 repeated with new user ids up to --users, so every approach reads the same prompt lengths.
 Usage: python bench/scoring.py [--users 2000] [--batch-size 8] [--explain-top-k 0] [--skip first_attempt,...]
-                              [--set score.partitions=2] [--name scoring]
+                              [--slow-users 0] [--set score.partitions=2] [--name scoring]
 Appends to bench/results/<name>.md, writes bench/results/<name>.json and <name>.png. The approaches
 are in bench/scoring_approaches.py, the report in bench/scoring_report.py."""
 from __future__ import annotations
@@ -59,6 +59,8 @@ def parse_args():
     p.add_argument("--skip", default="", help="comma-separated approaches to leave out")
     p.add_argument("--bare-batch-size", type=int, default=32,
                    help="the bare model also runs at this batch size (one process, all cores: larger batches suit it)")
+    p.add_argument("--slow-users", type=int, default=0,
+                   help="run first_attempt and predict_batch on the first N users only (0: all); rates are per user")
     p.add_argument("--sweep-users", type=int, default=128, help="users in the bare batch-size sweep (0: none)")
     p.add_argument("--kv-users", type=int, default=16, help="users in the KV-cache comparison (0: none)")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
@@ -76,8 +78,11 @@ def bench_prompts(spark, conf, users: int):
     base = base.where(F.col("run_date") == run_date)
     n = base.count()
     copies = spark.range(-(-users // n)).withColumnRenamed("id", "copy")
+    # orderBy + limit leaves one partition: spread the rows over spark.default.parallelism partitions, so
+    # that every Spark approach starts from the same input with every core at work
     prompts = (base.crossJoin(copies).withColumn("user_id", F.col("user_id") + F.col("copy") * 100_000_000)
-               .orderBy("copy", "user_id").limit(users).drop("copy").persist(StorageLevel.MEMORY_AND_DISK))
+               .orderBy("copy", "user_id").limit(users).drop("copy")
+               .repartition(spark.sparkContext.defaultParallelism).persist(StorageLevel.MEMORY_AND_DISK))
     return prompts, prompts.count(), run_date
 
 
@@ -104,18 +109,30 @@ def main() -> None:
     prompts, users, run_date = bench_prompts(spark, conf, args.users)
     print(f"{users} users from the prompts of {run_date}, model {version}", file=sys.stderr)
     columns = ["user_id", "prompt", "entity_spans", "sequence_item_ids", "seen_item_ids"]
-    frame = prompts.select(*columns).toPandas()
+    columns += ["sequence_ratings"] if "sequence_ratings" in prompts.columns else []   # the explainer's evidence
+    frame = prompts.select(*columns).orderBy("user_id").toPandas()
+    slow = prompts
+    if args.slow_users and args.slow_users < users:    # the torch baselines on the first --slow-users users
+        slow = (prompts.orderBy("user_id").limit(args.slow_users)
+                .repartition(spark.sparkContext.defaultParallelism).persist(StorageLevel.MEMORY_AND_DISK))
+        slow.count()
+    # with explanations on, the torch baselines explain the top item with the explainer's weights in torch
+    explainer = None
+    if spec.explain_k:
+        from lakerec.model.explainer import base_copy
+        explainer = (str(bundle_dir), str(base_copy(conf.cache_dir)), spec.max_new_tokens)
     r = {"date": dt.date.today().isoformat(), "machine": f"{platform.machine()}, {os.cpu_count()} cores, "
          f"{round(os.sysconf('SC_PAGE_SIZE') * os.sysconf('SC_PHYS_PAGES') / 2**30)} GiB, no GPU",
          "spark_master": conf.get("spark.master"), "users": users, "model_version": version,
          "precision": manifest.precision, "batch_size": spec.batch_size, "explain_top_k": spec.explain_k,
-         "max_new_tokens": spec.max_new_tokens, "top_k": spec.top_k, "overrides": args.set, "approaches": {}, "rss": {}}
+         "max_new_tokens": spec.max_new_tokens, "top_k": spec.top_k, "overrides": args.set,
+         "slow_users": args.slow_users if 0 < args.slow_users < users else None, "approaches": {}, "rss": {}}
     run = {"bare": lambda: run_bare(frame, spec),
            f"bare_batch{args.bare_batch_size}": lambda: run_bare(frame, replace(spec, batch_size=args.bare_batch_size)),
            "lakerec": lambda: run_lakerec(spark, conf, prompts, version),
-           "first_attempt": lambda: run_first_attempt(spark, prompts, model_dir, item_matrix, spec.top_k),
-           "predict_batch": lambda: run_predict_batch(spark, prompts, model_dir, item_matrix, spec.top_k,
-                                                      spec.batch_size)}
+           "first_attempt": lambda: run_first_attempt(spark, slow, model_dir, item_matrix, spec.top_k, explainer),
+           "predict_batch": lambda: run_predict_batch(spark, slow, model_dir, item_matrix, spec.top_k,
+                                                      spec.batch_size, explainer)}
     for name in run:
         if name in skip or name.split("_batch")[0] in skip or (name != "bare" and name.startswith("bare") and
                                                 args.bare_batch_size == spec.batch_size):

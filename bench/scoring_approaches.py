@@ -94,40 +94,91 @@ def torch_top_items(model_dir: str, item_matrix_path: str, k: int):
     return top_items
 
 
-def run_first_attempt(spark, prompts, model_dir: str, item_matrix: str, k: int) -> dict:
-    from pyspark.sql.functions import pandas_udf
+def torch_explainer(bundle_dir: str, hf_dir: str, max_new_tokens: int):
+    """explain(top item ids, sequences, ratings) -> one sentence each: the explainer LLM (the same
+    SmolLM2 weights as the bundle's base explainer) in torch eager with transformers' generate,
+    greedy, no repeated 3-gram, on LakeRec's grounded prompt and answer opening with LakeRec's
+    evidence -- but as a first version would: each batch runs to max_new_tokens (no stop at the
+    first sentence), no faithfulness check and no retries."""
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+    from rec_udf import explanations as ex
+    from rec_udf.recommender import Recommender
+    evidence_of = Recommender.open(bundle_dir, prefer="cpu", threads=1)     # evidence only: no graph runs
+    index = {int(i): n for n, i in enumerate(evidence_of.bundle.item_ids)}
+    tokenizer = AutoTokenizer.from_pretrained(hf_dir)
+    tokenizer.padding_side = "left"
+    model = AutoModelForCausalLM.from_pretrained(hf_dir, dtype=torch.float32).eval()
 
-    @pandas_udf("array<bigint>")
-    def recommend(text: pd.Series, spans: pd.Series, sequence: pd.Series, seen: pd.Series) -> pd.Series:
-        top_items = torch_top_items(model_dir, item_matrix, k)          # the model is loaded inside the UDF
-        return pd.Series([top_items([t], [s], [q], [h], partial_sort=False)[0]
-                          for t, s, q, h in zip(text, spans, sequence, seen)])
+    def explain(items, sequences, ratings):
+        evidence = [evidence_of.evidence(index[int(i)], list(map(int, q)), r) for i, q, r in zip(items, sequences, ratings)]
+        prompts = [tokenizer.apply_chat_template(ex.explanation_messages(e, evidence_of.noun), add_generation_prompt=True,
+                                                 tokenize=False) + ex.answer_prefix(e) for e in evidence]
+        batch = tokenizer(prompts, return_tensors="pt", padding=True, add_special_tokens=False)
+        with torch.no_grad():
+            out = model.generate(**batch, max_new_tokens=max_new_tokens, do_sample=False, no_repeat_ngram_size=3,
+                                 pad_token_id=tokenizer.pad_token_id or tokenizer.eos_token_id)
+        texts = tokenizer.batch_decode(out[:, batch["input_ids"].shape[1]:], skip_special_tokens=True)
+        return [ex.first_sentence(ex.answer_prefix(e) + t) or "" for e, t in zip(evidence, texts)]
+    return explain
+
+
+def _ratings(frame_ratings, n):
+    return [None] * n if frame_ratings is None else [None if r is None else list(r) for r in frame_ratings]
+
+
+def run_first_attempt(spark, prompts, model_dir: str, item_matrix: str, k: int, explainer=None) -> dict:
+    """explainer: None (ranking only) or (bundle_dir, hf_dir, max_new_tokens): the top item explained too."""
+    from pyspark.sql.functions import pandas_udf
+    ratings = "sequence_ratings" in prompts.columns
+
+    @pandas_udf("struct<items:array<bigint>,explanation:string>")
+    def recommend(text: pd.Series, spans: pd.Series, sequence: pd.Series, seen: pd.Series,
+                  rated: pd.Series) -> pd.DataFrame:
+        top_items = torch_top_items(model_dir, item_matrix, k)          # the models are loaded inside the UDF
+        explain = torch_explainer(*explainer) if explainer else None
+        rows = []
+        for t, s, q, h, r in zip(text, spans, sequence, seen, _ratings(rated if ratings else None, len(text))):
+            top = top_items([t], [s], [q], [h], partial_sort=False)[0]
+            rows.append((top, explain([top[0]], [q], [r])[0] if explain else None))
+        return pd.DataFrame(rows, columns=["items", "explanation"])
 
     spark.conf.set("spark.sql.execution.arrow.maxRecordsPerBatch", "10000")   # Spark's default
-    out = prompts.select("user_id", recommend("prompt", "entity_spans", "sequence_item_ids", "seen_item_ids")
-                         .alias("items"))
+    rated = F.col("sequence_ratings") if ratings else F.lit(None).cast("array<double>")
+    out = prompts.select("user_id", recommend("prompt", "entity_spans", "sequence_item_ids", "seen_item_ids", rated)
+                         .alias("recs"))
     _, seconds = timed(lambda: out.write.format("noop").mode("overwrite").save())
     return {"seconds": seconds, "users": prompts.count()}
 
 
-def run_predict_batch(spark, prompts, model_dir: str, item_matrix: str, k: int, batch_size: int) -> dict:
+def run_predict_batch(spark, prompts, model_dir: str, item_matrix: str, k: int, batch_size: int,
+                      explainer=None) -> dict:
+    """explainer: as run_first_attempt's; the explainer then runs on the same batches."""
     from pyspark.ml.functions import predict_batch_udf
-    from pyspark.sql.types import ArrayType, LongType
+    from pyspark.sql.types import ArrayType, LongType, StringType, StructField, StructType
+    ratings = "sequence_ratings" in prompts.columns
 
     def make_predict_fn():
         import torch
         torch.set_num_threads(1)     # one thread per Spark task, as LakeRec's ONNX sessions (no oversubscription)
         top_items = torch_top_items(model_dir, item_matrix, k)
+        explain = torch_explainer(*explainer) if explainer else None
 
-        def predict(text, spans, sequence, seen):
-            return top_items(list(text), [json.loads(s) for s in spans], [json.loads(q) for q in sequence],
-                             [json.loads(h) for h in seen])
+        def predict(text, spans, sequence, seen, rated):
+            sequences = [json.loads(q) for q in sequence]
+            top = top_items(list(text), [json.loads(s) for s in spans], sequences, [json.loads(h) for h in seen])
+            said = (explain(top[:, 0], sequences, [json.loads(r) if ratings else None for r in rated])
+                    if explain else [None] * len(top))
+            return {"items": top, "explanation": np.array(said, dtype=object)}
         return predict
 
-    recommend = predict_batch_udf(make_predict_fn, return_type=ArrayType(LongType()), batch_size=batch_size)
+    schema = StructType([StructField("items", ArrayType(LongType())), StructField("explanation", StringType())])
+    recommend = predict_batch_udf(make_predict_fn, return_type=schema, batch_size=batch_size)
     # predict_batch_udf takes scalar or fixed-shape tensor columns: variable-length ones travel as JSON
+    rated = F.to_json("sequence_ratings") if ratings else F.lit("null")
     out = prompts.select("user_id", recommend(F.col("prompt"), F.to_json("entity_spans"),
-                                              F.to_json("sequence_item_ids"), F.to_json("seen_item_ids")).alias("items"))
+                                              F.to_json("sequence_item_ids"), F.to_json("seen_item_ids"),
+                                              rated).alias("recs"))
     _, seconds = timed(lambda: out.write.format("noop").mode("overwrite").save())
     return {"seconds": seconds, "users": prompts.count()}
 

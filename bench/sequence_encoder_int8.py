@@ -2,7 +2,9 @@
 champion of 2026-11-24 onward) it is all of scoring's model compute, and every precision variant
 keeps it fp32 (model_export/precision.py). Side by side in one process, one thread (as a Spark task
 runs it), on the MovieLens users' real sequences (the prompts table's newest run_date): fp32 against
-ONNX Runtime's dynamic int8 quantization of its MatMuls, per channel and per tensor -- ms per batch
+ONNX Runtime's int8 quantization of its MatMuls: dynamic (activations quantized per call; ORT's
+U8S8 kernels, VNNI where the CPU has it), per channel and per tensor, and static (QDQ, activation
+ranges calibrated on the first 512 users' scoring-time sequences, not on the test ones) -- ms per batch
 of 64, max |difference| of the ID-side states, top-10 agreement with fp32 (history excluded), and
 test NDCG@10 / HR@10 on the training job's protocol (leave-one-out, full ranking, the model's own
 lineage run date: each user's history up to the test item, the test item ranked against every item
@@ -21,7 +23,7 @@ import time
 from pathlib import Path
 
 import numpy as np
-from onnxruntime.quantization import QuantType, quantize_dynamic
+from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_dynamic, quantize_static
 
 import results_io   # bench/, first on sys.path when run as a script
 from bundles_side_by_side import prompts_frame
@@ -71,6 +73,16 @@ def test_metrics(recommender: Recommender, states: np.ndarray, users, split) -> 
     return {k: round(v, 6) for k, v in ranking_metrics(np.array(ranks)).items() if k in ("ndcg@10", "hr@10")}
 
 
+class Calibration(CalibrationDataReader):
+    """Static quantization's calibration batches: ID sequences, 64 users a batch."""
+
+    def __init__(self, ids: np.ndarray):
+        self.batches = iter([{"id_sequence": ids[b:b + 64]} for b in range(0, len(ids), 64)])
+
+    def get_next(self):
+        return next(self.batches, None)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", default="champion")
@@ -96,6 +108,10 @@ def main() -> None:
             paths[name] = Path(work) / f"{per_channel}.onnx"
             quantize_dynamic(str(source), str(paths[name]), weight_type=QuantType.QInt8, per_channel=per_channel,
                              op_types_to_quantize=["MatMul"])
+        paths["int8 static per channel"] = Path(work) / "static.onnx"
+        quantize_static(str(source), str(paths["int8 static per channel"]), Calibration(ids[:512]),
+                        quant_format=QuantFormat.QDQ, per_channel=True, activation_type=QuantType.QUInt8,
+                        weight_type=QuantType.QInt8, op_types_to_quantize=["MatMul"])
         one_thread = runtime.choose_device("cpu", 1)   # as a Spark task runs it (scoring's own session options)
         sessions = {name: runtime.open_session(path, one_thread) for name, path in paths.items()}
 
