@@ -16,7 +16,7 @@ and peak RSS of the driver and of each Python worker.
 The prompts are the newest run_date of the prompts table (MovieLens-100K after `make demo`),
 repeated with new user ids up to --users, so every approach reads the same prompt lengths.
 Usage: python bench/scoring.py [--users 2000] [--batch-size 8] [--explain-top-k 0] [--skip first_attempt,...]
-                              [--slow-users 0] [--set score.partitions=2] [--name scoring]
+                              [--slow-users 0] [--warmup-users 0] [--set score.partitions=2] [--name scoring]
 Appends to bench/results/<name>.md, writes bench/results/<name>.json and <name>.png. The approaches
 are in bench/scoring_approaches.py, the report in bench/scoring_report.py."""
 from __future__ import annotations
@@ -31,7 +31,7 @@ from dataclasses import replace
 from pathlib import Path
 
 from pyspark import StorageLevel
-from pyspark.sql import functions as F
+from pyspark.sql import Window, functions as F
 
 from lakerec.config import load_conf
 from lakerec.registry import Registry
@@ -61,6 +61,8 @@ def parse_args():
                    help="the bare model also runs at this batch size (one process, all cores: larger batches suit it)")
     p.add_argument("--slow-users", type=int, default=0,
                    help="run first_attempt and predict_batch on the first N users only (0: all); rates are per user")
+    p.add_argument("--warmup-users", type=int, default=0,
+                   help="run each Spark approach on N users outside the timed set first (0: cold, as a fresh job)")
     p.add_argument("--sweep-users", type=int, default=128, help="users in the bare batch-size sweep (0: none)")
     p.add_argument("--kv-users", type=int, default=16, help="users in the KV-cache comparison (0: none)")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
@@ -86,6 +88,15 @@ def bench_prompts(spark, conf, users: int):
     return prompts, prompts.count(), run_date
 
 
+def first_users(spark, prompts, n: int, skip: int = 0):
+    """Rows skip .. skip + n of `prompts` by user id, spread over spark.default.parallelism partitions (persisted)."""
+    ranked = prompts.withColumn("_n", F.row_number().over(Window.orderBy("user_id")))
+    rows = (ranked.where((F.col("_n") > skip) & (F.col("_n") <= skip + n)).drop("_n")
+            .repartition(spark.sparkContext.defaultParallelism).persist(StorageLevel.MEMORY_AND_DISK))
+    rows.count()
+    return rows
+
+
 def main() -> None:
     args = parse_args()
     skip = set(filter(None, args.skip.split(",")))
@@ -106,16 +117,16 @@ def main() -> None:
     spec = scoring_spec(conf, ref, None, None)
     # `auto` resolved as a CPU worker resolves it, so that every approach uses the same batches
     spec = replace(spec, batch_size=spec.batch_size or auto_batch_size(manifest.hybrid.lm_weight, on_gpu=False))
-    prompts, users, run_date = bench_prompts(spark, conf, args.users)
+    every, _, run_date = bench_prompts(spark, conf, args.users + args.warmup_users)
+    prompts = first_users(spark, every, args.users)
+    users = args.users
     print(f"{users} users from the prompts of {run_date}, model {version}", file=sys.stderr)
     columns = ["user_id", "prompt", "entity_spans", "sequence_item_ids", "seen_item_ids"]
     columns += ["sequence_ratings"] if "sequence_ratings" in prompts.columns else []   # the explainer's evidence
     frame = prompts.select(*columns).orderBy("user_id").toPandas()
-    slow = prompts
-    if args.slow_users and args.slow_users < users:    # the torch baselines on the first --slow-users users
-        slow = (prompts.orderBy("user_id").limit(args.slow_users)
-                .repartition(spark.sparkContext.defaultParallelism).persist(StorageLevel.MEMORY_AND_DISK))
-        slow.count()
+    # the torch baselines on the first --slow-users users; every Spark approach warmed up on other users first
+    slow = first_users(spark, prompts, args.slow_users) if 0 < args.slow_users < users else prompts
+    warm = first_users(spark, every, args.warmup_users, skip=users) if args.warmup_users else None
     # with explanations on, the torch baselines explain the top item with the explainer's weights in torch
     explainer = None
     if spec.explain_k:
@@ -126,19 +137,26 @@ def main() -> None:
          "spark_master": conf.get("spark.master"), "users": users, "model_version": version,
          "precision": manifest.precision, "batch_size": spec.batch_size, "explain_top_k": spec.explain_k,
          "max_new_tokens": spec.max_new_tokens, "top_k": spec.top_k, "overrides": args.set,
-         "slow_users": args.slow_users if 0 < args.slow_users < users else None, "approaches": {}, "rss": {}}
-    run = {"bare": lambda: run_bare(frame, spec),
-           f"bare_batch{args.bare_batch_size}": lambda: run_bare(frame, replace(spec, batch_size=args.bare_batch_size)),
-           "lakerec": lambda: run_lakerec(spark, conf, prompts, version),
-           "first_attempt": lambda: run_first_attempt(spark, slow, model_dir, item_matrix, spec.top_k, explainer),
-           "predict_batch": lambda: run_predict_batch(spark, slow, model_dir, item_matrix, spec.top_k,
-                                                      spec.batch_size, explainer)}
+         "slow_users": args.slow_users if 0 < args.slow_users < users else None,
+         "warmup_users": args.warmup_users, "approaches": {}, "rss": {}}
+    run = {"bare": lambda _: run_bare(frame, spec),
+           f"bare_batch{args.bare_batch_size}": lambda _: run_bare(frame, replace(spec, batch_size=args.bare_batch_size)),
+           "lakerec": lambda p: run_lakerec(spark, conf, p, version),
+           "first_attempt": lambda p: run_first_attempt(spark, p, model_dir, item_matrix, spec.top_k, explainer),
+           "predict_batch": lambda p: run_predict_batch(spark, p, model_dir, item_matrix, spec.top_k,
+                                                        spec.batch_size, explainer)}
+    timed_on = {"lakerec": prompts, "first_attempt": slow, "predict_batch": slow}
     for name in run:
         if name in skip or name.split("_batch")[0] in skip or (name != "bare" and name.startswith("bare") and
                                                 args.bare_batch_size == spec.batch_size):
             continue
+        if name in timed_on and warm is not None:
+            # Python workers started, imports done and models cached where the approach caches them,
+            # as the bare model is loaded before its clock starts
+            print(f"warming up {name} on {args.warmup_users} other users ...", file=sys.stderr)
+            run[name](warm)
         print(f"running {name} ...", file=sys.stderr)
-        r["approaches"][name] = rates(run[name]())
+        r["approaches"][name] = rates(run[name](timed_on.get(name)))
         print(name, r["approaches"][name], file=sys.stderr)
         if name == "lakerec":
             r["rss"]["lakerec_workers_mib"] = r["approaches"][name].pop("worker_peak_rss_mib")

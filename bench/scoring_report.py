@@ -38,6 +38,9 @@ def markdown(r: dict, command: str) -> str:
         if name.startswith("bare") and base:
             ratio = f"lakerec at {base / v['users_per_s']:.0%} of this"
         lines.append(f"| {name} | {v['users_per_s']} | {v.get('prompt_tokens_per_s', '-')} | {v['seconds']} | {ratio} |")
+    if r.get("warmup_users"):
+        lines.append(f"\nEach Spark approach first ran untimed on {r['warmup_users']:,} other users (workers started, models "
+                     "cached where the approach caches them; the bare model is loaded before its clock too).")
     if r.get("slow_users"):
         lines.append(f"\nfirst_attempt and predict_batch ran on the first {r['slow_users']:,} of these users (rates are "
                      "per user, so they compare; the others ran on all).")

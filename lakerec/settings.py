@@ -118,7 +118,7 @@ class Explainer(Section):
 
 class Score(Section):
     model: str
-    precision: Literal["fp32", "fp16", "int8"]
+    precision: Literal["auto", "fp32", "fp16", "int8"]
     top_k: int
     explain_top_k: int
     explainer: Literal["llm", "template", "off"]

@@ -7,9 +7,12 @@ int8  dynamic quantization for CPU executors (onnxruntime.quantization.quantize_
       weights in int8 per output channel, activations quantized on the fly. Per-channel scales
       halved the user vectors' error against fp32 compared with per-tensor ones, and quantizing the
       embedding Gathers as well made it worse (measured on the parity prompts, see docs/bundle.md).
+      The sequence encoder too: for a version serving the ID side alone it is all of ranking's
+      compute, and int8 ran it 1.38x faster on one thread at test NDCG@10 -0.43% of fp32's
+      (bench/results/sequence_encoder_int8.md, 2026-12-06).
 
-The sequence encoder (SASRec + projector, ~0.1% of the compute) stays fp32 in every variant: its
-precision gains nothing, and ONNX Runtime 1.31's CPU graph optimizer crashes on its fp16 form.
+The sequence encoder stays fp32 in the fp16 variant: ONNX Runtime 1.31's CPU graph optimizer crashes
+on its fp16 form.
 """
 from __future__ import annotations
 
@@ -19,11 +22,11 @@ from pathlib import Path
 PRECISIONS = ("fp32", "fp16", "int8")
 
 
-KEEP_FP32 = ("sequence_encoder.onnx",)
+KEEP_FP32_IN_FP16 = ("sequence_encoder.onnx",)
 
 
 def convert(source: Path, target: Path, precision: str) -> None:
-    if precision == "fp32" or source.name in KEEP_FP32:
+    if precision == "fp32" or (precision == "fp16" and source.name in KEEP_FP32_IN_FP16):
         shutil.copyfile(source, target)
     elif precision == "fp16":
         import onnx

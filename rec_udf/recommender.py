@@ -168,7 +168,19 @@ class Recommender:
     def top_k(self, user_vectors: np.ndarray, k: int, exclude: Sequence[Sequence[int]] = (),
               blocked: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
         """(catalogue indices, scores) of each user's k best items: see `rec_udf.retrieval.top_k`."""
+        if not self.reads_prompts:      # [ID-side state ; 0]: the LM columns add nothing to any score
+            return top_k(user_vectors[:, :self.id_columns], self.id_item_matrix, self.items, k, exclude, blocked)
         return top_k(user_vectors, self.bundle.item_matrix, self.items, k, exclude, blocked)
+
+    @functools.cached_property
+    def id_columns(self) -> int:
+        """Width of the ID side of a hybrid vector (the LM term's lm_dim columns come last)."""
+        return self.bundle.item_matrix.shape[1] - self.lm_dim
+
+    @functools.cached_property
+    def id_item_matrix(self) -> np.ndarray:
+        """The item matrix's ID-side columns, contiguous (a bundle serving the ID side alone ranks with these)."""
+        return np.ascontiguousarray(self.bundle.item_matrix[:, :self.id_columns])
 
     # --- explanations --------------------------------------------------------------------------
     def evidence(self, item: int, sequence: Sequence[int], ratings=None) -> ex.Evidence:

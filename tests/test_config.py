@@ -192,3 +192,23 @@ def test_scoring_partitions_auto_splits_explainer_work_finer():
     assert scoring_partitions(load_conf(None, ["score.explain_top_k=1", "score.partitions=3"]), 2) == 3
     with pytest.raises(ConfigError, match=r"score\.partitions"):
         load_conf(None, ["score.partitions=0"])
+
+
+def test_auto_precision_takes_the_bundle_made_for_the_executors_kind_else_fp32(tmp_path):
+    from lakerec.registry import Registry
+    from lakerec.scoring.bundle_choice import precision_for
+
+    def chosen(exported, *overrides):
+        conf = load_conf(None, [f"models.bundles_dir={tmp_path / '-'.join(exported)}", *overrides])
+        registry = Registry.from_conf(conf)
+        for precision in exported:
+            registry.bundle_dir("v0001", precision).mkdir(parents=True, exist_ok=True)
+        return precision_for(conf, registry, "v0001")
+
+    assert load_conf(None, []).get("score.precision") == "auto"
+    assert chosen(["fp32", "fp16", "int8"]) == "int8"                # CPU executors (no GPU asked for)
+    assert chosen(["fp32"]) == "fp32"                                # int8 not exported: the reference
+    assert chosen(["fp32", "fp16", "int8"], "score.device=cuda") == "fp16"
+    assert chosen(["fp32", "int8", "fp16"], "spark.config.spark.executor.resource.gpu.amount=1") == "fp16"
+    assert chosen(["int8", "fp32"], "score.device=cuda") == "fp32"   # a GPU never gets the CPU bundle
+    assert chosen(["fp32", "int8"], "score.precision=fp32") == "fp32"

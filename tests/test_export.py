@@ -33,10 +33,10 @@ REPO = Path(__file__).resolve().parents[1]
 def exported(tmp_path_factory):
     root = tmp_path_factory.mktemp("export")
     model_dir = random_model_version(root / "versions", n_items=80)
-    # the real explainer LLM goes into the fp32 (fp32 build) and int8 (int4 build) bundles; fp16 (GPU)
-    # bundles would carry the fp16 build, not prepared here, so this fp16 bundle has none
+    # the real explainer LLM (its fp32 build) goes into the fp32 and int8 bundles; fp16 (GPU) bundles
+    # would carry the fp16 build, not prepared here, so this fp16 bundle has none
     results = export_bundles(model_dir, root / "bundles", precisions=("fp32", "int8", "fp16"), parity_users=48,
-                             explainer=prepared_explainer(("int4", "fp32")))
+                             explainer=prepared_explainer(("fp32",)))
     return model_dir, {p: Path(r["path"]) for p, r in results.items()}
 
 
@@ -119,8 +119,11 @@ def test_generation_with_cache_equals_without_and_equals_torch(exported, referen
 def test_precision_variants_are_what_they_claim(exported, reference):
     _, bundles = exported
     *_, prompts, sequences = reference
-    int8 = onnx.load(str(bundles["int8"] / "user_encoder.onnx"))
-    assert any(n.op_type in ("MatMulInteger", "DynamicQuantizeMatMul") for n in int8.graph.node)
+    for graph in ("user_encoder.onnx", "sequence_encoder.onnx"):
+        int8 = onnx.load(str(bundles["int8"] / graph))
+        assert any(n.op_type in ("MatMulInteger", "DynamicQuantizeMatMul") for n in int8.graph.node), graph
+    assert not any(t.data_type == onnx.TensorProto.FLOAT16
+                   for t in onnx.load(str(bundles["fp16"] / "sequence_encoder.onnx")).graph.initializer)
     fp16 = onnx.load(str(bundles["fp16"] / "user_encoder.onnx"))
     assert any(t.data_type == onnx.TensorProto.FLOAT16 for t in fp16.graph.initializer)
     for name in ("int8", "fp16"):
@@ -184,7 +187,7 @@ def test_the_bundled_explainer_writes_checked_sentences_deterministically_in_bat
     _, bundles = exported
     manifest = json.loads((bundles["fp32"] / "manifest.json").read_text())
     assert manifest["explainer"]["precision"] == "fp32" and manifest["explainer"]["execution"] == "cpu"
-    assert json.loads((bundles["int8"] / "manifest.json").read_text())["explainer"]["precision"] == "int4"
+    assert json.loads((bundles["int8"] / "manifest.json").read_text())["explainer"]["precision"] == "fp32"
     assert any(name.startswith("explainer/") and name.endswith(".onnx") for name in manifest["files"])
     assert "explainer" not in json.loads((bundles["fp16"] / "manifest.json").read_text())
     scorer = Recommender.open(bundles["fp32"], prefer="cpu", explainer=True)

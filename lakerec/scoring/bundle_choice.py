@@ -29,11 +29,33 @@ def model_for(conf: Conf, variant: str | None, model: str | None) -> str:
     return conf.settings.score.model
 
 
+# score.precision auto: the bundle made for the executors' kind, else the fp32 reference. On CPUs the
+# int8 one: its ranking graphs run int8 MatMuls (the sequence encoder 1.38x faster on one thread at test
+# NDCG@10 -0.43% of fp32's, bench/results/sequence_encoder_int8.md) and it carries the same fp32 explainer.
+AUTO_PRECISIONS = {"cpu": ("int8", "fp32"), "gpu": ("fp16", "fp32")}
+
+
+def executors_have_gpus(conf: Conf) -> bool:
+    """Whether scoring runs on GPUs: score.device cuda, or Spark GPU resources in spark.config."""
+    spark_conf = conf.get("spark.config") or {}
+    amount = spark_conf.get("spark.executor.resource.gpu.amount") or spark_conf.get("spark.task.resource.gpu.amount")
+    return conf.settings.score.device == "cuda" or float(amount or 0) > 0
+
+
+def precision_for(conf: Conf, registry: Registry, version: str) -> str:
+    """score.precision, or for auto the first of AUTO_PRECISIONS for the executors' kind that was exported."""
+    setting = conf.settings.score.precision
+    if setting != "auto":
+        return setting
+    wanted = AUTO_PRECISIONS["gpu" if executors_have_gpus(conf) else "cpu"]
+    return next((p for p in wanted if registry.bundle_dir(version, p).exists()), wanted[-1])
+
+
 def bundle_for(conf: Conf, model: str) -> tuple[str, Path, Manifest]:
     """(version, bundle directory, manifest) for a registered version, verified on the driver."""
     registry = Registry.from_conf(conf)
     version = registry.resolve(model).name
-    precision = conf.settings.score.precision
+    precision = precision_for(conf, registry, version)
     directory = registry.bundle_dir(version, precision)
     if not directory.exists():
         raise ConfigError(f"no {precision} bundle for model {version} at {directory}; run "
