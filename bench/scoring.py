@@ -14,7 +14,12 @@ plus: a batch-size sweep of the bare encoder, explanation tokens/s with and with
 and peak RSS of the driver and of each Python worker.
 
 The prompts are the newest run_date of the prompts table (MovieLens-100K after `make demo`),
-repeated with new user ids up to --users, so every approach reads the same prompt lengths.
+repeated with new user ids up to --users, so every approach reads the same prompt lengths (the torch
+baselines the first --slow-users of them when set), spread over spark.default.parallelism partitions.
+With --warmup-users N each Spark approach first runs untimed on N further users (workers started,
+models cached where the approach caches them), as the bare model is loaded before its clock starts.
+With --explain-top-k 1 the torch baselines explain the top item with the explainer's base weights in
+transformers (see scoring_approaches.torch_explainer), LakeRec and bare with the bundle's explainer.
 Usage: python bench/scoring.py [--users 2000] [--batch-size 8] [--explain-top-k 0] [--skip first_attempt,...]
                               [--slow-users 0] [--warmup-users 0] [--set score.partitions=2] [--name scoring]
 Appends to bench/results/<name>.md, writes bench/results/<name>.json and <name>.png. The approaches
@@ -45,8 +50,8 @@ from rec_udf.scoring_udf import BundleRef
 
 import ceiling      # bench/, first on sys.path when run as a script
 import results_io
-from scoring_approaches import (batch_sweep, kv_cache, run_bare, run_first_attempt, run_lakerec, run_predict_batch,
-                                spark_processes)
+from scoring_approaches import (batch_sweep, kv_cache, predict_batch_for, run_bare, run_first_attempt, run_lakerec,
+                                run_predict_batch, spark_processes)
 from scoring_report import markdown, plot, rates, ratios
 
 
@@ -110,7 +115,7 @@ def main() -> None:
                                                             os.environ.get("PYTHONPATH")]))
     spark = build_session(conf)
     registry = Registry.from_conf(conf)
-    version, bundle_dir, manifest = bundle_for(conf, args.model)
+    version, bundle_dir, manifest = bundle_for(conf, args.model, dict(spark.sparkContext.getConf().getAll()))
     model_dir = str(registry.resolve(version))
     item_matrix = str(bundle_dir / manifest.items.matrix)
     ref = BundleRef(bundle_format.sha256(bundle_dir / bundle_format.MANIFEST), path=str(bundle_dir))
@@ -129,8 +134,12 @@ def main() -> None:
     warm = first_users(spark, every, args.warmup_users, skip=users) if args.warmup_users else None
     # with explanations on, the torch baselines explain the top item with the explainer's weights in torch
     explainer = None
-    if spec.explain_k:
+    if spec.explain_k and spec.explainer == "llm":
         from lakerec.model.explainer import base_copy
+        if manifest.explainer and manifest.explainer.self_trained:
+            raise SystemExit(f"{version}'s explainer is self-trained: the torch baselines would run other weights")
+        if spec.explain_k != 1:
+            raise SystemExit("the torch baselines explain the top item only: use --explain-top-k 1")
         explainer = (str(bundle_dir), str(base_copy(conf.cache_dir)), spec.max_new_tokens)
     r = {"date": dt.date.today().isoformat(), "machine": f"{platform.machine()}, {os.cpu_count()} cores, "
          f"{round(os.sysconf('SC_PAGE_SIZE') * os.sysconf('SC_PHYS_PAGES') / 2**30)} GiB, no GPU",
@@ -139,12 +148,13 @@ def main() -> None:
          "max_new_tokens": spec.max_new_tokens, "top_k": spec.top_k, "overrides": args.set,
          "slow_users": args.slow_users if 0 < args.slow_users < users else None,
          "warmup_users": args.warmup_users, "approaches": {}, "rss": {}}
+    predict_batch = predict_batch_for(model_dir, item_matrix, spec.top_k, spec.batch_size,
+                                      "sequence_ratings" in prompts.columns, explainer)
     run = {"bare": lambda _: run_bare(frame, spec),
            f"bare_batch{args.bare_batch_size}": lambda _: run_bare(frame, replace(spec, batch_size=args.bare_batch_size)),
            "lakerec": lambda p: run_lakerec(spark, conf, p, version),
            "first_attempt": lambda p: run_first_attempt(spark, p, model_dir, item_matrix, spec.top_k, explainer),
-           "predict_batch": lambda p: run_predict_batch(spark, p, model_dir, item_matrix, spec.top_k,
-                                                        spec.batch_size, explainer)}
+           "predict_batch": lambda p: run_predict_batch(spark, p, predict_batch)}
     timed_on = {"lakerec": prompts, "first_attempt": slow, "predict_batch": slow}
     for name in run:
         if name in skip or name.split("_batch")[0] in skip or (name != "bare" and name.startswith("bare") and

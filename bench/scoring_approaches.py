@@ -151,12 +151,12 @@ def run_first_attempt(spark, prompts, model_dir: str, item_matrix: str, k: int, 
     return {"seconds": seconds, "users": prompts.count()}
 
 
-def run_predict_batch(spark, prompts, model_dir: str, item_matrix: str, k: int, batch_size: int,
-                      explainer=None) -> dict:
-    """explainer: as run_first_attempt's; the explainer then runs on the same batches."""
+def predict_batch_for(model_dir: str, item_matrix: str, k: int, batch_size: int, ratings: bool, explainer=None):
+    """The predict_batch_udf: build it once and pass it to every run_predict_batch, so that a warm-up
+    leaves its models cached in the workers (each predict_batch_udf call makes a new cache key).
+    explainer: as run_first_attempt's; the explainer then runs on the same batches."""
     from pyspark.ml.functions import predict_batch_udf
     from pyspark.sql.types import ArrayType, LongType, StringType, StructField, StructType
-    ratings = "sequence_ratings" in prompts.columns
 
     def make_predict_fn():
         import torch
@@ -166,16 +166,22 @@ def run_predict_batch(spark, prompts, model_dir: str, item_matrix: str, k: int, 
 
         def predict(text, spans, sequence, seen, rated):
             sequences = [json.loads(q) for q in sequence]
-            top = top_items(list(text), [json.loads(s) for s in spans], sequences, [json.loads(h) for h in seen])
+            # rank order matters when the top item is explained: a full sort, as first_attempt's
+            top = top_items(list(text), [json.loads(s) for s in spans], sequences, [json.loads(h) for h in seen],
+                            partial_sort=explain is None)
             said = (explain(top[:, 0], sequences, [json.loads(r) if ratings else None for r in rated])
                     if explain else [None] * len(top))
             return {"items": top, "explanation": np.array(said, dtype=object)}
         return predict
 
     schema = StructType([StructField("items", ArrayType(LongType())), StructField("explanation", StringType())])
-    recommend = predict_batch_udf(make_predict_fn, return_type=schema, batch_size=batch_size)
+    return predict_batch_udf(make_predict_fn, return_type=schema, batch_size=batch_size)
+
+
+def run_predict_batch(spark, prompts, recommend) -> dict:
+    """`recommend`: predict_batch_for's UDF."""
     # predict_batch_udf takes scalar or fixed-shape tensor columns: variable-length ones travel as JSON
-    rated = F.to_json("sequence_ratings") if ratings else F.lit("null")
+    rated = F.to_json("sequence_ratings") if "sequence_ratings" in prompts.columns else F.lit("null")
     out = prompts.select("user_id", recommend(F.col("prompt"), F.to_json("entity_spans"),
                                               F.to_json("sequence_item_ids"), F.to_json("seen_item_ids"),
                                               rated).alias("recs"))

@@ -1,6 +1,6 @@
 """Whether the sequence encoder should be quantized: for a bundle serving the ID side alone (the
-champion of 2026-11-24 onward) it is all of scoring's model compute, and every precision variant
-keeps it fp32 (model_export/precision.py). Side by side in one process, one thread (as a Spark task
+champion of 2026-11-24 onward) it is all of scoring's model compute (int8 bundles quantize it since
+2026-12-06, on this bench's evidence; model_export/precision.py). Side by side in one process, one thread (as a Spark task
 runs it), on the MovieLens users' real sequences (the prompts table's newest run_date): fp32 against
 ONNX Runtime's int8 quantization of its MatMuls: dynamic (activations quantized per call; ORT's
 U8S8 kernels, VNNI where the CPU has it), per channel and per tensor, and static (QDQ, activation
@@ -89,7 +89,8 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=30)
     args = parser.parse_args()
     conf = load_conf(None, [])
-    version, bundle_dir, _ = bundle_for(conf, args.model)
+    # the fp32 bundle: the int8 one's sequence encoder is already quantized
+    version, bundle_dir, _ = bundle_for(conf.with_overrides({"score.precision": "fp32"}), args.model)
     recommender = Recommender.open(bundle_dir, prefer="cpu", threads=1)
     if recommender.reads_prompts:
         raise SystemExit(f"{version} serves an LM term: its ranking depends on the user encoder too, which this "

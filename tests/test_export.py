@@ -116,6 +116,20 @@ def test_generation_with_cache_equals_without_and_equals_torch(exported, referen
     assert cached == [tokenizer.decode(t) for t in tokens]
 
 
+def test_a_bundle_serving_the_id_side_alone_ranks_as_the_whole_item_matrix_would(exported, reference):
+    """Its top-k reads the item matrix's ID columns only; the LM columns it skips are zero in its user vectors."""
+    from rec_udf.retrieval import top_k
+    _, bundles = exported
+    *_, sequences = reference
+    recommender = Recommender.open(bundles["fp32"], prefer="cpu")
+    recommender.lm_weight = 0.0                        # as a bundle exported with the LM term at weight 0
+    vectors, _ = recommender.encode([None] * 16, sequences[:16])
+    assert recommender.id_columns == 96 and not vectors[:, 96:].any()
+    top, scores = recommender.top_k(vectors, 10, exclude=sequences[:16])
+    full_top, full_scores = top_k(vectors, recommender.bundle.item_matrix, recommender.items, 10, sequences[:16])
+    assert np.array_equal(top, full_top) and np.allclose(scores, full_scores, atol=1e-5)
+
+
 def test_precision_variants_are_what_they_claim(exported, reference):
     _, bundles = exported
     *_, prompts, sequences = reference

@@ -29,33 +29,45 @@ def model_for(conf: Conf, variant: str | None, model: str | None) -> str:
     return conf.settings.score.model
 
 
-# score.precision auto: the bundle made for the executors' kind, else the fp32 reference. On CPUs the
-# int8 one: its ranking graphs run int8 MatMuls (the sequence encoder 1.38x faster on one thread at test
-# NDCG@10 -0.43% of fp32's, bench/results/sequence_encoder_int8.md) and it carries the same fp32 explainer.
-AUTO_PRECISIONS = {"cpu": ("int8", "fp32"), "gpu": ("fp16", "fp32")}
+def executors_have_gpus(conf: Conf, spark_conf: dict | None = None) -> bool:
+    """Whether scoring runs on GPUs: score.device cuda, or (device auto) Spark GPU resources in the
+    session's configuration (`spark_conf`, when the caller has a session) or in conf spark.config."""
+    device = conf.settings.score.device
+    if device != "auto":
+        return device == "cuda"
+    settings = {**(conf.get("spark.config") or {}), **(spark_conf or {})}
+    amount = settings.get("spark.executor.resource.gpu.amount") or settings.get("spark.task.resource.gpu.amount")
+    return float(amount or 0) > 0
 
 
-def executors_have_gpus(conf: Conf) -> bool:
-    """Whether scoring runs on GPUs: score.device cuda, or Spark GPU resources in spark.config."""
-    spark_conf = conf.get("spark.config") or {}
-    amount = spark_conf.get("spark.executor.resource.gpu.amount") or spark_conf.get("spark.task.resource.gpu.amount")
-    return conf.settings.score.device == "cuda" or float(amount or 0) > 0
+def cpu_int8_judged(directory: Path) -> bool:
+    """Whether an int8 bundle is the one `auto` may serve on CPUs: int8 ranking was judged within 1% of
+    fp32's test NDCG@10 for a version serving the ID side alone (its sequence encoder quantized: 1.38x
+    faster on one thread at -0.43%, bench/results/sequence_encoder_int8.md), not for an int8 LM user
+    encoder; and bundles exported before 2026-12-06 carry the int4 explainer, slower and less faithful."""
+    manifest = bundle_format.read_manifest(directory)
+    explainer_ok = manifest.explainer is None or manifest.explainer.precision == "fp32"
+    return float(manifest.hybrid.lm_weight) == 0 and explainer_ok
 
 
-def precision_for(conf: Conf, registry: Registry, version: str) -> str:
-    """score.precision, or for auto the first of AUTO_PRECISIONS for the executors' kind that was exported."""
+def precision_for(conf: Conf, registry: Registry, version: str, spark_conf: dict | None = None) -> str:
+    """score.precision, or for auto: on GPU executors fp16 when exported; on CPUs int8 when exported and
+    judged (`cpu_int8_judged`); else fp32, the reference."""
     setting = conf.settings.score.precision
     if setting != "auto":
         return setting
-    wanted = AUTO_PRECISIONS["gpu" if executors_have_gpus(conf) else "cpu"]
-    return next((p for p in wanted if registry.bundle_dir(version, p).exists()), wanted[-1])
+    if executors_have_gpus(conf, spark_conf):
+        return "fp16" if registry.bundle_dir(version, "fp16").exists() else "fp32"
+    int8 = registry.bundle_dir(version, "int8")
+    return "int8" if int8.exists() and cpu_int8_judged(int8) else "fp32"
 
 
-def bundle_for(conf: Conf, model: str) -> tuple[str, Path, Manifest]:
-    """(version, bundle directory, manifest) for a registered version, verified on the driver."""
+def bundle_for(conf: Conf, model: str, spark_conf: dict | None = None) -> tuple[str, Path, Manifest]:
+    """(version, bundle directory, manifest) for a registered version, verified on the driver;
+    `spark_conf`: the session's settings, for score.precision auto."""
     registry = Registry.from_conf(conf)
     version = registry.resolve(model).name
-    precision = precision_for(conf, registry, version)
+    precision = precision_for(conf, registry, version, spark_conf)
     directory = registry.bundle_dir(version, precision)
     if not directory.exists():
         raise ConfigError(f"no {precision} bundle for model {version} at {directory}; run "

@@ -112,7 +112,7 @@ class ScoredBatch:
 def score_prompts(spark, conf: Conf, prompts: DataFrame, model: str) -> ScoredBatch:
     """Run the model over prompts-table rows on the executors; nothing is written."""
     require_worker_reuse(spark)
-    version, bundle_dir, manifest = bundle_for(conf, model)
+    version, bundle_dir, manifest = bundle_for(conf, model, dict(spark.sparkContext.getConf().getAll()))
     require_explainer(conf, bundle_dir, manifest)
     # one row per item id (validation quarantines duplicates; scoring must not multiply rows by them)
     items = (read_source(spark, conf, "items").df.where(F.col("item_id").isNotNull())
