@@ -17,7 +17,7 @@ from typing import Annotated, Any, Literal
 
 import datetime as dt
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, PositiveInt, ValidationError
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, PositiveInt, ValidationError
 
 from lakerec.errors import ConfigError
 
@@ -124,6 +124,7 @@ class Score(Section):
     explainer: Literal["llm", "template", "off"]
     max_new_tokens: int
     explain_batch_size: PositiveInt
+    explain_attempts: Annotated[int, Field(ge=1, le=3)]
     batch_size: Literal["auto"] | PositiveInt
     arrow_max_records_per_batch: int
     partitions: Literal["auto"] | PositiveInt | None

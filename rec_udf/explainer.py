@@ -112,16 +112,16 @@ class Explainer:
         return out
 
     def explain(self, evidence: Sequence[ex.Evidence], index: ex.CatalogueIndex, noun: str = "movie",
-                retry: bool = True) -> list[Explanation]:
+                attempts: int = ex.EVIDENCE_ITEMS) -> list[Explanation]:
         """One checked explanation per evidence. Where the LLM's sentence fails the check, another
         greedy attempt opens by citing the next evidence item instead (one attempt per evidence
-        item, at most EVIDENCE_ITEMS); a sentence that still fails is replaced by the fallback.
+        item, at most `attempts`); a sentence that still fails is replaced by the fallback.
 
         Attempts share one queue: a retry goes back in line behind the first attempts still waiting,
         so every explainer call but the last decodes a full batch. (Retries in batches of their own
         left calls of 1-3 rows, which cost a decoding step as much as a full batch: the explainer is
         bound by reading its weights, not by the rows it decodes.)"""
-        attempts_allowed = ex.EVIDENCE_ITEMS if retry else 1
+        attempts_allowed = min(attempts, ex.EVIDENCE_ITEMS)
         out: list[Explanation | None] = [None] * len(evidence)
         queue = deque((i, 0) for i in range(len(evidence)))        # (evidence index, evidence item cited)
         while queue:

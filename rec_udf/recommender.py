@@ -196,13 +196,13 @@ class Recommender:
         return ex.build_evidence(catalogue[item], [catalogue[history[c]] for c in chosen],
                                  [history_ratings[c] for c in chosen], [catalogue[h] for h in history])
 
-    def explanations(self, evidence: Sequence[ex.Evidence], llm: bool = True) -> list:
-        """Checked LLM sentences (fallback where one fails), or the data-built sentences (llm False)."""
+    def explanations(self, evidence: Sequence[ex.Evidence], llm: bool = True, attempts: int = ex.EVIDENCE_ITEMS) -> list:
+        """Checked LLM sentences (fallback where `attempts` fail), or the data-built sentences (llm False)."""
         if not llm:
             return [template_explanation(e) for e in evidence]
         if self.explainer is None:
             raise BundleError(f"{self.bundle.directory}: this recommender was opened without its explainer")
-        return self.explainer.explain(evidence, self.title_index, self.noun)
+        return self.explainer.explain(evidence, self.title_index, self.noun, attempts=attempts)
 
     # --- the GLM's own blank infilling (RecSysLLM's explanation task; benchmarks and tests) ---------
     @functools.cached_property

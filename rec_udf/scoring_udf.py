@@ -57,6 +57,7 @@ class ScoringSpec:
     explainer: str                        # llm | template | off (see rec_udf.explanations)
     max_new_tokens: int
     explain_batch_size: int               # explanations per explainer call
+    explain_attempts: int                 # LLM attempts per explanation before the fallback (1..EVIDENCE_ITEMS)
     batch_size: Optional[int]             # users per ONNX Runtime call; None (conf `auto`): the loaded
                                           # bundle's own (Recommender.batch_size)
     device: str                           # auto | cuda | cpu
@@ -204,7 +205,7 @@ def _explanations(recommender: Recommender, spec: ScoringSpec, batch: list[_Read
     wanted = [(row, rank) for row in range(len(batch)) for rank in range(k) if np.isfinite(scores[row, rank])]
     evidence = [recommender.evidence(int(top[row, rank]), batch[row].sequence, batch[row].ratings)
                 for row, rank in wanted]
-    said = recommender.explanations(evidence, llm=spec.explainer == "llm")
+    said = recommender.explanations(evidence, llm=spec.explainer == "llm", attempts=spec.explain_attempts)
     if spec.explained is not None:
         counts: dict[str, int] = {}
         for e in said:

@@ -79,6 +79,10 @@ def test_a_misspelt_or_mistyped_key_in_a_conf_file_stops_with_its_path(tmp_path)
     assert "validation.rating_max" in str(err.value) and "'five'" in str(err.value)
     with pytest.raises(ConfigError, match=r"score\.precision"):
         load_conf(None, ["score.precision=fp8"])
+    for key, bad in (("explain_attempts", "0"), ("explain_attempts", "4"), ("explain_batch_size", "0")):
+        with pytest.raises(ConfigError, match=rf"score\.{key}"):
+            load_conf(None, [f"score.{key}={bad}"])
+    assert load_conf(None, ["score.explain_attempts=1"]).settings.score.explain_attempts == 1
     assert load_conf(None, []).settings.score.batch_size == "auto"
     assert load_conf(None, ["score.batch_size=32"]).settings.score.batch_size == 32
     for bad in ("0", "big"):

@@ -149,7 +149,7 @@ def test_retries_cite_the_next_evidence_item_and_share_full_batches_with_first_a
             assert e.text == 'You will enjoy "Heat", an action and crime film, because, like "Fargo", it is a gripping crime story.'
         else:
             assert (e.source, e.attempts) == ("llm", 1) and 'like "GoodFellas"' in e.text
-    assert [e.source for e in explainer.explain(batch, INDEX, retry=False)].count("llm") == 4   # odd 1..7
+    assert [e.source for e in explainer.explain(batch, INDEX, attempts=1)].count("llm") == 4   # odd 1..7
 
 
 def test_the_prompt_states_only_the_evidence():

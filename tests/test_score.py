@@ -210,7 +210,7 @@ def test_score_frames_row_errors_do_not_stop_the_batch(setup):
     from rec_udf.scoring_udf import BundleRef, ScoringSpec, score_frames
     bundle = setup["root"] / "bundles" / "v0001" / "fp32"
     spec = ScoringSpec(BundleRef(sha256(bundle / MANIFEST), path=str(bundle)), top_k=3, explain_k=0, explainer="off",
-                       max_new_tokens=40, explain_batch_size=8, batch_size=4, device="cpu", allow_cpu_fallback=False)
+                       max_new_tokens=40, explain_batch_size=8, explain_attempts=3, batch_size=4, device="cpu", allow_cpu_fallback=False)
     good = "User 5 is a 30-year-old woman. They watched Night River 1 (1990; Drama), rated 4."
     frame = pd.DataFrame({
         "user_id": [1, 2, 3, 4, 5],
@@ -243,7 +243,7 @@ def test_a_bundle_serving_the_id_side_alone_checks_prompts_but_never_tokenizes_t
     from rec_udf.scoring_udf import BundleRef, ScoringSpec, recommender_for, score_frames
     bundle = setup["root"] / "bundles" / "v0001" / "fp32"
     spec = ScoringSpec(BundleRef(sha256(bundle / MANIFEST), path=str(bundle)), top_k=3, explain_k=0, explainer="off",
-                       max_new_tokens=40, explain_batch_size=8, batch_size=None, device="cpu", allow_cpu_fallback=False)
+                       max_new_tokens=40, explain_batch_size=8, explain_attempts=3, batch_size=None, device="cpu", allow_cpu_fallback=False)
     recommender = recommender_for(spec)
     monkeypatch.setattr(recommender, "lm_weight", 0.0)          # what a bundle exported with lm_weight 0 holds
     # fresh sessions (this process's cached Recommender may have run the LM graphs for another test)

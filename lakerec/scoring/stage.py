@@ -58,6 +58,7 @@ def scoring_spec(conf: Conf, ref: BundleRef, blocked, loads, explained=None) -> 
     return ScoringSpec(
         ref, top_k=score.top_k, explain_k=score.explain_top_k, explainer=explainer_mode(conf),
         max_new_tokens=score.max_new_tokens, explain_batch_size=score.explain_batch_size,
+        explain_attempts=score.explain_attempts,
         batch_size=None if score.batch_size == "auto" else score.batch_size,       # auto: the worker's bundle decides
         device=score.device, allow_cpu_fallback=score.allow_cpu_fallback, blocked=blocked, loads=loads,
         explained=explained)
