@@ -64,8 +64,9 @@ def scoring_spec(conf: Conf, ref: BundleRef, blocked, loads, explained=None) -> 
         explained=explained)
 
 
-# auto: how many times spark.default.parallelism the tasks are while the explainer LLM runs
-# (bench/results/scoring_explain.md measures 1x against this)
+# auto: how many times spark.default.parallelism the tasks are while the explainer LLM runs. Not A/B
+# tested against 1x on one model: with it, the 2026-12-06 explanation row set ran at 1.02x the bare
+# model (bench/README.md); each task ends on one short explainer batch, the price of the balance
 LLM_TASK_FACTOR = 4
 
 
