@@ -78,23 +78,23 @@ def parse_args():
 
 
 def bench_prompts(spark, conf, users: int):
-    """The newest prompts of the prompts table, repeated with fresh user ids up to `users` rows (persisted)."""
+    """(the newest prompts of the prompts table, repeated with fresh user ids up to `users` rows
+    (persisted), their run date)."""
     table = conf.require("tables.prompts")
     base = read_at_version(spark, table, delta_version(spark, table))
     run_date = base.agg(F.max("run_date")).first()[0]
     base = base.where(F.col("run_date") == run_date)
     n = base.count()
     copies = spark.range(-(-users // n)).withColumnRenamed("id", "copy")
-    # orderBy + limit leaves one partition: spread the rows over spark.default.parallelism partitions, so
-    # that every Spark approach starts from the same input with every core at work
     prompts = (base.crossJoin(copies).withColumn("user_id", F.col("user_id") + F.col("copy") * 100_000_000)
-               .orderBy("copy", "user_id").limit(users).drop("copy")
-               .repartition(spark.sparkContext.defaultParallelism).persist(StorageLevel.MEMORY_AND_DISK))
-    return prompts, prompts.count(), run_date
+               .orderBy("copy", "user_id").limit(users).drop("copy").persist(StorageLevel.MEMORY_AND_DISK))
+    return prompts, run_date
 
 
 def first_users(spark, prompts, n: int, skip: int = 0):
-    """Rows skip .. skip + n of `prompts` by user id, spread over spark.default.parallelism partitions (persisted)."""
+    """Rows skip .. skip + n of `prompts` by user id, spread over spark.default.parallelism partitions
+    (persisted): every Spark approach starts from the same input with every core at work (orderBy +
+    limit, or a window over all rows, leaves one partition)."""
     ranked = prompts.withColumn("_n", F.row_number().over(Window.orderBy("user_id")))
     rows = (ranked.where((F.col("_n") > skip) & (F.col("_n") <= skip + n)).drop("_n")
             .repartition(spark.sparkContext.defaultParallelism).persist(StorageLevel.MEMORY_AND_DISK))
@@ -122,7 +122,7 @@ def main() -> None:
     spec = scoring_spec(conf, ref, None, None)
     # `auto` resolved as a CPU worker resolves it, so that every approach uses the same batches
     spec = replace(spec, batch_size=spec.batch_size or auto_batch_size(manifest.hybrid.lm_weight, on_gpu=False))
-    every, _, run_date = bench_prompts(spark, conf, args.users + args.warmup_users)
+    every, run_date = bench_prompts(spark, conf, args.users + args.warmup_users)
     prompts = first_users(spark, every, args.users)
     users = args.users
     print(f"{users} users from the prompts of {run_date}, model {version}", file=sys.stderr)

@@ -20,6 +20,7 @@ import datetime as dt
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, PositiveInt, ValidationError
 
 from lakerec.errors import ConfigError
+from rec_udf.explanations.evidence import EVIDENCE_ITEMS
 
 
 class Section(BaseModel):
@@ -124,7 +125,7 @@ class Score(Section):
     explainer: Literal["llm", "template", "off"]
     max_new_tokens: int
     explain_batch_size: PositiveInt
-    explain_attempts: Annotated[int, Field(ge=1, le=3)]
+    explain_attempts: Annotated[int, Field(ge=1, le=EVIDENCE_ITEMS)]   # one attempt per evidence item at most
     batch_size: Literal["auto"] | PositiveInt
     arrow_max_records_per_batch: int
     partitions: Literal["auto"] | PositiveInt | None
