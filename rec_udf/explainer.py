@@ -32,6 +32,23 @@ class Explanation:
     attempts: int = 1            # LLM attempts made (each later one cites the next evidence item)
 
 
+def refusal(entry) -> str | None:
+    """Why a bundle's explainer (its manifest `explainer` entry) may not serve under this runtime, or
+    None. A base explainer was never trained on LakeRec's prompt: it gets today's, under today's
+    check. A self-trained one learnt one prompt version and what one check version let through
+    (version 1's filler), so it serves only under both."""
+    if not entry.self_trained:
+        return None
+    if entry.prompt_version != ex.EXPLAINER_PROMPT_VERSION:
+        return (f"its explainer was self-trained on explainer prompts version {entry.prompt_version!r}, this "
+                f"LakeRec writes version {ex.EXPLAINER_PROMPT_VERSION!r}")
+    trained_under = entry.check_version or "1"
+    if trained_under != ex.CHECK_VERSION:
+        return (f"its explainer was self-trained under faithfulness check version {trained_under!r} (it learnt "
+                f"what that check let through), this LakeRec checks with version {ex.CHECK_VERSION!r}")
+    return None
+
+
 class Explainer:
     """One onnxruntime-genai model directory (as written by `model_export.explainer`)."""
 

@@ -21,6 +21,7 @@ from rec_udf import explanations as ex
 from rec_udf import runtime, textualizer
 from rec_udf.errors import BundleError
 from rec_udf.explainer import Explainer, template_explanation   # onnxruntime-genai loads only in Explainer()
+from rec_udf.explainer import refusal as explainer_refusal
 from rec_udf.generation import Infilling
 from rec_udf.glm_input import GLMExample
 from rec_udf.item_lookup import ItemLookup
@@ -92,11 +93,9 @@ class Recommender:
         self.title_index = ex.CatalogueIndex.of(bundle.catalogue)
         self.explainer = None
         if explainer:
-            version = manifest.explainer.prompt_version if manifest.explainer else None
-            if manifest.explainer and version != ex.EXPLAINER_PROMPT_VERSION:
-                raise BundleError(f"{bundle.directory / bundle_format.MANIFEST}: explainer.prompt_version is "
-                                  f"{version!r}, this runtime writes explainer prompts version "
-                                  f"{ex.EXPLAINER_PROMPT_VERSION!r}; re-export the bundle")
+            refused = manifest.explainer and explainer_refusal(manifest.explainer)
+            if refused:
+                raise BundleError(f"{bundle.directory / bundle_format.MANIFEST}: {refused}; re-export the bundle")
             # the explainer runs where it was built for (manifest explainer.execution): cuda only on a GPU
             directory = bundle.explainer_dir()
             on_gpu = device.kind == "cuda" and manifest.explainer.execution == "cuda"
@@ -183,16 +182,20 @@ class Recommender:
         return np.ascontiguousarray(self.bundle.item_matrix[:, :self.id_columns])
 
     # --- explanations --------------------------------------------------------------------------
-    def evidence(self, item: int, sequence: Sequence[int], ratings=None) -> ex.Evidence:
+    def evidence(self, item: int, sequence: Sequence[int], ratings=None, prefer_shared_genres: bool = True) -> ex.Evidence:
         """The evidence for explaining catalogue item `item` to a user with this item-id sequence
-        (oldest first) and, when the prompts table has them, the user's ratings of it."""
+        (oldest first) and, when the prompts table has them, the user's ratings of it.
+        prefer_shared_genres False: closeness and ratings alone (before 2026-12-06; benchmarks)."""
         index = self.catalogue_index(sequence)
         known = index >= 0
         rated = [None] * len(index) if ratings is None else [None if r is None else float(r) for r in ratings]
         history = index[known]
         history_ratings = [r for r, k in zip(rated, known) if k]
-        chosen = ex.select_evidence(self.id_item_vectors, item, history, history_ratings)
         catalogue = self.bundle.catalogue
+        genres = set(ex.genre_names(catalogue[item].get("genres")))
+        shares = ([bool(genres.intersection(ex.genre_names(catalogue[h].get("genres")))) for h in history]
+                  if prefer_shared_genres else None)
+        chosen = ex.select_evidence(self.id_item_vectors, item, history, history_ratings, shares_genre=shares)
         return ex.build_evidence(catalogue[item], [catalogue[history[c]] for c in chosen],
                                  [history_ratings[c] for c in chosen], [catalogue[h] for h in history])
 

@@ -35,6 +35,9 @@ def test_a_faithful_sentence_passes():
     # a genre said of both films passes when they share it (Heat and Fargo: crime, thriller)
     assert ex.check('You will enjoy "Heat", an action and crime film, because, like "Fargo", it is a tense '
                     'crime thriller.', e, INDEX) is None
+    # a word of the opening may come back in the reason; glue words may repeat
+    assert ex.check('You will enjoy "Heat", a crime film, because, like "Fargo", it is a crime story that is '
+                    'tense and that keeps you guessing.', e, INDEX) is None
 
 
 @pytest.mark.parametrize("text, reason", [
@@ -61,6 +64,18 @@ def test_a_faithful_sentence_passes():
     ('You will enjoy "Heat" because, like "GoodFellas", it\'s a movie about a group of people who are sent to a '
      'different world.', "unverifiable_plot: about a"),
     ('You will enjoy "Heat" because, like "GoodFellas", it tells the story of two rivals.', "unverifiable_plot"),
+    # what the 2026-12-06 demo passed under version 3, quoted from its rank-1 sentences
+    ('You will enjoy "Heat", an action and crime film, because, like "Fargo", it\'s a classic movie that has been '
+     'reimagined and reimagined in various ways.', "repetition: reimagined"),
+    ('You will enjoy "Heat", an action and crime film, because, like "Fargo", it\'s a classic movie that has been '
+     'reimagined in a modern setting.', "unverifiable_claim: reimagined"),
+    ('You will enjoy "Heat", an action and crime film, because, like "Fargo", it\'s a classic movie that has '
+     'captivated audiences worldwide.', "unverifiable_claim: audiences"),
+    ('You will enjoy "Heat", an action and crime film, because, like "Fargo", it\'s a classic example of a classic '
+     'film.', "repetition: classic"),
+    ('You will enjoy "Heat" because, like "GoodFellas", it is based on a novel.', "unverifiable_claim: based on"),
+    ('You will enjoy "Heat" because, like "GoodFellas", it\'s a Disney movie.', "unverifiable_claim: disney"),
+    ('You will enjoy "Heat" because, like "GoodFellas", it\'s a sci-fi film with a sci/fi theme.', "repetition: scifi"),
 ])
 def test_unfaithful_or_broken_sentences_are_rejected_with_their_reason(text, reason):
     assert (ex.check(text, evidence(), INDEX) or "").startswith(reason)
@@ -83,6 +98,18 @@ def test_evidence_prefers_liked_items_closest_in_the_item_space():
     assert ex.select_evidence(vectors, 0, history, [5.0, 1.0, 2.0, 3.0], k=3) == [0, 3]   # disliked: never evidence
     with pytest.raises(ValueError, match="2 ratings for 4 history items"):
         ex.select_evidence(vectors, 0, history, [5.0, 4.0])
+
+
+def test_evidence_prefers_items_sharing_a_genre_with_the_recommended_one_after_liked_ones():
+    vectors = np.array([[1, 0], [0.9, 0.1], [0.1, 0.9], [1, 0.05], [-1, 0]], dtype=np.float32)
+    history, shares = [1, 2, 3, 4], [False, True, False, True]
+    # the closest (position 0) shares no genre: the liked items sharing one come first, by similarity
+    assert ex.select_evidence(vectors, 0, history, [5.0, 4.0, 2.0, 5.0], k=3, shares_genre=shares) == [1, 3, 0]
+    assert ex.select_evidence(vectors, 0, history, None, k=2, shares_genre=shares) == [1, 3]
+    # a liked item still comes before one that only shares a genre
+    assert ex.select_evidence(vectors, 0, history, [5.0, 3.0, 2.0, 3.0], k=2, shares_genre=shares) == [0, 1]
+    with pytest.raises(ValueError, match="3 genre flags for 4 history items"):
+        ex.select_evidence(vectors, 0, history, None, shares_genre=shares[:3])
 
 
 def test_the_fallback_sentence_is_faithful_by_construction():
@@ -155,7 +182,9 @@ def test_retries_cite_the_next_evidence_item_and_share_full_batches_with_first_a
 def test_the_prompt_states_only_the_evidence():
     e = evidence()
     text = "\n".join(m["content"] for m in ex.explanation_messages(e))
-    assert '"GoodFellas" (Crime, Drama), they rated it 5/5' in text and '"Heat" (1995; Action, Crime, Thriller)' in text
+    assert '"Heat" (1995; Action, Crime, Thriller)' in text
+    # a history item with the genres it shares with Heat only (GoodFellas' Drama is not Heat's)
+    assert '"GoodFellas" (Crime), they rated it 5/5' in text and "Drama" not in text
     assert "Mr. Holland" not in text          # history beyond the evidence is not in the prompt
     assert ex.answer_prefix(e) == 'You will enjoy "Heat", an action and crime film, because, like "GoodFellas", it'
     assert ex.display_title("Godfather, The") == "The Godfather"

@@ -82,3 +82,18 @@ def test_a_self_trained_explainer_from_an_older_faithfulness_check_is_refused_fo
             require_explainer(conf, tmp_path, manifest)
     require_explainer(load_conf(None, ["score.explainer=template"]), tmp_path,
                       Manifest.from_dict({**SAMPLE, "explainer": {**entry, "self_trained": True}}))
+
+
+def test_only_a_self_trained_explainer_is_bound_to_the_prompt_version_it_learnt(tmp_path):
+    """A base explainer never saw LakeRec's prompt: a bundle exported under an older prompt version
+    serves today's. A self-trained one is refused under another prompt version."""
+    from lakerec.config import load_conf
+    from lakerec.scoring.bundle_choice import require_explainer
+    from rec_udf.explanations import CHECK_VERSION
+    conf = load_conf(None, ["score.explainer=llm", "score.explain_top_k=1"])
+    entry = {"precision": "fp32", "model": "SmolLM2-135M-Instruct", "source": "wheel", "runtime": "ortg",
+             "prompt_version": "4"}
+    require_explainer(conf, tmp_path, Manifest.from_dict({**SAMPLE, "explainer": {**entry, "self_trained": False}}))
+    tuned = {**entry, "self_trained": True, "check_version": CHECK_VERSION}
+    with pytest.raises(BundleError, match="self-trained on explainer prompts version '4'"):
+        require_explainer(conf, tmp_path, Manifest.from_dict({**SAMPLE, "explainer": tuned}))

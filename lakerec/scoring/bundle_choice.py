@@ -11,7 +11,7 @@ from lakerec.errors import ConfigError
 from lakerec.registry import Registry
 from rec_udf import bundle as bundle_format
 from rec_udf.errors import BundleError
-from rec_udf.explanations import CHECK_VERSION, EXPLAINER_PROMPT_VERSION
+from rec_udf.explainer import refusal as explainer_refusal
 from rec_udf.manifest import Manifest
 
 DEFAULT_VARIANT = "default"
@@ -90,15 +90,7 @@ def require_explainer(conf: Conf, bundle_dir: Path, manifest: Manifest) -> None:
         raise BundleError(f"{bundle_dir / bundle_format.MANIFEST}: this bundle has no explainer, and "
                           "score.explainer is llm; re-export it (`lakerec export --force`) or set "
                           "score.explainer to template or off")
-    version = manifest.explainer.prompt_version
-    if version != EXPLAINER_PROMPT_VERSION:
-        raise BundleError(f"{bundle_dir / bundle_format.MANIFEST}: explainer.prompt_version is {version!r}, this "
-                          f"LakeRec writes explainer prompts version {EXPLAINER_PROMPT_VERSION!r}; re-export the "
-                          "bundle (`lakerec export --force`)")
-    trained_under = manifest.explainer.check_version or "1"
-    if manifest.explainer.self_trained and trained_under != CHECK_VERSION:
-        raise BundleError(f"{bundle_dir / bundle_format.MANIFEST}: its explainer was self-trained under "
-                          f"faithfulness check version {trained_under!r} (it learnt what that check let through), "
-                          f"this LakeRec checks with version {CHECK_VERSION!r}; re-export the bundle "
-                          "(`lakerec export --force`: it ships the base explainer until `lakerec train-explainer` "
-                          "runs again)")
+    refused = explainer_refusal(manifest.explainer)
+    if refused:
+        raise BundleError(f"{bundle_dir / bundle_format.MANIFEST}: {refused}; re-export the bundle (`lakerec export "
+                          "--force`: it ships the base explainer until `lakerec train-explainer` runs again)")

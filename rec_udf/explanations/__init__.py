@@ -4,11 +4,12 @@ sentence that replaces one that fails.
 
 Evidence (`evidence.select_evidence`): among the user's history, the items closest to the
 recommended item in the ranking model's own item space (cosine of SASRec's item embeddings),
-preferring those the user rated 4/5 or more when ratings are known; with the genres each shares
+preferring those the user rated 4/5 or more when ratings are known, then those sharing a genre
+with the recommended item; with the genres each shares
 with the recommended item and the user's rating. The explainer LLM only sees this evidence
 (`prompt`), and the check (`faithfulness.check`) accepts a sentence only when every title it names is the
-recommended item's or one of the user's history titles, every genre it names is the item's or the
-evidence's, every "N/5" rating it states is one the user gave, and it is short, mentions the
+recommended item's or one of the user's history titles, every genre it names is the item's own
+(and the cited history item's too when said of both), every "N/5" rating it states is one the user gave, and it is short, mentions the
 recommended item and does not loop. A sentence that fails is replaced by
 `fallback.fallback_sentence` and marked `fallback`, never silently. `titles` holds the spelling
 rules all of them share.

@@ -1,6 +1,7 @@
 """The evidence behind a recommendation: among the user's history, the items closest to the
-recommended item in the ranking model's own item space, liked ones first, with their genres and the
-user's ratings. An explanation may say nothing beyond it."""
+recommended item in the ranking model's own item space, liked ones first and among them those
+sharing a genre with it, with their genres and the user's ratings. An explanation may say nothing
+beyond it."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -41,13 +42,18 @@ class Evidence:
 
 
 def select_evidence(item_vectors: np.ndarray, target: int, history: Sequence[int],
-                    ratings: Sequence[float | None] | None = None, k: int = EVIDENCE_ITEMS) -> list[int]:
+                    ratings: Sequence[float | None] | None = None, k: int = EVIDENCE_ITEMS,
+                    shares_genre: Sequence[bool] | None = None) -> list[int]:
     """Positions in `history` (catalogue indices) of the k items closest to catalogue index `target`
     by cosine in `item_vectors`, best first; items rated >= GOOD_RATING first when ratings are known,
-    items rated below DISLIKED_BELOW never (a film the user disliked explains nothing)."""
+    items rated below DISLIKED_BELOW never (a film the user disliked explains nothing). Within the
+    liked (or the other) items, those that `shares_genre` with the target come first: the explainer
+    writes 'like "<cited item>", it is a <genre>', which is true only of a genre both have."""
     history = np.asarray(history, dtype=np.int64)
     if ratings is not None and len(ratings) != len(history):
         raise ValueError(f"{len(ratings)} ratings for {len(history)} history items")
+    if shares_genre is not None and len(shares_genre) != len(history):
+        raise ValueError(f"{len(shares_genre)} genre flags for {len(history)} history items")
     if not len(history):
         return []
     vectors = item_vectors[history]
@@ -59,8 +65,9 @@ def select_evidence(item_vectors: np.ndarray, target: int, history: Sequence[int
     disliked = np.zeros(len(history), dtype=bool)
     if ratings is not None:
         disliked = np.array([r is not None and not np.isnan(r) and r < DISLIKED_BELOW for r in ratings], dtype=bool)
-    # distinct items only (a history may repeat one); liked first, then by similarity
-    order = np.lexsort((-similarity, ~liked))
+    shares = np.zeros(len(history), dtype=bool) if shares_genre is None else np.asarray(shares_genre, dtype=bool)
+    # distinct items only (a history may repeat one); liked first, then sharing a genre, then by similarity
+    order = np.lexsort((-similarity, ~shares, ~liked))
     chosen, seen = [], set(history[disliked].tolist())
     for position in order:
         if int(history[position]) not in seen:
