@@ -73,9 +73,12 @@ def main() -> None:
     results = {"date": dt.date.today().isoformat(), "machine": f"{platform.machine()}, {os.cpu_count()} cores, no GPU",
                "model": version, "run_date": args.run_date, "users": len(rows), "check_version": ex.CHECK_VERSION,
                "variants": {}}
+    positions = recommender.catalogue_index([item for _, _, item in rows])
+    if (positions < 0).any():
+        raise SystemExit(f"{int((positions < 0).sum())} recommended items are not in {version}'s catalogue")
     for name, prefer_shared, history_genres in VARIANTS:
-        evidence = [recommender.evidence(int(recommender.catalogue_index([item])[0]), history, ratings,
-                                         prefer_shared_genres=prefer_shared) for history, ratings, item in rows]
+        evidence = [recommender.evidence(int(p), history, ratings, prefer_shared_genres=prefer_shared)
+                    for p, (history, ratings, _) in zip(positions, rows)]
         prompts = [explainer.tokenizer.apply_chat_template(
                        json.dumps(ex.explanation_messages(e, recommender.noun, history_genres)), add_generation_prompt=True)
                    + ex.answer_prefix(e) for e in evidence]

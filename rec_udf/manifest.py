@@ -128,9 +128,12 @@ class ExplainerEntry:
 
     def describes(self, info: dict[str, Any]) -> bool:
         """Whether this entry records the explainer `info` describes (a prepared explainer's entry,
-        less directory and precision; its self-training report aside)."""
+        less directory and precision; its self-training report aside, and the prompt version between two
+        base explainers: a base explainer serves under any, see `rec_udf.explainer.refusal`)."""
         mine = self.to_dict()
-        return all(mine.get(key) == value for key, value in info.items() if key != "self_training")
+        base = not info.get("self_trained") and not mine.get("self_trained")
+        return all(mine.get(key) == value for key, value in info.items()
+                   if key != "self_training" and not (base and key == "prompt_version"))
 
     def to_dict(self) -> dict[str, Any]:
         return to_dict(self)

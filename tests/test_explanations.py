@@ -35,9 +35,13 @@ def test_a_faithful_sentence_passes():
     # a genre said of both films passes when they share it (Heat and Fargo: crime, thriller)
     assert ex.check('You will enjoy "Heat", an action and crime film, because, like "Fargo", it is a tense '
                     'crime thriller.', e, INDEX) is None
-    # a word of the opening may come back in the reason; glue words may repeat
-    assert ex.check('You will enjoy "Heat", a crime film, because, like "Fargo", it is a crime story that is '
-                    'tense and that keeps you guessing.', e, INDEX) is None
+    # a word of the opening may come back in the reason; glue words may repeat; a genre, a rating word or a
+    # title said again further on is not a loop; "based on your ..." is no claim of a source novel
+    for reason in ("is a crime story that is tense and that keeps you guessing",
+                   "is a crime thriller, a must for anyone who loves crime thrillers",
+                   "is picked because you rated Fargo 4/5 and rated GoodFellas 5/5",
+                   "is picked based on your taste for tense crime films"):
+        assert ex.check(f'You will enjoy "Heat", a crime film, because, like "Fargo", it {reason}.', e, INDEX) is None, reason
 
 
 @pytest.mark.parametrize("text, reason", [
@@ -70,12 +74,14 @@ def test_a_faithful_sentence_passes():
     ('You will enjoy "Heat", an action and crime film, because, like "Fargo", it\'s a classic movie that has been '
      'reimagined in a modern setting.', "unverifiable_claim: reimagined"),
     ('You will enjoy "Heat", an action and crime film, because, like "Fargo", it\'s a classic movie that has '
-     'captivated audiences worldwide.', "unverifiable_claim: audiences"),
+     'captivated audiences worldwide.', "unverifiable_claim: worldwide"),
     ('You will enjoy "Heat", an action and crime film, because, like "Fargo", it\'s a classic example of a classic '
      'film.', "repetition: classic"),
-    ('You will enjoy "Heat" because, like "GoodFellas", it is based on a novel.', "unverifiable_claim: based on"),
+    ('You will enjoy "Heat" because, like "GoodFellas", it is based on a novel.', "unverifiable_claim: based on a novel"),
     ('You will enjoy "Heat" because, like "GoodFellas", it\'s a Disney movie.', "unverifiable_claim: disney"),
     ('You will enjoy "Heat" because, like "GoodFellas", it\'s a sci-fi film with a sci/fi theme.', "repetition: scifi"),
+    # a quoted title at the end does not hide the loop before it
+    ('You will enjoy "Heat" because it is both tense and tense, like "GoodFellas".', "repetition: tense"),
 ])
 def test_unfaithful_or_broken_sentences_are_rejected_with_their_reason(text, reason):
     assert (ex.check(text, evidence(), INDEX) or "").startswith(reason)

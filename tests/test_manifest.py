@@ -97,3 +97,17 @@ def test_only_a_self_trained_explainer_is_bound_to_the_prompt_version_it_learnt(
     tuned = {**entry, "self_trained": True, "check_version": CHECK_VERSION}
     with pytest.raises(BundleError, match="self-trained on explainer prompts version '4'"):
         require_explainer(conf, tmp_path, Manifest.from_dict({**SAMPLE, "explainer": tuned}))
+
+
+def test_export_keeps_a_base_explainer_stamped_with_an_older_prompt_version():
+    """`lakerec export` re-exports a bundle whose explainer entry does not describe today's explainer;
+    between two base explainers the prompt version is not part of that (the runtime gives any today's)."""
+    def entry_of(explainer):
+        return Manifest.from_dict({**SAMPLE, "explainer": explainer}).explainer
+    entry = {"precision": "fp32", "model": "SmolLM2-135M-Instruct", "source": "wheel", "runtime": "ortg",
+             "prompt_version": "4", "self_trained": False}
+    today = {k: v for k, v in entry.items() if k != "precision"} | {"prompt_version": "5"}
+    assert entry_of(entry).describes(today)
+    assert not entry_of(entry).describes(today | {"runtime": "ortg 2"})
+    tuned = entry | {"self_trained": True, "check_version": "4"}
+    assert not entry_of(tuned).describes({k: v for k, v in tuned.items() if k != "precision"} | {"prompt_version": "5"})

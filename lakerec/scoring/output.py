@@ -23,7 +23,7 @@ RECS_COLUMNS_DOC = {
     "explanation_source": "llm (the explainer's sentence passed the check) or fallback (the data-built sentence: "
                           "the LLM's failed the check, or score.explainer is template); null without an explanation",
     "evidence_item_ids": "the history items the explanation may cite: the user's items closest to the recommended "
-                         "one in the ranking model's item space (liked ones first)",
+                         "one in the ranking model's item space (liked ones first, then those sharing a genre with it)",
     "explanation_rejected": "why the LLM's sentence was replaced by the fallback (the failed check); null when it "
                             "was kept or no LLM ran (score.explainer template)",
     "model_version": "registered model version that scored (see `lakerec models`)",

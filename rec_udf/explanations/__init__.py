@@ -9,8 +9,9 @@ with the recommended item; with the genres each shares
 with the recommended item and the user's rating. The explainer LLM only sees this evidence
 (`prompt`), and the check (`faithfulness.check`) accepts a sentence only when every title it names is the
 recommended item's or one of the user's history titles, every genre it names is the item's own
-(and the cited history item's too when said of both), every "N/5" rating it states is one the user gave, and it is short, mentions the
-recommended item and does not loop. A sentence that fails is replaced by
+(and the cited history item's too when said of both), every "N/5" rating it states is one the user
+gave; it claims no plot and nothing of a film's history, makers or reception, is no filler, is
+short, mentions the recommended item and does not loop. A sentence that fails is replaced by
 `fallback.fallback_sentence` and marked `fallback`, never silently. `titles` holds the spelling
 rules all of them share.
 

@@ -1,10 +1,10 @@
 """The faithfulness check every generated sentence must pass: every title it names is the
 recommended item's or one of the user's history titles, every genre it names is the item's own (and,
 when said of both, as in 'like "Seven", it is a crime drama', the history item's too), every "N/5"
-rating it states is one the user gave, right after that title; it claims no plot and no remake,
-award or audience (the catalogue holds neither, so either is invented) and is not filler about
-reviews or choices; and it is short, mentions the recommended item and a history item, and does not
-loop or say a content word twice."""
+rating it states is one the user gave, right after that title; it claims no plot, and nothing of a
+film's history, makers or reception (a remake, a studio, an award: the catalogue holds none of them,
+so they are invented), and is not filler about reviews or choices; and it is short, mentions the
+recommended item and a history item, and does not loop or say a content word twice in a few words."""
 from __future__ import annotations
 
 import re
@@ -19,8 +19,8 @@ MAX_WORDS = 60              # a longer "sentence" is not an explanation
 # Bumped whenever `check` accepts less (or more): a self-trained explainer learnt from the sentences
 # an older check passed (version 1 passed "a great choice for a movie review"), so it is not shipped
 # under a newer one (`lakerec.model.explainer.prepare`).
-# 3: a genre said after 'like "<history title>"' must be that title's too; 4: no claims of remakes or
-# reception, no content word said twice in the reason
+# 3: a genre said after 'like "<history title>"' must be that title's too; 4: no claims of a film's
+# history, makers or reception; no content word said again within REPEAT_WINDOW words
 CHECK_VERSION = "4"
 
 # Words that name a genre without quoting it ("a thrilling crime story"): stems per genre name.
@@ -48,14 +48,21 @@ _PLOT_PHRASES = ("about a", "about an", "about the", "about how", "about his", "
 # 2026-12-06 demo passed "it's a classic movie that has been reimagined and reimagined in various
 # ways" for 48 of its 490 LLM sentences and "a classic movie that has captivated audiences worldwide"
 # for 21: said of "Titanic" or "Pulp Fiction", both are inventions. Word stems, matched at a word's start.
-_CLAIM_STEMS = ("reimagin", "remake", "remade", "adapted", "adaptation", "award", "oscar", "acclaim", "critic",
-                "audience", "worldwide", "blockbuster", "bestsell", "iconic", "legendary", "beloved", "timeless",
+_CLAIM_STEMS = ("reimagin", "remake", "remade", "adapted", "adaptation", "award", "oscar", "acclaim", "critics",
+                "critically", "worldwide", "blockbuster", "bestsell", "iconic", "legendary", "beloved", "timeless",
                 # who made it: "Ace Ventura ... like "Aladdin", it's a Disney movie"
                 "disney", "pixar", "studio", "director", "directed", "starring", "actor", "actress")
-_CLAIM_PHRASES = ("box office", "true story", "rich history", "based on")
-# Words that may repeat in the reason a sentence gives ("it's both entertaining and entertaining" may not)
-_GLUE_WORDS = {"that", "with", "this", "both", "have", "been", "their", "they", "which", "also", "from", "into",
-               "than", "them", "what", "when", "where", "while", "will", "your", "more", "most", "very", "just"}
+_CLAIM_PHRASES = ("box office", "true story", "rich history", "captivated audiences", "audiences worldwide",
+                  "audiences around", "based on a novel", "based on the novel", "based on a book",
+                  "based on the book", "based on a true")
+# A content word said again within this many words is a 135M model's filler ("reimagined and
+# reimagined", "a classic example of a classic film", "a sci-fi film with a sci/fi theme"); further
+# apart it may be honest ("a crime thriller, a must for anyone who loves crime thrillers").
+REPEAT_WINDOW = 4
+_MAY_REPEAT = {"that", "with", "this", "both", "have", "been", "their", "they", "which", "also", "from", "into",
+               "than", "them", "what", "when", "where", "while", "will", "your", "more", "most", "very", "just",
+               "other", "those", "these", "some", "such", "each", "only", "would", "could", "there", "like", "well",
+               "much", "many", "even", "rated", "star", "stars"}
 _QUOTED = re.compile(r'"([^"]{1,200})"|“([^”]{1,200})”')
 _RATING = re.compile(r"(?<![\d.])([0-5](?:\.[05])?)\s*(?:/\s*5|out of 5|stars?)(?![\d])")
 
@@ -99,9 +106,6 @@ def check(text: str, evidence: Evidence, index: CatalogueIndex) -> str | None:
     trigrams = [tuple(lowered[i:i + 3]) for i in range(len(lowered) - 2)]
     if trigrams and max(trigrams.count(t) for t in set(trigrams)) >= 3:
         return "repetition"
-    repeated = _repeated_word(text)
-    if repeated:
-        return f"repetition: {repeated}"
     allowed = title_forms(evidence.title)
     for title in evidence.history_titles or [e.title for e in evidence.items]:
         allowed |= title_forms(title)
@@ -121,6 +125,9 @@ def check(text: str, evidence: Evidence, index: CatalogueIndex) -> str | None:
     for form, item_id in index.titles.items():
         if _contains(body, form):
             return f"unknown_title: {form}"
+    repeated = _repeated_word(body)
+    if repeated:
+        return f"repetition: {repeated}"
     for word in body.split():
         if word.startswith(_FILLER_WORDS):
             return f"filler: {word}"
@@ -155,13 +162,13 @@ def check(text: str, evidence: Evidence, index: CatalogueIndex) -> str | None:
     return None
 
 
-def _repeated_word(text: str) -> str | None:
-    """A content word said twice in the reason, the text after the last quoted title ("it's a
-    classic example of a classic film", "both entertaining and entertaining"): a 135M model's filler."""
-    after = max((m.end() for m in _QUOTED.finditer(text)), default=0)
-    reason = normalise(text[after:]).replace("sci fi", "scifi")      # "a sci-fi film with a sci/fi theme"
-    words = [w for w in reason.split() if len(w) >= 4 and w not in _GLUE_WORDS]
-    return next((w for i, w in enumerate(words) if w in words[:i]), None)
+def _repeated_word(body: str) -> str | None:
+    """A content word said again within REPEAT_WINDOW words of normalised `body` (titles taken out)."""
+    words = f" {body} ".replace(" sci fi ", " scifi ").split()
+    for at, word in enumerate(words):
+        if len(word) >= 4 and word not in _MAY_REPEAT and word in words[max(0, at - REPEAT_WINDOW):at]:
+            return word
+    return None
 
 
 def _unshared_genre(text: str, evidence: Evidence, index: CatalogueIndex, allowed: set[str]) -> str | None:
