@@ -22,8 +22,8 @@ def explanation_messages(evidence: "Evidence", noun: str = "movie", history_genr
     """The grounded instruction for one (user, item): chat messages for the explainer's template.
     A history item is listed with the genres it shares with the recommended item only: the 135M
     model describes the recommended item by the cited one's genres ('like "Fargo", it's a crime
-    drama' of "Contact"), so it is shown only those true of both (first-attempt pass rate 21% -> 30%
-    on 300 demo users, 2026-12-06, bench/README.md). history_genres "all": prompt version 4's lines
+    drama' of "Contact"), so it is shown only those true of both (first-attempt pass rate 19.7% ->
+    29.0% on 300 demo users, 2026-12-06, `bench/explanation_variants.py`). history_genres "all": prompt version 4's lines
     (`bench/explanation_variants.py` compares them)."""
     if history_genres not in ("shared", "all"):
         raise ValueError(f"history_genres is shared or all, not {history_genres!r}")
