@@ -125,6 +125,10 @@ def test_the_fallback_sentence_is_faithful_by_construction():
         assert ex.check(sentence, e, INDEX) in (None, "no_history") if not history else ex.check(sentence, e, INDEX) is None
     e = evidence((2, 3), (5.0, 4.0))
     assert ex.fallback_sentence(e) == 'Because you liked "GoodFellas" (5/5) and "Fargo" (4/5), we recommend "Heat", another crime film.'
+    # a genre only one cited item shares is said of that item alone (Toy Story shares none with Heat)
+    e = evidence((4, 2), (5.0, 4.0), all_history=(4, 2))
+    assert ex.fallback_sentence(e) == ('Because you liked "Toy Story" (5/5) and "GoodFellas" (4/5), we recommend '
+                                       '"Heat", a crime film like "GoodFellas".') and ex.check(ex.fallback_sentence(e), e, INDEX) is None
     # "liked" only for items rated 4/5+: otherwise the sentence says what is known
     assert ex.fallback_sentence(evidence((4, 3), (None, 3.0))).startswith('Because you watched "Toy Story" and "Fargo" (3/5)')
 

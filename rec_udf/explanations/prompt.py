@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Sequence
 
 from rec_udf.explanations.evidence import Evidence
-from rec_udf.explanations.titles import display_title
+from rec_udf.explanations.titles import article, display_title
 from rec_udf.textualizer import clean_text
 
 # 5: an evidence line lists only the genres its item shares with the recommended one
@@ -44,7 +44,7 @@ def answer_prefix(evidence: "Evidence", cited: int = 0) -> str:
     title = f'"{display_title(evidence.title)}"'
     if evidence.genres:
         kinds = " and ".join(g.lower() for g in evidence.genres[:2])
-        title += f", {_article(kinds)} {kinds} film,"
+        title += f", {article(kinds)} {kinds} film,"
     if not evidence.items:
         return f"You will enjoy {title} because it"
     return f'You will enjoy {title} because, like "{display_title(evidence.items[cited].title)}", it'
@@ -62,6 +62,3 @@ def first_sentence(text: str) -> str | None:
             return text[:at + 1]
     return None
 
-
-def _article(word: str) -> str:
-    return "an" if word[:1].lower() in "aeiou" else "a"

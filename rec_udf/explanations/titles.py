@@ -30,6 +30,10 @@ def title_forms(title: str) -> set[str]:
     return {f for f in forms if f}
 
 
+def article(word: str) -> str:
+    return "an" if word[:1].lower() in "aeiou" else "a"
+
+
 def genre_names(genres) -> list[str]:
     return [clean_text(g) for g in (genres if genres is not None else ()) if clean_text(g)
             and clean_text(g).lower() != "unknown"]
