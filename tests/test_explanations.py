@@ -198,3 +198,20 @@ def test_the_prompt_states_only_the_evidence():
     assert "Mr. Holland" not in text          # history beyond the evidence is not in the prompt
     assert ex.answer_prefix(e) == 'You will enjoy "Heat", an action and crime film, because, like "GoodFellas", it'
     assert ex.display_title("Godfather, The") == "The Godfather"
+
+
+def test_the_recommender_cites_first_the_liked_history_item_sharing_a_genre_with_the_recommended_one():
+    """Recommender.evidence computes the genre flags from the catalogue (no bundle needed: a stand-in
+    with the catalogue, its item lookup and SASRec's item vectors)."""
+    from types import SimpleNamespace
+    from rec_udf.item_lookup import ItemLookup
+    from rec_udf.recommender import Recommender
+    # Heat (index 0); Toy Story (index 3) is the closest to it but shares no genre; GoodFellas (index 1) shares Crime
+    vectors = np.array([[1, 0], [0.2, 1], [0, 1], [0.95, 0.1], [0, 1], [0.5, 0.5], [0, 1]], dtype=np.float32)
+    stand_in = SimpleNamespace(items=ItemLookup(np.array([c["item_id"] for c in CATALOGUE])), id_item_vectors=vectors,
+                               bundle=SimpleNamespace(catalogue=CATALOGUE))
+    stand_in.catalogue_index = lambda ids: Recommender.catalogue_index(stand_in, ids)
+    cited = Recommender.evidence(stand_in, 0, [4, 2, 6], [5.0, 5.0, 5.0])
+    assert [e.title for e in cited.items] == ["GoodFellas", "Toy Story", "Sleepless in Seattle"]
+    closest = Recommender.evidence(stand_in, 0, [4, 2, 6], [5.0, 5.0, 5.0], prefer_shared_genres=False)
+    assert [e.title for e in closest.items] == ["Toy Story", "Sleepless in Seattle", "GoodFellas"]
