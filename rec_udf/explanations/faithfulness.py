@@ -63,6 +63,9 @@ _MAY_REPEAT = {"that", "with", "this", "both", "have", "been", "their", "they", 
                "than", "them", "what", "when", "where", "while", "will", "your", "more", "most", "very", "just",
                "other", "those", "these", "some", "such", "each", "only", "would", "could", "there", "like", "well",
                "much", "many", "even", "rated", "star", "stars"}
+# What no evidence backs, in the order it is looked for: (reason, word stems, phrases)
+_UNBACKED = (("filler", _FILLER_WORDS, _FILLER_PHRASES), ("unverifiable_plot", (), _PLOT_PHRASES),
+             ("unverifiable_claim", _CLAIM_STEMS, _CLAIM_PHRASES))
 _QUOTED = re.compile(r'"([^"]{1,200})"|“([^”]{1,200})”')
 _RATING = re.compile(r"(?<![\d.])([0-5](?:\.[05])?)\s*(?:/\s*5|out of 5|stars?)(?![\d])")
 
@@ -128,21 +131,11 @@ def check(text: str, evidence: Evidence, index: CatalogueIndex) -> str | None:
     repeated = _repeated_word(body)
     if repeated:
         return f"repetition: {repeated}"
-    for word in body.split():
-        if word.startswith(_FILLER_WORDS):
-            return f"filler: {word}"
-    for phrase in _FILLER_PHRASES:
-        if _contains(body, phrase):
-            return f"filler: {phrase}"
-    for phrase in _PLOT_PHRASES:
-        if _contains(body, phrase):
-            return f"unverifiable_plot: {phrase}"
-    for word in body.split():
-        if word.startswith(_CLAIM_STEMS):
-            return f"unverifiable_claim: {word}"
-    for phrase in _CLAIM_PHRASES:
-        if _contains(body, phrase):
-            return f"unverifiable_claim: {phrase}"
+    for reason, stems, phrases in _UNBACKED:
+        said = (next((w for w in body.split() if stems and w.startswith(stems)), None)
+                or next((p for p in phrases if _contains(body, p)), None))
+        if said:
+            return f"{reason}: {said}"
     # a genre named must be the recommended item's own: the sentence is about why *it* suits the user
     # (an evidence item's genre would be read as the item's: "Liar Liar ... a drama, musical")
     spoken = f" {body} "
