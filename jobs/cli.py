@@ -156,9 +156,12 @@ def main(argv: list[str] | None = None) -> int:
             from jobs import submit
             submit.run(conf, as_json=args.json)
             return 0
-        from lakerec.spark import build_session
+        from lakerec.spark import build_session, stop_session
         spark = build_session(conf)
-        dispatch(args, spark, conf)
+        try:
+            dispatch(args, spark, conf)
+        finally:
+            stop_session(spark)
         return 0
     except (LakeRecError, BundleError) as exc:
         print(f"lakerec {args.job}: error: {exc}", file=sys.stderr)

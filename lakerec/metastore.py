@@ -15,6 +15,7 @@ import os
 import shutil
 import subprocess
 import tempfile
+import time
 import zipfile
 from pathlib import Path
 
@@ -155,10 +156,31 @@ def check_metastore_free(conf: Conf) -> None:
         ours = holder == os.getppid() or f"PPid:\t{os.getpid()}\n" in _read(f"/proc/{holder}/status")
         if ours:                # this job's own JVM (a session already started in this process)
             return
+        if _orphaned(holder) and _exits_within(holder, ORPHAN_WAIT_S):
+            return              # the JVM of a job that has ended, shutting down
     who = _describe_process(holder) if holder > 0 else "a process this machine does not name"
     raise ConfigError(f"the warehouse's embedded metastore {folder} is in use by {who}; the local default "
                       "(embedded Derby) admits one process at a time: wait for that job to end, or set "
                       "spark.metastore.url to a shared metastore database (docs/metastore.md)")
+
+
+# How long a job waits for an orphaned JVM (its driver gone: a job that ended without stopping it, or
+# was killed) to let go of the metastore before calling it in use.
+ORPHAN_WAIT_S = 30
+
+
+def _orphaned(pid: int) -> bool:
+    """Whether pid's parent has gone (it was handed to init, pid 1)."""
+    return "PPid:\t1\n" in _read(f"/proc/{pid}/status")
+
+
+def _exits_within(pid: int, seconds: float) -> bool:
+    deadline = time.monotonic() + seconds
+    while Path(f"/proc/{pid}").exists():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.2)
+    return True
 
 
 def _read(path: str) -> str:

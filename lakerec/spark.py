@@ -9,7 +9,9 @@ Two ways to start a job, one set of settings (`session_config`):
   it; `lakerec submit-args` prints them (jobs/submit.py) and the DAGs pass them on."""
 from __future__ import annotations
 
+import logging
 import os
+import subprocess
 import sys
 from pathlib import Path
 
@@ -21,6 +23,9 @@ from lakerec.metastore import check_metastore_free, metastore_settings
 DELTA_EXTENSION = "io.delta.sql.DeltaSparkSessionExtension"
 DELTA_CATALOG = "org.apache.spark.sql.delta.catalog.DeltaCatalog"
 LOG4J_CONFIG = Path(__file__).resolve().parent / "resources" / "log4j2.properties"
+JVM_EXIT_TIMEOUT_S = 60
+
+log = logging.getLogger(__name__)
 
 
 def session_config(conf: Conf) -> dict[str, str]:
@@ -89,6 +94,26 @@ def build_session(conf: Conf):
                f"check spark.delta_jars_dir ({conf.get('spark.delta_jars_dir')}) or spark.delta_package")
         raise ConfigError(f"the Delta Lake jars are not on the Spark driver's classpath: {how}")
     return spark
+
+
+def stop_session(spark) -> None:
+    """Stop the session and, when this process started the JVM, wait for the JVM to exit. Left to
+    itself it exits a moment after Python does, still holding the embedded metastore, and the next
+    job of a chain (`lakerec validate ... && lakerec textualize ...`, consecutive Airflow tasks) found
+    it in use. Under spark-submit the JVM is the driver's parent and ends after it: nothing to wait for."""
+    from pyspark import SparkContext
+
+    gateway = SparkContext._gateway
+    spark.stop()
+    proc = getattr(gateway, "proc", None)
+    if proc is None or launched_by_spark_submit():
+        return
+    proc.stdin.close()                  # PythonGatewayServer exits at end of its stdin
+    try:
+        proc.wait(JVM_EXIT_TIMEOUT_S)
+    except subprocess.TimeoutExpired:
+        log.warning("the Spark JVM (pid %s) has not exited %ss after the job", proc.pid, JVM_EXIT_TIMEOUT_S)
+    SparkContext._gateway = SparkContext._jvm = None      # a later session in this process starts its own
 
 
 def _require_metastore_schema(spark, conf: Conf) -> None:

@@ -39,7 +39,12 @@ def lakerec(tmp_path_factory):
         for item in TEST_SPARK + TINY_TRAINING + [f"models.registry_dir={root}/models",
                                                   f"models.bundles_dir={root}/bundles", "export.precisions=[fp32]"]:
             cmd += ["--set", item]
-        proc = subprocess.run(cmd, capture_output=True, text=True, env={**os.environ, "HF_HUB_OFFLINE": "1"})
+        # output to files, as a cron line or a chain `... >> log 2>&1` has it: with pipes, run() would also
+        # wait for the JVM, which holds them until it exits, and hide a JVM outliving its command
+        with open(root / "stdout", "w+") as out, open(root / "stderr", "w+") as err:
+            done = subprocess.run(cmd, stdout=out, stderr=err, env={**os.environ, "HF_HUB_OFFLINE": "1"})
+            out.seek(0), err.seek(0)
+            proc = subprocess.CompletedProcess(cmd, done.returncode, out.read(), err.read())
         if check and proc.returncode != 0:
             raise AssertionError(f"{args} exited {proc.returncode}:\n{proc.stderr[-3000:]}")
         return proc
@@ -101,6 +106,14 @@ def test_demo_twice_and_independent_reader(lakerec):
     inter = DeltaTable(info["tables"]["spark_catalog.warehouse.interactions"]).to_pyarrow_table()
     assert str(inter.schema.field("event_time").type).startswith("timestamp")
     assert str(inter.schema.field("rating").type) == "float"
+
+
+def test_the_metastore_is_free_the_moment_a_command_returns(lakerec):
+    """A chain (`lakerec validate ... && lakerec textualize ...`, consecutive Airflow tasks) starts the
+    next job at once: the JVM of the one before must have let go of the embedded metastore by then."""
+    from lakerec.metastore import metastore_holder
+    info = json.loads(lakerec("info", "--json").stdout)
+    assert metastore_holder(Path(info["warehouse"]) / "metastore_db") is None
 
 
 def test_structural_error_exits_2_naming_the_table(lakerec):

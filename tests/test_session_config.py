@@ -59,3 +59,34 @@ def test_submit_arguments_carry_the_session_settings_and_the_python(tmp_path):
     with contextlib.redirect_stdout(out):
         assert main(["submit-args", "--json", "--conf", str(conf_file)]) == 0
     assert json.loads(out.getvalue()) == submit.arguments(load_conf(conf_file))
+
+
+def test_an_orphaned_jvm_shutting_down_is_waited_for_and_a_live_holder_is_not(tmp_path, monkeypatch):
+    """A JVM whose driver has gone (a killed job) still holds the embedded metastore while it shuts
+    down: the next job waits for it to exit rather than failing; a holder that stays is reported."""
+    import os
+    import subprocess
+
+    import pytest
+
+    from lakerec import metastore
+    from lakerec.errors import ConfigError
+    conf = load_conf(None, [f"warehouse_root={tmp_path}/wh"])
+    monkeypatch.setattr(metastore, "_orphaned", lambda pid: True)
+    monkeypatch.setattr(metastore, "ORPHAN_WAIT_S", 5)
+    def orphan(seconds):             # a process whose parent has exited, as a killed job's JVM
+        return int(subprocess.run(["sh", "-c", f"sleep {seconds} >/dev/null 2>&1 & echo $!"],
+                                  capture_output=True, text=True, check=True).stdout)
+    exiting = orphan(1)
+    monkeypatch.setattr(metastore, "metastore_holder", lambda folder: exiting)
+    metastore.check_metastore_free(conf)                  # returns once it has exited
+    assert not os.path.exists(f"/proc/{exiting}")
+
+    staying = orphan(30)
+    monkeypatch.setattr(metastore, "metastore_holder", lambda folder: staying)
+    monkeypatch.setattr(metastore, "ORPHAN_WAIT_S", 0.5)
+    try:
+        with pytest.raises(ConfigError, match=f"is in use by pid {staying}"):
+            metastore.check_metastore_free(conf)
+    finally:
+        os.kill(staying, 9)
