@@ -53,6 +53,7 @@ class Spark(Section):
     metastore: Metastore
     delta_jars_dir: str | None          # None: resolve spark.delta_package through Ivy
     delta_package: str
+    class_data_sharing: bool
     config: dict[str, Any]
 
 

@@ -15,6 +15,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+from lakerec import class_sharing
 from lakerec.config import Conf
 from lakerec.errors import ConfigError
 from lakerec.jars import local_jars
@@ -26,6 +27,7 @@ LOG4J_CONFIG = Path(__file__).resolve().parent / "resources" / "log4j2.propertie
 JVM_EXIT_TIMEOUT_S = 60
 
 log = logging.getLogger(__name__)
+_archive_to_adopt: tuple[Path, Path] | None = None     # (temporary file, archive) this process's JVM writes at exit
 
 
 def session_config(conf: Conf) -> dict[str, str]:
@@ -48,9 +50,10 @@ def session_config(conf: Conf) -> dict[str, str]:
     if conf.get("spark.hive_catalog"):
         # derby.log goes under the warehouse root instead of the current directory.
         java_options.append(f"-Dderby.system.home={root}")
-    settings["spark.driver.extraJavaOptions"] = " ".join(java_options)
     for key, value in (conf.get("spark.config") or {}).items():
         settings[key] = str(value).lower() if isinstance(value, bool) else str(value)
+    archive = class_sharing.archive_path(conf, settings.get("spark.driver.extraClassPath", ""))
+    settings.setdefault("spark.driver.extraJavaOptions", " ".join(java_options + class_sharing.use_options(archive)))
     return settings
 
 
@@ -68,6 +71,8 @@ def launched_by_spark_submit() -> bool:
 
 def build_session(conf: Conf):
     """Create (or return the running) SparkSession configured from conf."""
+    global _archive_to_adopt
+    from pyspark import SparkContext
     from pyspark.sql import SparkSession
 
     Path(conf.warehouse_root).mkdir(parents=True, exist_ok=True)
@@ -79,7 +84,15 @@ def build_session(conf: Conf):
         os.environ.setdefault("PYSPARK_PYTHON", python_interpreter(conf))
         os.environ.setdefault("PYSPARK_DRIVER_PYTHON", python_interpreter(conf))
         builder = builder.master(conf.get("spark.master")).appName(conf.get("spark.app_name"))
-    for key, value in session_config(conf).items():
+    settings = session_config(conf)
+    launching = not submitted and SparkContext._active_spark_context is None
+    if launching:               # no class archive yet: this JVM writes one as it exits (lakerec/class_sharing.py)
+        archive = class_sharing.archive_path(conf, settings.get("spark.driver.extraClassPath", ""))
+        options, tmp = class_sharing.dump_options(archive)
+        if options:
+            settings["spark.driver.extraJavaOptions"] += " " + " ".join(options)
+            _archive_to_adopt = (tmp, archive)
+    for key, value in settings.items():
         builder = builder.config(key, value)
     if conf.get("spark.hive_catalog"):
         builder = builder.enableHiveSupport()
@@ -101,6 +114,7 @@ def stop_session(spark) -> None:
     itself it exits a moment after Python does, still holding the embedded metastore, and the next
     job of a chain (`lakerec validate ... && lakerec textualize ...`, consecutive Airflow tasks) found
     it in use. Under spark-submit the JVM is the driver's parent and ends after it: nothing to wait for."""
+    global _archive_to_adopt
     from pyspark import SparkContext
 
     gateway = SparkContext._gateway
@@ -108,11 +122,15 @@ def stop_session(spark) -> None:
     proc = getattr(gateway, "proc", None)
     if proc is None or launched_by_spark_submit():
         return
+    gateway.shutdown()                  # py4j's connections closed first: none is left to break as the JVM goes
     proc.stdin.close()                  # PythonGatewayServer exits at end of its stdin
     try:
         proc.wait(JVM_EXIT_TIMEOUT_S)
     except subprocess.TimeoutExpired:
         log.warning("the Spark JVM (pid %s) has not exited %ss after the job", proc.pid, JVM_EXIT_TIMEOUT_S)
+    if _archive_to_adopt:
+        class_sharing.adopt(*_archive_to_adopt, clean_exit=proc.returncode == 0)
+        _archive_to_adopt = None
     SparkContext._gateway = SparkContext._jvm = None      # a later session in this process starts its own
 
 

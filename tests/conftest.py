@@ -61,7 +61,7 @@ def base_conf(tmp_path_factory):
 
 @pytest.fixture(scope="session")
 def spark(base_conf):
-    from lakerec.spark import build_session
+    from lakerec.spark import build_session, stop_session
     session = build_session(base_conf)
     yield session
-    session.stop()
+    stop_session(session)

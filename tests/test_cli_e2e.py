@@ -111,9 +111,12 @@ def test_demo_twice_and_independent_reader(lakerec):
 def test_the_metastore_is_free_the_moment_a_command_returns(lakerec):
     """A chain (`lakerec validate ... && lakerec textualize ...`, consecutive Airflow tasks) starts the
     next job at once: the JVM of the one before must have let go of the embedded metastore by then."""
+    from lakerec.config import load_conf
     from lakerec.metastore import metastore_holder
-    info = json.loads(lakerec("info", "--json").stdout)
+    info = json.loads(lakerec("info", "--json").stdout)      # stdout is JSON alone: no JVM log line in it
     assert metastore_holder(Path(info["warehouse"]) / "metastore_db") is None
+    # and the JVM's class archive (lakerec/class_sharing.py) is there for the next job, written whole
+    assert list((load_conf(None, []).cache_dir / "jvm").glob("lakerec-driver-*.jsa"))
 
 
 def test_structural_error_exits_2_naming_the_table(lakerec):

@@ -90,3 +90,37 @@ def test_an_orphaned_jvm_shutting_down_is_waited_for_and_a_live_holder_is_not(tm
             metastore.check_metastore_free(conf)
     finally:
         os.kill(staying, 9)
+
+
+def test_class_data_sharing_maps_an_archive_once_written_and_drops_a_half_written_one(tmp_path):
+    """The first JVM writes the class archive under a name of its own; it becomes the machine's only
+    after a clean exit; later sessions map it; a temporary file of a process gone is removed."""
+    import os
+
+    from lakerec import class_sharing
+    conf = load_conf(None, [f"warehouse_root={tmp_path}/wh", f"cache_dir={tmp_path}/cache"])
+    archive = class_sharing.archive_path(conf)
+    assert archive.parent == tmp_path / "cache" / "jvm"
+    assert class_sharing.archive_path(conf, "/opt/postgresql.jar") != archive     # keyed by the class path
+    assert class_sharing.use_options(archive) == []
+    assert "spark.driver.extraJavaOptions" in session_config(conf)
+    assert "SharedArchiveFile" not in session_config(conf)["spark.driver.extraJavaOptions"]
+
+    stale = archive.with_name(f"{archive.stem}.999999999.tmp")
+    archive.parent.mkdir(parents=True)
+    stale.write_bytes(b"half")
+    options, tmp = class_sharing.dump_options(archive)
+    assert options[0] == f"-XX:ArchiveClassesAtExit={tmp}" and tmp.name == f"{archive.stem}.{os.getpid()}.tmp"
+    assert not stale.exists()
+
+    tmp.write_bytes(b"cut short")
+    class_sharing.adopt(tmp, archive, clean_exit=False)
+    assert not tmp.exists() and not archive.exists()
+    tmp.write_bytes(b"classes")
+    class_sharing.adopt(tmp, archive, clean_exit=True)
+    assert archive.read_bytes() == b"classes" and not tmp.exists()
+    assert class_sharing.dump_options(archive) == ([], None)
+    assert f"-XX:SharedArchiveFile={archive}" in session_config(conf)["spark.driver.extraJavaOptions"]
+    off = conf.with_overrides({"spark.class_data_sharing": False})
+    assert class_sharing.archive_path(off) is None
+    assert "SharedArchiveFile" not in session_config(off)["spark.driver.extraJavaOptions"]
