@@ -19,6 +19,7 @@ from pathlib import Path
 from lakerec.config import Conf
 
 QUIET = "-Xlog:cds*=off"
+ARCHIVE_GLOB = "lakerec-driver-*.jsa"
 
 
 def _java() -> Path | None:
@@ -39,12 +40,17 @@ def archive_path(conf: Conf, extra_class_path: str = "") -> Path | None:
     import pyspark
     stat = java.stat()
     key = "\0".join([str(java), str(stat.st_size), str(int(stat.st_mtime)), pyspark.__version__, extra_class_path])
-    return conf.cache_dir / "jvm" / f"lakerec-driver-{hashlib.sha256(key.encode()).hexdigest()[:16]}.jsa"
+    return conf.cache_dir / "jvm" / ARCHIVE_GLOB.replace("*", hashlib.sha256(key.encode()).hexdigest()[:16])
 
 
 def use_options(archive: Path | None) -> list[str]:
-    """JVM options that map the archive when it exists (none otherwise)."""
-    return [f"-XX:SharedArchiveFile={archive}", QUIET] if archive and archive.exists() else []
+    """JVM options that map the archive when it exists (none otherwise); the archive is touched, as
+    `lakerec maintain` deletes the ones unused for a while."""
+    try:
+        os.utime(archive)
+    except (TypeError, OSError):         # no archive (None, or not written yet)
+        return []
+    return [f"-XX:SharedArchiveFile={archive}", QUIET]
 
 
 def dump_options(archive: Path | None) -> tuple[list[str], Path | None]:

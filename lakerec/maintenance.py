@@ -8,6 +8,7 @@
   back that far and no further.
 - Shipping archives (the bundle tars `lakerec score` builds under cache_dir/shipping) unused for
   `maintain.archive_retention_days` are deleted; scoring touches an archive each time it ships it.
+  So are the driver JVM's class archives (cache_dir/jvm), touched by every job that maps one.
 
 The source tables are the warehouse's, not LakeRec's: they are never touched."""
 from __future__ import annotations
@@ -15,6 +16,7 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
+from lakerec import class_sharing
 from lakerec.config import Conf
 from lakerec.tables import describe, table_exists
 
@@ -57,13 +59,18 @@ def maintain_tables(spark, conf: Conf) -> dict[str, dict]:
 
 
 def remove_old_archives(conf: Conf, now: float | None = None) -> list[str]:
+    """Shipping archives and the JVM's class archives (lakerec/class_sharing.py: one per java and class
+    path, left behind by a JDK or Spark upgrade) not used for `maintain.archive_retention_days`."""
     days = float(conf.get("maintain.archive_retention_days"))
     cutoff = (now or time.time()) - days * 86400
     removed = []
-    for path in sorted(Path(conf.cache_dir, "shipping").glob(SHIPPING_GLOB)):
-        if path.stat().st_mtime < cutoff:
-            size = path.stat().st_size
-            path.unlink()
-            removed.append(path.name)
-            print(f"[maintain] removed shipping archive {path.name} ({size / 1e6:.0f} MB), unused for {days:g}+ days")
+    kinds = {"shipping archive": Path(conf.cache_dir, "shipping").glob(SHIPPING_GLOB),
+             "JVM class archive": Path(conf.cache_dir, "jvm").glob(class_sharing.ARCHIVE_GLOB)}
+    for kind, paths in kinds.items():
+        for path in sorted(paths):
+            if path.stat().st_mtime < cutoff:
+                size = path.stat().st_size
+                path.unlink()
+                removed.append(path.name)
+                print(f"[maintain] removed {kind} {path.name} ({size / 1e6:.0f} MB), unused for {days:g}+ days")
     return removed

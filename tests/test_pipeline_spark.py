@@ -298,14 +298,19 @@ def test_maintain_compacts_vacuums_orphans_and_old_archives(spark, base_conf, tm
     (shipping / "lakerec-bundle-old.tar").write_bytes(b"x")
     os.utime(shipping / "lakerec-bundle-old.tar", (ten_days_ago, ten_days_ago))
     (shipping / "lakerec-bundle-recent.tar").write_bytes(b"x")
+    jvm = tmp_path / "cache" / "jvm"            # class archives of the driver JVM (lakerec/class_sharing.py)
+    jvm.mkdir()
+    (jvm / "lakerec-driver-old.jsa").write_bytes(b"x")
+    os.utime(jvm / "lakerec-driver-old.jsa", (ten_days_ago, ten_days_ago))
+    (jvm / "lakerec-driver-recent.jsa").write_bytes(b"x")
 
     run = maintain.run(spark, conf, RUN_DATE)
     report = run.metrics["tables"][prompts]
     assert report["files_after"] < report["files_before"]                   # three slices' files compacted
     assert not os.path.exists(orphan) and report["vacuumed_paths"] >= 1
     assert sorted(map(tuple, spark.table(prompts).select("run_date", "user_id", "prompt").collect())) == before
-    assert run.metrics["archives_removed"] == ["lakerec-bundle-old.tar"]
-    assert (shipping / "lakerec-bundle-recent.tar").exists()
+    assert run.metrics["archives_removed"] == ["lakerec-bundle-old.tar", "lakerec-driver-old.jsa"]
+    assert (shipping / "lakerec-bundle-recent.tar").exists() and (jvm / "lakerec-driver-recent.jsa").exists()
     assert set(run.metrics["tables"]) >= {prompts, conf.require("tables.runs")}
     assert conf.require("source.users.table") not in run.metrics["tables"]   # the warehouse's own: untouched
 
