@@ -60,7 +60,8 @@ def maintain_tables(spark, conf: Conf) -> dict[str, dict]:
 
 def remove_old_archives(conf: Conf, now: float | None = None) -> list[str]:
     """Shipping archives and the JVM's class archives (lakerec/class_sharing.py: one per java and class
-    path, left behind by a JDK or Spark upgrade) not used for `maintain.archive_retention_days`."""
+    path, left behind by a JDK or Spark upgrade) not used for `maintain.archive_retention_days`, and
+    class archives a killed job left half-written."""
     days = float(conf.get("maintain.archive_retention_days"))
     cutoff = (now or time.time()) - days * 86400
     removed = []
@@ -73,4 +74,5 @@ def remove_old_archives(conf: Conf, now: float | None = None) -> list[str]:
                 path.unlink()
                 removed.append(path.name)
                 print(f"[maintain] removed {kind} {path.name} ({size / 1e6:.0f} MB), unused for {days:g}+ days")
-    return removed
+    jvm = Path(conf.cache_dir, "jvm")
+    return removed + (class_sharing.remove_stale(jvm) if jvm.is_dir() else [])

@@ -156,7 +156,7 @@ def check_metastore_free(conf: Conf) -> None:
         ours = holder == os.getppid() or f"PPid:\t{os.getpid()}\n" in _read(f"/proc/{holder}/status")
         if ours:                # this job's own JVM (a session already started in this process)
             return
-        if _orphaned(holder) and _exits_within(holder, ORPHAN_WAIT_S):
+        if _orphaned(holder) and _released_within(folder, ORPHAN_WAIT_S):
             return              # the JVM of a job that has ended, shutting down
     who = _describe_process(holder) if holder > 0 else "a process this machine does not name"
     raise ConfigError(f"the warehouse's embedded metastore {folder} is in use by {who}; the local default "
@@ -170,13 +170,17 @@ ORPHAN_WAIT_S = 30
 
 
 def _orphaned(pid: int) -> bool:
-    """Whether pid's parent has gone (it was handed to init, pid 1)."""
-    return "PPid:\t1\n" in _read(f"/proc/{pid}/status")
+    """Whether pid's parent has gone: it was handed to init (pid 1) or to a subreaper (systemd)."""
+    ppid = next((line.split()[1] for line in _read(f"/proc/{pid}/status").splitlines()
+                 if line.startswith("PPid:")), "")
+    return ppid == "1" or _read(f"/proc/{ppid}/comm").strip() == "systemd"
 
 
-def _exits_within(pid: int, seconds: float) -> bool:
+def _released_within(folder: Path, seconds: float) -> bool:
+    """Whether the lock is let go within `seconds` (a process that has exited holds no lock, even
+    while it waits to be reaped)."""
     deadline = time.monotonic() + seconds
-    while Path(f"/proc/{pid}").exists():
+    while metastore_holder(folder) is not None:
         if time.monotonic() > deadline:
             return False
         time.sleep(0.2)

@@ -27,7 +27,7 @@ LOG4J_CONFIG = Path(__file__).resolve().parent / "resources" / "log4j2.propertie
 JVM_EXIT_TIMEOUT_S = 60
 
 log = logging.getLogger(__name__)
-_archive_to_adopt: tuple[Path, Path] | None = None     # (temporary file, archive) this process's JVM writes at exit
+_pending_archive: class_sharing.Pending | None = None     # the class archive this process's JVM writes at exit
 
 
 def session_config(conf: Conf) -> dict[str, str]:
@@ -50,10 +50,9 @@ def session_config(conf: Conf) -> dict[str, str]:
     if conf.get("spark.hive_catalog"):
         # derby.log goes under the warehouse root instead of the current directory.
         java_options.append(f"-Dderby.system.home={root}")
+    settings["spark.driver.extraJavaOptions"] = " ".join(java_options)
     for key, value in (conf.get("spark.config") or {}).items():
         settings[key] = str(value).lower() if isinstance(value, bool) else str(value)
-    archive = class_sharing.archive_path(conf, settings.get("spark.driver.extraClassPath", ""))
-    settings.setdefault("spark.driver.extraJavaOptions", " ".join(java_options + class_sharing.use_options(archive)))
     return settings
 
 
@@ -71,7 +70,7 @@ def launched_by_spark_submit() -> bool:
 
 def build_session(conf: Conf):
     """Create (or return the running) SparkSession configured from conf."""
-    global _archive_to_adopt
+    global _pending_archive
     from pyspark import SparkContext
     from pyspark.sql import SparkSession
 
@@ -85,13 +84,9 @@ def build_session(conf: Conf):
         os.environ.setdefault("PYSPARK_DRIVER_PYTHON", python_interpreter(conf))
         builder = builder.master(conf.get("spark.master")).appName(conf.get("spark.app_name"))
     settings = session_config(conf)
-    launching = not submitted and SparkContext._active_spark_context is None
-    if launching:               # no class archive yet: this JVM writes one as it exits (lakerec/class_sharing.py)
-        archive = class_sharing.archive_path(conf, settings.get("spark.driver.extraClassPath", ""))
-        options, tmp = class_sharing.dump_options(archive)
-        if options:
-            settings["spark.driver.extraJavaOptions"] += " " + " ".join(options)
-            _archive_to_adopt = (tmp, archive)
+    if not submitted and SparkContext._active_spark_context is None:       # this process launches the JVM
+        options, _pending_archive = class_sharing.jvm_options(conf, settings.get("spark.driver.extraClassPath", ""))
+        settings["spark.driver.extraJavaOptions"] = " ".join([settings["spark.driver.extraJavaOptions"], *options])
     for key, value in settings.items():
         builder = builder.config(key, value)
     if conf.get("spark.hive_catalog"):
@@ -101,7 +96,7 @@ def build_session(conf: Conf):
     if conf.get("spark.hive_catalog") and conf.get("spark.metastore.url"):
         _require_metastore_schema(spark, conf)
     if not _class_loadable(spark, DELTA_CATALOG):
-        spark.stop()
+        stop_session(spark)
         how = ("this driver was started by spark-submit without LakeRec's settings: pass the ones "
                "`lakerec submit-args` prints (docs/airflow.md)") if submitted else (
                f"check spark.delta_jars_dir ({conf.get('spark.delta_jars_dir')}) or spark.delta_package")
@@ -114,11 +109,14 @@ def stop_session(spark) -> None:
     itself it exits a moment after Python does, still holding the embedded metastore, and the next
     job of a chain (`lakerec validate ... && lakerec textualize ...`, consecutive Airflow tasks) found
     it in use. Under spark-submit the JVM is the driver's parent and ends after it: nothing to wait for."""
-    global _archive_to_adopt
+    global _pending_archive
     from pyspark import SparkContext
 
     gateway = SparkContext._gateway
-    spark.stop()
+    try:
+        spark.stop()
+    except Exception as exc:            # a JVM already gone: what matters now is the job's own outcome
+        log.warning("stopping the Spark session: %s", str(exc).splitlines()[0] if str(exc) else type(exc).__name__)
     proc = getattr(gateway, "proc", None)
     if proc is None or launched_by_spark_submit():
         return
@@ -127,10 +125,12 @@ def stop_session(spark) -> None:
     try:
         proc.wait(JVM_EXIT_TIMEOUT_S)
     except subprocess.TimeoutExpired:
-        log.warning("the Spark JVM (pid %s) has not exited %ss after the job", proc.pid, JVM_EXIT_TIMEOUT_S)
-    if _archive_to_adopt:
-        class_sharing.adopt(*_archive_to_adopt, clean_exit=proc.returncode == 0)
-        _archive_to_adopt = None
+        log.warning("the Spark JVM (pid %s) has not exited %ss after the job: killed", proc.pid, JVM_EXIT_TIMEOUT_S)
+        proc.kill()
+        proc.wait()
+    if _pending_archive:
+        class_sharing.adopt(_pending_archive, clean_exit=proc.returncode == 0)
+        _pending_archive = None
     SparkContext._gateway = SparkContext._jvm = None      # a later session in this process starts its own
 
 
@@ -140,7 +140,7 @@ def _require_metastore_schema(spark, conf: Conf) -> None:
     except Exception as exc:
         if "Required table missing" not in str(exc) and "metastore database is not initialized" not in str(exc):
             raise
-        spark.stop()
+        stop_session(spark)
         raise ConfigError(f"the metastore database {conf.get('spark.metastore.url')} has no Hive schema yet: "
                           "run `lakerec metastore-init` once (docs/metastore.md)") from None
 

@@ -62,28 +62,38 @@ def test_submit_arguments_carry_the_session_settings_and_the_python(tmp_path):
 
 
 def test_an_orphaned_jvm_shutting_down_is_waited_for_and_a_live_holder_is_not(tmp_path, monkeypatch):
-    """A JVM whose driver has gone (a killed job) still holds the embedded metastore while it shuts
-    down: the next job waits for it to exit rather than failing; a holder that stays is reported."""
+    """A JVM whose driver has gone (a killed job) still holds the embedded metastore's lock while it
+    shuts down: the next job waits for the lock to go rather than failing; a holder that stays is
+    reported. The holders here are real: orphaned processes holding Derby's POSIX lock."""
     import os
     import subprocess
+    import sys
 
     import pytest
 
     from lakerec import metastore
     from lakerec.errors import ConfigError
     conf = load_conf(None, [f"warehouse_root={tmp_path}/wh"])
-    monkeypatch.setattr(metastore, "_orphaned", lambda pid: True)
-    monkeypatch.setattr(metastore, "ORPHAN_WAIT_S", 5)
-    def orphan(seconds):             # a process whose parent has exited, as a killed job's JVM
-        return int(subprocess.run(["sh", "-c", f"sleep {seconds} >/dev/null 2>&1 & echo $!"],
-                                  capture_output=True, text=True, check=True).stdout)
-    exiting = orphan(1)
-    monkeypatch.setattr(metastore, "metastore_holder", lambda folder: exiting)
-    metastore.check_metastore_free(conf)                  # returns once it has exited
-    assert not os.path.exists(f"/proc/{exiting}")
+    lock = metastore.embedded_metastore(conf) / "dbex.lck"
+    lock.parent.mkdir(parents=True)
 
-    staying = orphan(30)
-    monkeypatch.setattr(metastore, "metastore_holder", lambda folder: staying)
+    def orphan_holding_the_lock(seconds):
+        hold = (f"import fcntl, os, sys, time; fd = os.open({str(lock)!r}, os.O_RDWR | os.O_CREAT); "
+                f"fcntl.lockf(fd, fcntl.LOCK_EX); print('held', flush=True); time.sleep({seconds})")
+        # started by a shell that exits at once: its parent gone, as a killed job's JVM
+        out = subprocess.Popen(["sh", "-c", f"{sys.executable} -c \"{hold}\" & echo $!"], stdout=subprocess.PIPE, text=True)
+        pid = int(out.stdout.readline())
+        assert out.stdout.readline().strip() == "held"
+        return pid
+
+    monkeypatch.setattr(metastore, "_orphaned", lambda pid: True)   # whoever adopted it here (init, a subreaper)
+    monkeypatch.setattr(metastore, "ORPHAN_WAIT_S", 10)
+    exiting = orphan_holding_the_lock(1)
+    assert metastore.metastore_holder(lock.parent) == exiting
+    metastore.check_metastore_free(conf)                              # returns once the lock is let go
+    assert metastore.metastore_holder(lock.parent) is None
+
+    staying = orphan_holding_the_lock(30)
     monkeypatch.setattr(metastore, "ORPHAN_WAIT_S", 0.5)
     try:
         with pytest.raises(ConfigError, match=f"is in use by pid {staying}"):
@@ -94,33 +104,36 @@ def test_an_orphaned_jvm_shutting_down_is_waited_for_and_a_live_holder_is_not(tm
 
 def test_class_data_sharing_maps_an_archive_once_written_and_drops_a_half_written_one(tmp_path):
     """The first JVM writes the class archive under a name of its own; it becomes the machine's only
-    after a clean exit; later sessions map it; a temporary file of a process gone is removed."""
+    after a clean exit; later launches map it; a temporary file of a process gone is removed."""
     import os
 
+    import pytest
+
     from lakerec import class_sharing
+    if class_sharing._java() is None:
+        pytest.skip("no java on this machine")
     conf = load_conf(None, [f"warehouse_root={tmp_path}/wh", f"cache_dir={tmp_path}/cache"])
     archive = class_sharing.archive_path(conf)
     assert archive.parent == tmp_path / "cache" / "jvm"
     assert class_sharing.archive_path(conf, "/opt/postgresql.jar") != archive     # keyed by the class path
-    assert class_sharing.use_options(archive) == []
-    assert "spark.driver.extraJavaOptions" in session_config(conf)
-    assert "SharedArchiveFile" not in session_config(conf)["spark.driver.extraJavaOptions"]
 
     stale = archive.with_name(f"{archive.stem}.999999999.tmp")
     archive.parent.mkdir(parents=True)
     stale.write_bytes(b"half")
-    options, tmp = class_sharing.dump_options(archive)
-    assert options[0] == f"-XX:ArchiveClassesAtExit={tmp}" and tmp.name == f"{archive.stem}.{os.getpid()}.tmp"
-    assert not stale.exists()
+    options, pending = class_sharing.jvm_options(conf)
+    assert options[0] == f"-XX:ArchiveClassesAtExit={pending.tmp}" and pending.archive == archive
+    assert pending.tmp.name == f"{archive.stem}.{os.getpid()}.tmp" and not stale.exists()
+    assert not any("SharedArchiveFile" in o for o in options)     # never both: JDK 17 refuses to start
 
-    tmp.write_bytes(b"cut short")
-    class_sharing.adopt(tmp, archive, clean_exit=False)
-    assert not tmp.exists() and not archive.exists()
-    tmp.write_bytes(b"classes")
-    class_sharing.adopt(tmp, archive, clean_exit=True)
-    assert archive.read_bytes() == b"classes" and not tmp.exists()
-    assert class_sharing.dump_options(archive) == ([], None)
-    assert f"-XX:SharedArchiveFile={archive}" in session_config(conf)["spark.driver.extraJavaOptions"]
-    off = conf.with_overrides({"spark.class_data_sharing": False})
-    assert class_sharing.archive_path(off) is None
-    assert "SharedArchiveFile" not in session_config(off)["spark.driver.extraJavaOptions"]
+    pending.tmp.write_bytes(b"cut short")
+    class_sharing.adopt(pending, clean_exit=False)
+    assert not pending.tmp.exists() and not archive.exists()
+    pending.tmp.write_bytes(b"classes")
+    class_sharing.adopt(pending, clean_exit=True)
+    assert archive.read_bytes() == b"classes" and not pending.tmp.exists()
+    os.utime(archive, (0, 0))
+    options, pending = class_sharing.jvm_options(conf)
+    assert options[0] == f"-XX:SharedArchiveFile={archive}" and pending is None
+    assert archive.stat().st_mtime > 0                              # touched: in use, kept by `lakerec maintain`
+    assert "SharedArchiveFile" not in session_config(conf)["spark.driver.extraJavaOptions"]   # submit-args: never
+    assert class_sharing.jvm_options(conf.with_overrides({"spark.class_data_sharing": False})) == ([], None)
