@@ -65,8 +65,9 @@ def remove_old_archives(conf: Conf, now: float | None = None) -> list[str]:
     days = float(conf.get("maintain.archive_retention_days"))
     cutoff = (now or time.time()) - days * 86400
     removed = []
+    jvm = Path(conf.cache_dir, "jvm")
     kinds = {"shipping archive": Path(conf.cache_dir, "shipping").glob(SHIPPING_GLOB),
-             "JVM class archive": Path(conf.cache_dir, "jvm").glob(class_sharing.ARCHIVE_GLOB)}
+             "JVM class archive": jvm.glob(class_sharing.ARCHIVE_GLOB)}
     for kind, paths in kinds.items():
         for path in sorted(paths):
             if path.stat().st_mtime < cutoff:
@@ -74,5 +75,4 @@ def remove_old_archives(conf: Conf, now: float | None = None) -> list[str]:
                 path.unlink()
                 removed.append(path.name)
                 print(f"[maintain] removed {kind} {path.name} ({size / 1e6:.0f} MB), unused for {days:g}+ days")
-    jvm = Path(conf.cache_dir, "jvm")
     return removed + (class_sharing.remove_stale(jvm) if jvm.is_dir() else [])

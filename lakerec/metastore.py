@@ -127,6 +127,12 @@ def _posix_lock_owner(path: Path) -> int | None:
     return None
 
 
+def _parent(pid: int) -> int | None:
+    """The parent pid of a process, from /proc (None when it cannot be read)."""
+    line = next((line for line in _read(f"/proc/{pid}/status").splitlines() if line.startswith("PPid:")), "")
+    return int(line.split()[1]) if line.split()[1:] else None
+
+
 def _describe_process(pid: int) -> str:
     """`pid N (command)`, with the parent's command when N is a JVM (the job that started it)."""
     def cmdline(p):
@@ -134,15 +140,10 @@ def _describe_process(pid: int) -> str:
             return Path(f"/proc/{p}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace").strip()
         except OSError:
             return ""
-    def parent(p):
-        try:
-            return int(next(line.split()[1] for line in Path(f"/proc/{p}/status").read_text().splitlines()
-                            if line.startswith("PPid:")))
-        except (OSError, StopIteration, ValueError):
-            return None
     text = cmdline(pid)
-    if "java" in text.split(" ", 1)[0] and parent(pid):
-        text = f"the JVM of pid {parent(pid)}: {cmdline(parent(pid))}"
+    parent = _parent(pid)
+    if "java" in text.split(" ", 1)[0] and parent:
+        text = f"the JVM of pid {parent}: {cmdline(parent)}"
     return f"pid {pid} ({text[:200] or 'command unknown'})"
 
 
@@ -153,7 +154,7 @@ def check_metastore_free(conf: Conf) -> None:
     if holder is None:
         return
     if holder > 0:
-        ours = holder == os.getppid() or f"PPid:\t{os.getpid()}\n" in _read(f"/proc/{holder}/status")
+        ours = holder == os.getppid() or _parent(holder) == os.getpid()
         if ours:                # this job's own JVM (a session already started in this process)
             return
         if _orphaned(holder) and _released_within(folder, ORPHAN_WAIT_S):
@@ -171,9 +172,8 @@ ORPHAN_WAIT_S = 30
 
 def _orphaned(pid: int) -> bool:
     """Whether pid's parent has gone: it was handed to init (pid 1) or to a subreaper (systemd)."""
-    ppid = next((line.split()[1] for line in _read(f"/proc/{pid}/status").splitlines()
-                 if line.startswith("PPid:")), "")
-    return ppid == "1" or _read(f"/proc/{ppid}/comm").strip() == "systemd"
+    ppid = _parent(pid)
+    return ppid == 1 or (ppid is not None and _read(f"/proc/{ppid}/comm").strip() == "systemd")
 
 
 def _released_within(folder: Path, seconds: float) -> bool:

@@ -266,6 +266,7 @@ def test_a_second_process_on_the_embedded_metastore_stops_with_one_line(spark, b
     import sys
     from lakerec.spark import build_session
     assert build_session(base_conf) is spark            # this process's own session: no complaint
+    spark.catalog.databaseExists("default")             # Derby boots on first use: run alone, nothing had used it
     proc = subprocess.run([sys.executable, "-m", "jobs.cli", "validate", "--run-date", str(RUN_DATE),
                            "--set", f"warehouse_root={base_conf.warehouse_root}"], capture_output=True, text=True)
     assert proc.returncode == 2
